@@ -1,0 +1,3 @@
+from kube_oidc_proxy.cli import main
+
+raise SystemExit(main())

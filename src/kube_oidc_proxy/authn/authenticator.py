@@ -1,0 +1,50 @@
+"""The request-level token decision: cache, route by issuer, verify.
+
+``lookup`` is the synchronous fast path (a verified token seen before); ``authenticate`` does the rest.
+A token that is not a JWT, or names an issuer we do not trust, is ``NotMine``: with token passthrough it
+may still be a credential the API server knows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from kube_oidc_proxy.authn.cache import TokenCache, token_key
+from kube_oidc_proxy.authn.claims import issuer_of
+from kube_oidc_proxy.authn.model import Authenticated, AuthResult, NotMine
+from kube_oidc_proxy.authn.oidc import JWTAuthenticator
+from kube_oidc_proxy.authn.token import MalformedToken, parse_compact
+
+
+class TokenAuthenticator:
+    def __init__(
+        self,
+        authenticators: Iterable[JWTAuthenticator],
+        cache: TokenCache,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._by_issuer = {a.spec.issuer_url: a for a in authenticators}
+        self.cache = cache
+        self._clock = clock
+
+    @property
+    def authenticators(self) -> list[JWTAuthenticator]:
+        return list(self._by_issuer.values())
+
+    def lookup(self, token: bytes) -> Authenticated | None:
+        return self.cache.get(token_key(token), self._clock())
+
+    async def authenticate(self, token: bytes) -> AuthResult:
+        try:
+            parsed = parse_compact(token)
+        except MalformedToken as exc:
+            return NotMine(f"bearer token is not a JWT: {exc}")
+        issuer = issuer_of(parsed.claims)
+        authenticator = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
+        if authenticator is None:
+            return NotMine("token issuer is not a trusted issuer")
+        result = await authenticator.verify(parsed)
+        if isinstance(result, Authenticated):
+            self.cache.put(token_key(token), result, self._clock())
+        return result

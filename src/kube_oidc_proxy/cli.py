@@ -1,0 +1,371 @@
+"""Command line: the Go kube-oidc-proxy's flags, names and defaults, parsed the way pflag parses them.
+
+- ``--flag=value`` and ``--flag value``; booleans as ``--flag`` or ``--flag=true|false``.
+- String slices (``--oidc-signing-algs``) split on commas and accumulate when repeated.
+- ``--oidc-required-claim`` and ``--tls-sni-cert-key`` repeat; ``--extra-user-headers`` is ``k=v,k2=v2``
+  and repeated keys accumulate.
+- Flags of the Go proxy that change nothing here (klog's, ``--cert-dir``, HTTP/2 tuning) are accepted
+  with a warning, so an existing Deployment's arguments keep working.
+
+Exit codes: 0 done, 1 runtime failure, 2 bad usage. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, Final, NoReturn
+
+from kube_oidc_proxy import __version__
+from kube_oidc_proxy.config import ClientConfig, Config, OIDCConfig, ProxyConfig, ServingConfig, SNICertKey
+from kube_oidc_proxy.durations import parse_duration
+from kube_oidc_proxy.errors import ConfigError, StartupError
+
+PROG: Final = "kube-oidc-proxy"
+
+# Connection flags that, like the Go proxy, switch from the in-cluster config to kubeconfig rules.
+_CONNECTION_FLAGS: Final = (
+    "kubeconfig", "server", "certificate_authority", "client_certificate", "client_key", "token",
+    "context", "cluster", "user", "tls_server_name", "insecure_skip_tls_verify",
+)  # fmt: skip
+
+# Go proxy flags accepted for compatibility that have no effect here (with why, for the warning).
+_IGNORED_VALUE_FLAGS: Final = {
+    "--cert-dir": "no self-signed certificate is generated; give --tls-cert-file",
+    "--http2-max-streams-per-connection": "the proxy serves HTTP/1.1",
+    "--namespace": "the proxy does not use a default namespace",
+    "--vmodule": "use -v",
+    "--log-flush-frequency": "logs are written as they happen",
+    "--log-dir": "logs go to stdout/stderr",
+    "--log-file": "logs go to stdout/stderr",
+    "--log-file-max-size": "logs go to stdout/stderr",
+    "--stderrthreshold": "logs go to stdout/stderr",
+    "--log-backtrace-at": "not applicable",
+}
+_IGNORED_BOOL_FLAGS: Final = {
+    "--disable-http2-serving": "the proxy serves HTTP/1.1 only",
+    "--permit-port-sharing": "--workers shares the port already",
+    "--permit-address-sharing": "not needed",
+    "--disable-compression": "bodies are passed through unchanged",
+    "--logtostderr": "logs go to stdout/stderr",
+    "--alsologtostderr": "logs go to stdout/stderr",
+    "--skip-headers": "not applicable",
+    "--skip-log-headers": "not applicable",
+    "--add-dir-header": "not applicable",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+
+
+class _SliceAction(argparse.Action):
+    """pflag StringSlice: comma-separated, accumulating across repeats."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, opt: Any = None) -> None:
+        current = list(getattr(ns, self.dest) or [])
+        if not getattr(ns, f"_{self.dest}_set", False):
+            current = []  # the first use replaces the default
+            setattr(ns, f"_{self.dest}_set", True)
+        current += [v.strip() for v in str(values).split(",") if v.strip()]
+        setattr(ns, self.dest, current)
+
+
+class _KeyValueAction(argparse.Action):
+    """Repeatable ``key=value`` (pflag MapStringStringNoSplit): the value may contain commas."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, opt: Any = None) -> None:
+        key, sep, value = str(values).partition("=")
+        if not sep:
+            parser.error(f"{opt}: expected key=value, got {values!r}")
+        current = list(getattr(ns, self.dest) or [])
+        current.append((key.strip(), value))
+        setattr(ns, self.dest, current)
+
+
+class _KeyValueListAction(argparse.Action):
+    """``k=v,k2=v2`` pairs, repeats accumulate (the Go proxy's stringToStringSlice)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, opt: Any = None) -> None:
+        current = list(getattr(ns, self.dest) or [])
+        for pair in str(values).split(","):
+            if not pair.strip():
+                continue
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                parser.error(f"{opt}: {pair!r} must be formatted as key=value")
+            current.append((key.strip(), value.strip()))
+        setattr(ns, self.dest, current)
+
+
+class _IgnoredAction(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, opt: Any = None) -> None:
+        why = {**_IGNORED_VALUE_FLAGS, **_IGNORED_BOOL_FLAGS}.get(str(opt), "")
+        ns.ignored_flags = [*getattr(ns, "ignored_flags", []), f"{opt} has no effect: {why}"]
+
+
+def _flag_bool(group: Any, *names: str, help: str) -> None:
+    group.add_argument(*names, nargs="?", const=True, default=False, type=_bool, metavar="true|false", help=help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="OIDC authenticating, impersonating reverse proxy for kube-apiserver.",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    app = p.add_argument_group("Kube-OIDC-Proxy")
+    app.add_argument(
+        "-P",
+        "--readiness-probe-port",
+        type=_port,
+        default=8080,
+        help="Port of the plain-HTTP /ready and /healthz endpoints, 0 to disable (default 8080).",
+    )
+    app.add_argument(
+        "--flush-interval",
+        type=_duration,
+        default=0.05,
+        help="Accepted for compatibility: every chunk is flushed to the client at once.",
+    )
+    _flag_bool(app, "--extra-user-header-client-ip", help="Add the client's IP as the user extra 'remote-client-ip'.")
+    app.add_argument(
+        "--extra-user-headers",
+        action=_KeyValueListAction,
+        default=[],
+        metavar="k=v,k2=v2",
+        help="Static user extras added to every request; repeated keys accumulate.",
+    )
+    app.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Worker processes sharing the port (SO_REUSEPORT), for multi-core (default 1).",
+    )
+    app.add_argument(
+        "--shutdown-grace-period",
+        type=_duration,
+        default=20.0,
+        help="After SIGTERM, how long in-flight requests and exec/port-forward streams may "
+        "continue before they are cut (default 20s).",
+    )
+
+    oidc = p.add_argument_group("OIDC")
+    oidc.add_argument("--oidc-issuer-url", default="", help="Issuer URL (https); tokens' iss must equal it.")
+    oidc.add_argument("--oidc-client-id", default="", help="Client id that tokens' aud must contain.")
+    oidc.add_argument("--oidc-ca-file", default="", help="CA bundle for the issuer's TLS (default: system roots).")
+    oidc.add_argument("--oidc-username-claim", default="sub", help="Claim used as the username (default sub).")
+    oidc.add_argument("--oidc-username-prefix", default="", help="Prefix for usernames; '' or '-' for none.")
+    oidc.add_argument("--oidc-groups-claim", default="", help="Claim holding the user's groups.")
+    oidc.add_argument("--oidc-groups-prefix", default="", help="Prefix for every group; '' or '-' for none.")
+    oidc.add_argument(
+        "--oidc-signing-algs",
+        action=_SliceAction,
+        default=["RS256"],
+        metavar="ALGS",
+        help="Accepted signing algorithms, comma-separated (default RS256).",
+    )
+    oidc.add_argument(
+        "--oidc-required-claim",
+        action=_KeyValueAction,
+        default=[],
+        metavar="key=value",
+        help="A claim that must be present with this value; repeatable.",
+    )
+    _flag_bool(
+        oidc,
+        "--oidc-allow-system-identities",
+        help="Accept usernames and groups starting with 'system:' from tokens (refused by default).",
+    )
+
+    serving = p.add_argument_group("Secure Serving")
+    serving.add_argument("--bind-address", default="0.0.0.0", help="Address to serve on (default 0.0.0.0).")  # noqa: S104
+    serving.add_argument("--secure-port", type=_port, default=6443, help="HTTPS port (default 6443).")
+    serving.add_argument("--tls-cert-file", default="", help="Serving certificate (PEM, chain allowed).")
+    serving.add_argument("--tls-private-key-file", default="", help="Serving private key (PEM).")
+    serving.add_argument(
+        "--tls-sni-cert-key",
+        action="append",
+        default=[],
+        metavar="cert,key[:domains]",
+        help="Extra certificate for SNI, optionally for the listed domains; repeatable.",
+    )
+    serving.add_argument(
+        "--tls-min-version", default="VersionTLS12", help="Minimum TLS version: VersionTLS12 (default) or VersionTLS13."
+    )
+    serving.add_argument(
+        "--tls-cipher-suites",
+        action=_SliceAction,
+        default=[],
+        metavar="SUITES",
+        help="TLS 1.2 cipher suites by Go name, comma-separated (default: OpenSSL's).",
+    )
+
+    client = p.add_argument_group("Client (the proxy's own connection to kube-apiserver)")
+    client.add_argument("--kubeconfig", default="", help="Kubeconfig file (default: in-cluster config).")
+    client.add_argument("-s", "--server", default="", help="kube-apiserver URL.")
+    client.add_argument("--certificate-authority", default="", help="CA file for kube-apiserver.")
+    client.add_argument("--client-certificate", default="", help="Client certificate file.")
+    client.add_argument("--client-key", default="", help="Client key file.")
+    client.add_argument("--token", default="", help="Bearer token for kube-apiserver.")
+    client.add_argument("--context", default="", help="Kubeconfig context.")
+    client.add_argument("--cluster", default="", help="Kubeconfig cluster.")
+    client.add_argument("--user", default="", help="Kubeconfig user.")
+    client.add_argument("--tls-server-name", default="", help="Server name for kube-apiserver's certificate.")
+    _flag_bool(client, "--insecure-skip-tls-verify", help="Do not verify kube-apiserver's certificate (unsafe).")
+    client.add_argument(
+        "--request-timeout",
+        type=_duration,
+        default=0.0,
+        help="Time to wait for kube-apiserver's response headers; 0 (default) waits forever.",
+    )
+
+    misc = p.add_argument_group("Misc")
+    misc.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="Log verbosity (0-10).")
+    misc.add_argument("--version", action="store_true", help="Print version information and exit.")
+
+    compat = p.add_argument_group("Accepted for compatibility with the Go proxy (no effect)")
+    for flag in _IGNORED_VALUE_FLAGS:
+        names = ("-n", flag) if flag == "--namespace" else (flag,)
+        compat.add_argument(*names, action=_IgnoredAction, dest="ignored", help=argparse.SUPPRESS)
+    for flag in _IGNORED_BOOL_FLAGS:
+        compat.add_argument(flag, action=_IgnoredAction, dest="ignored", nargs="?", help=argparse.SUPPRESS)
+    return p
+
+
+def _sni(value: str) -> SNICertKey:
+    files, _, domains = value.partition(":")
+    cert, sep, key = files.partition(",")
+    if not sep or not cert or not key:
+        raise ConfigError(f"--tls-sni-cert-key: expected cert,key[:domain,...], got {value!r}")
+    return SNICertKey(cert, key, tuple(d.strip() for d in domains.split(",") if d.strip()))
+
+
+def _extras(pairs: list[tuple[str, str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    merged: dict[str, list[str]] = {}
+    for key, value in pairs:
+        merged.setdefault(key, []).append(value)
+    return tuple((k, tuple(v)) for k, v in merged.items())
+
+
+def config_from_args(ns: argparse.Namespace) -> Config:
+    explicit = any(bool(getattr(ns, name)) for name in _CONNECTION_FLAGS)
+    return Config(
+        oidc=OIDCConfig(
+            issuer_url=ns.oidc_issuer_url,
+            client_id=ns.oidc_client_id,
+            ca_file=ns.oidc_ca_file,
+            username_claim=ns.oidc_username_claim,
+            username_prefix=ns.oidc_username_prefix,
+            groups_claim=ns.oidc_groups_claim,
+            groups_prefix=ns.oidc_groups_prefix,
+            signing_algs=tuple(ns.oidc_signing_algs),
+            required_claims=tuple(ns.oidc_required_claim),
+            allow_system_identities=ns.oidc_allow_system_identities,
+        ),
+        serving=ServingConfig(
+            bind_address=ns.bind_address,
+            secure_port=ns.secure_port,
+            tls_cert_file=ns.tls_cert_file,
+            tls_private_key_file=ns.tls_private_key_file,
+            sni_cert_keys=tuple(_sni(v) for v in ns.tls_sni_cert_key),
+            tls_min_version=ns.tls_min_version,
+            tls_cipher_suites=tuple(ns.tls_cipher_suites),
+        ),
+        proxy=ProxyConfig(
+            readiness_probe_port=ns.readiness_probe_port,
+            flush_interval=ns.flush_interval,
+            extra_user_header_client_ip=ns.extra_user_header_client_ip,
+            extra_user_headers=_extras(ns.extra_user_headers),
+            workers=ns.workers,
+            shutdown_grace=ns.shutdown_grace_period,
+        ),
+        client=ClientConfig(
+            kubeconfig=ns.kubeconfig,
+            server=ns.server,
+            certificate_authority=ns.certificate_authority,
+            client_certificate=ns.client_certificate,
+            client_key=ns.client_key,
+            token=ns.token,
+            context=ns.context,
+            cluster=ns.cluster,
+            user=ns.user,
+            tls_server_name=ns.tls_server_name,
+            insecure_skip_tls_verify=ns.insecure_skip_tls_verify,
+            request_timeout=ns.request_timeout,
+            explicit=explicit,
+        ),
+        verbosity=ns.verbosity,
+    )
+
+
+def version_text() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - only for --version
+
+    libs = []
+    for lib in ("httptools", "uvloop", "joserfc", "cryptography", "PyYAML"):
+        try:
+            libs.append(f"{lib} {version(lib)}")
+        except PackageNotFoundError:
+            libs.append(f"{lib} (not installed)")
+    return f"{PROG} {__version__} (Python {sys.version.split()[0]}; {', '.join(libs)})"
+
+
+def parse(argv: Sequence[str]) -> tuple[Config, list[str]] | None:
+    """Parse and validate; None when --version was handled. Raises ConfigError for invalid settings."""
+    ns = build_parser().parse_args(argv)
+    if ns.version:
+        print(version_text())
+        return None
+    config = config_from_args(ns)
+    errors = config.validate()
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return config, list(getattr(ns, "ignored_flags", []))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parsed = parse(sys.argv[1:] if argv is None else argv)
+        if parsed is None:
+            return 0
+        config, warnings = parsed
+        for warning in warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        from kube_oidc_proxy.server.app import run  # noqa: PLC0415 - keeps --help and errors fast
+
+        return run(config)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

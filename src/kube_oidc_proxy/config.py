@@ -1,0 +1,169 @@
+"""Typed settings, one frozen dataclass per flag group, each with ``validate() -> list[str]``.
+
+Validation does no IO and never exits: ``Config.validate`` collects every problem (and the rules that span
+groups) so the user sees them all at once. Files are read later, when the app starts (``app.load``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+from kube_oidc_proxy.authn.model import SUPPORTED_SIGNING_ALGS, ClaimMapping, JWTAuthenticatorSpec
+from kube_oidc_proxy.tlsnames import TLS_VERSIONS, unknown_cipher_suites
+
+MAX_WORKERS: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class OIDCConfig:
+    issuer_url: str = ""
+    client_id: str = ""
+    ca_file: str = ""
+    username_claim: str = "sub"
+    username_prefix: str = ""
+    groups_claim: str = ""
+    groups_prefix: str = ""
+    signing_algs: tuple[str, ...] = ("RS256",)
+    required_claims: tuple[tuple[str, str], ...] = ()
+    allow_system_identities: bool = False
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if not self.issuer_url:
+            errors.append("--oidc-issuer-url is required")
+        else:
+            url = urlsplit(self.issuer_url)
+            if url.scheme != "https" or not url.hostname:
+                errors.append(f"--oidc-issuer-url must be an https URL, got {self.issuer_url!r}")
+            elif url.username or url.password or url.query or url.fragment:
+                errors.append("--oidc-issuer-url must not contain user info, a query or a fragment")
+        if not self.client_id:
+            errors.append("--oidc-client-id is required")
+        if not self.username_claim:
+            errors.append("--oidc-username-claim must not be empty")
+        if not self.signing_algs:
+            errors.append("--oidc-signing-algs must name at least one algorithm")
+        for alg in self.signing_algs:
+            if alg not in SUPPORTED_SIGNING_ALGS:
+                errors.append(
+                    f"--oidc-signing-algs: {alg!r} is not supported "
+                    f"(supported: {', '.join(sorted(SUPPORTED_SIGNING_ALGS))})"
+                )
+        for key, _ in self.required_claims:
+            if not key:
+                errors.append("--oidc-required-claim needs key=value with a non-empty key")
+        return errors
+
+    def to_spec(self, ca_pem: bytes | None) -> JWTAuthenticatorSpec:
+        """The internal authenticator model, as kube-apiserver translates its legacy flags."""
+        return JWTAuthenticatorSpec(
+            issuer_url=self.issuer_url,
+            audiences=(self.client_id,),
+            username=ClaimMapping(self.username_claim, self.username_prefix),
+            groups=ClaimMapping(self.groups_claim, self.groups_prefix) if self.groups_claim else None,
+            required_claims=self.required_claims,
+            signing_algs=frozenset(self.signing_algs),
+            ca_pem=ca_pem,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SNICertKey:
+    cert_file: str
+    key_file: str
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServingConfig:
+    bind_address: str = "0.0.0.0"  # noqa: S104 - the Go proxy's default: it serves the cluster's users
+    secure_port: int = 6443
+    tls_cert_file: str = ""
+    tls_private_key_file: str = ""
+    sni_cert_keys: tuple[SNICertKey, ...] = ()
+    tls_min_version: str = "VersionTLS12"
+    tls_cipher_suites: tuple[str, ...] = ()
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if not 1 <= self.secure_port <= 65535:
+            errors.append(f"--secure-port must be between 1 and 65535, got {self.secure_port}")
+        if not self.tls_cert_file or not self.tls_private_key_file:
+            errors.append("--tls-cert-file and --tls-private-key-file are required (the proxy only serves HTTPS)")
+        if self.tls_min_version not in TLS_VERSIONS:
+            errors.append(f"--tls-min-version: {self.tls_min_version!r} is not one of {', '.join(TLS_VERSIONS)}")
+        for name in unknown_cipher_suites(self.tls_cipher_suites):
+            errors.append(f"--tls-cipher-suites: unknown or unsupported cipher suite {name!r}")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    readiness_probe_port: int = 8080
+    flush_interval: float = 0.05  # accepted for compatibility; every chunk is flushed at once
+    extra_user_header_client_ip: bool = False
+    extra_user_headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    workers: int = 1
+    shutdown_grace: float = 20.0  # in-flight requests and streams get this long after SIGTERM
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if self.shutdown_grace < 0:
+            errors.append("--shutdown-grace-period must not be negative")
+        if not 0 <= self.readiness_probe_port <= 65535:
+            errors.append(f"--readiness-probe-port must be between 0 and 65535, got {self.readiness_probe_port}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            errors.append(f"--workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
+        for key, _ in self.extra_user_headers:
+            if not key:
+                errors.append("--extra-user-headers needs key=value pairs with non-empty keys")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Where kube-apiserver is and how the proxy authenticates to it (kubectl's flags)."""
+
+    kubeconfig: str = ""
+    server: str = ""
+    certificate_authority: str = ""
+    client_certificate: str = ""
+    client_key: str = ""
+    token: str = ""
+    context: str = ""
+    cluster: str = ""
+    user: str = ""
+    tls_server_name: str = ""
+    insecure_skip_tls_verify: bool = False
+    request_timeout: float = 0.0  # 0: no timeout
+    # Any connection flag given: use kubeconfig loading rules instead of the in-cluster config.
+    explicit: bool = False
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if self.server:
+            url = urlsplit(self.server)
+            if url.scheme not in ("https", "http") or not url.hostname:
+                errors.append(f"--server must be an https URL, got {self.server!r}")
+        if bool(self.client_certificate) != bool(self.client_key):
+            errors.append("--client-certificate and --client-key must be given together")
+        if self.request_timeout < 0:
+            errors.append("--request-timeout must not be negative")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    oidc: OIDCConfig = field(default_factory=OIDCConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    verbosity: int = 0
+
+    def validate(self) -> list[str]:
+        errors = self.oidc.validate() + self.serving.validate() + self.proxy.validate() + self.client.validate()
+        if self.proxy.readiness_probe_port == self.serving.secure_port:
+            errors.append(f"--secure-port and --readiness-probe-port must differ (both are {self.serving.secure_port})")
+        return errors

@@ -1,0 +1,165 @@
+"""Request reader: client bytes in, ``RequestEvent``s out, over llhttp (httptools).
+
+Contract: ``feed(data)`` returns the events that ``data`` completed, in order; it raises
+``ClientProtocolError`` (or a subclass) on anything we refuse, after which the reader is unusable and the
+connection must be closed. After an ``Upgraded`` event the reader parses nothing more: the remaining bytes
+belong to the tunnel and are carried in the event's ``tail``.
+
+llhttp already rejects request smuggling material: Content-Length together with Transfer-Encoding,
+duplicate Content-Length, obs-fold, bare CR or LF, NUL and other control bytes in values, a final
+Transfer-Encoding other than chunked (RFC 9112 §6.3). We add what it does not check: size limits (it has
+none), a Host header (RFC 9112 §3.2), origin-form targets, no CONNECT, no body on an upgrade handshake.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import httptools
+
+from kube_oidc_proxy.errors import ClientProtocolError, HeadersTooLarge, MethodNotAllowed
+from kube_oidc_proxy.http1.events import (
+    MESSAGE_END,
+    Body,
+    Framing,
+    RequestEvent,
+    RequestHead,
+    Upgraded,
+)
+from kube_oidc_proxy.http1.headers import Headers
+
+# kube-apiserver accepts 1 MiB of headers (Go's DefaultMaxHeaderBytes). Id tokens with hundreds of groups
+# reach 64 KiB; 256 KiB leaves room for that and more while keeping what one slow client can pin small,
+# and whatever we accept still fits under the API server's own limit after we add our headers.
+DEFAULT_MAX_HEAD_BYTES: Final = 256 * 1024
+# Real clients send 10-20 headers; this only stops a flood of tiny ones.
+DEFAULT_MAX_HEADERS: Final = 256
+
+_IDLE, _HEAD, _BODY, _UPGRADED = range(4)
+
+
+class RequestReader:
+    """One per client connection; handles keep-alive and pipelined requests in sequence."""
+
+    def __init__(self, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES, max_headers: int = DEFAULT_MAX_HEADERS) -> None:
+        self._max_head_bytes = max_head_bytes
+        self._max_headers = max_headers
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[RequestEvent] = []
+        self._state = _IDLE
+        self._url = b""
+        self._headers: Headers = []
+        self._head_bytes = 0  # bytes of completed head pieces of the current message
+        self._unparsed_head = 0  # upper bound of bytes llhttp holds for an unfinished piece
+
+    @property
+    def in_head(self) -> bool:
+        """True while a request head has begun but is not complete (for the header-read timeout)."""
+        return self._state == _HEAD
+
+    def feed(self, data: bytes) -> list[RequestEvent]:
+        if self._state == _UPGRADED:
+            raise RuntimeError("reader fed after an upgrade")
+        events = self._events = []
+        pieces_before = self._head_bytes
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._state = _UPGRADED
+            events.append(Upgraded(data[exc.args[0] :]))
+            return events
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ClientProtocolError):
+                raise cause from None
+            raise  # a bug in a callback, not the client's fault
+        except httptools.HttpParserError as exc:
+            raise ClientProtocolError(f"malformed HTTP request: {exc}") from None
+        if self._state == _HEAD:
+            # llhttp buffers a header name or value until it is complete, without limit: bound it.
+            if self._head_bytes != pieces_before:
+                self._unparsed_head = len(data)
+            else:
+                self._unparsed_head += len(data)
+            if self._head_bytes + self._unparsed_head > 2 * self._max_head_bytes:
+                raise HeadersTooLarge("request header fields too large")
+        return events
+
+    # llhttp callbacks (synchronous, short) ---------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._state = _HEAD
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self._unparsed_head = 0
+
+    def on_url(self, fragment: bytes) -> None:
+        self._url += fragment
+        self._count(len(fragment))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+        if len(self._headers) > self._max_headers:
+            raise HeadersTooLarge(f"more than {self._max_headers} request header fields")
+        self._count(len(name) + len(value) + 4)
+
+    def _count(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > self._max_head_bytes:
+            raise HeadersTooLarge("request header fields too large")
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        method: bytes = parser.get_method()
+        version: str = parser.get_http_version()
+        headers = self._headers
+        target = self._url
+        if method == b"CONNECT":
+            raise MethodNotAllowed("CONNECT is not supported by this proxy")
+        if not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
+            raise ClientProtocolError("request target must be an absolute path (origin-form)")
+
+        host_count = 0
+        content_length: int | None = None
+        chunked = False
+        expect_continue = False
+        for name, value in headers:
+            if name == b"host":
+                host_count += 1
+            elif name == b"content-length":
+                content_length = int(value)  # llhttp checked: digits only, not repeated
+            elif name == b"transfer-encoding":
+                chunked = True  # llhttp accepts only a final "chunked"
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expect_continue = True
+        if host_count > 1 or (host_count == 0 and version == "1.1"):
+            raise ClientProtocolError("an HTTP/1.1 request needs exactly one Host header")
+
+        framing: Framing = "chunked" if chunked else ("length" if content_length else "none")
+        upgrade = bool(parser.should_upgrade())
+        if upgrade and framing != "none":
+            raise ClientProtocolError("an upgrade request must not have a body")
+        head_size = self._head_bytes + len(method) + 14  # request line and final CRLF
+        self._state = _BODY
+        self._events.append(
+            RequestHead(
+                method=method,
+                target=target,
+                http_version=version,
+                headers=headers,
+                keep_alive=bool(parser.should_keep_alive()),
+                upgrade=upgrade,
+                framing=framing,
+                content_length=content_length,
+                expect_continue=expect_continue and framing != "none",
+                head_size=head_size,
+            )
+        )
+
+    def on_body(self, data: bytes) -> None:
+        self._events.append(Body(data))
+
+    def on_message_complete(self) -> None:
+        self._state = _IDLE
+        self._events.append(MESSAGE_END)

@@ -1,0 +1,1 @@
+"""What the proxy tells operators: SIEM access lines (metrics and audit come later)."""

@@ -1,0 +1,120 @@
+"""SIEM access lines, in the exact format of the Tremolo kube-oidc-proxy (and the seed post):
+
+    [2021-11-25T01:05:17+0000] AuSuccess src:[10.42.0.5 / 10.4.1.3] URI:/api/v1/x inbound:[a / g|system:authenticated /]
+    [2021-11-25T01:05:24+0000] AuFail src:[10.42.0.5 / 10.42.1.3] URI:/api/v1/nodes
+
+``src`` is the TCP peer, then the X-Forwarded-For chain without the peer itself. ``inbound`` is
+user / groups joined by ``|`` / extras as ``key=v1|v2 `` (each followed by a space). An ``outbound``
+section is added when ``--as`` impersonation is used.
+
+Lines go to a queue that a writer thread drains to stdout, so a slow log pipe never blocks the event loop.
+Control characters from the request (a URI can hold percent-escapes only, but a username is arbitrary)
+are escaped so one request is always one line.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import IO, Final
+
+from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
+
+_UNSAFE: Final = re.compile(r"[\x00-\x1f\x7f]")
+_STOP: Final = object()
+
+
+def _clean(text: str) -> str:
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def forwarded_chain(xff_values: Iterable[bytes], peer_ip: str) -> str:
+    """X-Forwarded-For entries, in order, without the peer's own address (the Go proxy's rule)."""
+    entries = []
+    for value in xff_values:
+        for item in value.decode("latin-1").split(","):
+            item = item.strip()
+            if item and item != peer_ip:
+                entries.append(item)
+    return ", ".join(entries)
+
+
+def _identity(user: UserInfo) -> str:
+    groups = list(user.groups)
+    if SYSTEM_AUTHENTICATED not in groups:
+        groups.append(SYSTEM_AUTHENTICATED)
+    return f"{user.username} / {'|'.join(groups)} / {_extras(user.extra)}"
+
+
+def _extras(extra: Mapping[str, Iterable[str]]) -> str:
+    return "".join(f"{k}={'|'.join(vs)} " for k, vs in extra.items())
+
+
+class AccessLog:
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._stamp_second = -1
+        self._stamp = ""
+        self._thread = threading.Thread(target=self._drain, name="access-log", daemon=True)
+        self._thread.start()
+
+    def _timestamp(self) -> str:
+        now = int(time.time())
+        if now != self._stamp_second:
+            self._stamp_second = now
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
+        return self._stamp
+
+    def success(
+        self, peer_ip: str, xff: Iterable[bytes], uri: bytes, user: UserInfo, outbound: UserInfo | None = None
+    ) -> None:
+        line = (
+            f"[{self._timestamp()}] AuSuccess src:[{peer_ip} / {forwarded_chain(xff, peer_ip)}] "
+            f"URI:{uri.decode('latin-1')} inbound:[{_identity(user)}]"
+        )
+        if outbound is not None:
+            groups = "|".join(outbound.groups)
+            line += f" outbound:[{outbound.username} / {groups} / {outbound.uid} / {_extras(outbound.extra)}]"
+        self._queue.put(_clean(line))
+
+    def failure(self, peer_ip: str, xff: Iterable[bytes], uri: bytes) -> None:
+        self._queue.put(
+            _clean(
+                f"[{self._timestamp()}] AuFail src:[{peer_ip} / {forwarded_chain(xff, peer_ip)}] "
+                f"URI:{uri.decode('latin-1')}"
+            )
+        )
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            lines: list[str] = []
+            while True:
+                if item is _STOP:
+                    self._write(lines)
+                    return
+                lines.append(str(item))
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._write(lines)
+
+    def _write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        try:
+            self._stream.write("\n".join(lines) + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # stdout went away (pipe closed); the proxy keeps serving
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write everything queued, then stop the writer."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)

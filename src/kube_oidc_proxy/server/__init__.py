@@ -1,0 +1,1 @@
+"""The IO shell: listeners, connections, the upstream pool, tunnels, probes, process lifecycle."""

@@ -1,0 +1,260 @@
+"""Process lifecycle: build everything from ``Config``, serve until a signal, stop gracefully.
+
+``load`` does the reading and checking that can fail (files, certificates, kubeconfig) and raises
+``StartupError`` with one clear sentence; ``serve`` runs the event loop. With ``--workers N`` the parent
+checks the configuration once, forks N workers that each load and serve on the same port
+(SO_REUSEPORT: the kernel spreads connections), forwards signals to them and restarts one that dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import logging.handlers
+import os
+import queue
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
+from kube_oidc_proxy.authn.cache import TokenCache
+from kube_oidc_proxy.authn.jwks import KeySource
+from kube_oidc_proxy.authn.oidc import JWTAuthenticator
+from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.errors import StartupError
+from kube_oidc_proxy.gate import Gate
+from kube_oidc_proxy.impersonation import Rewriter
+from kube_oidc_proxy.kube.credentials import BearerToken
+from kube_oidc_proxy.kube.target import UpstreamTarget, load_target
+from kube_oidc_proxy.observe.accesslog import AccessLog
+from kube_oidc_proxy.server.probe import Readiness, start_probe_server
+from kube_oidc_proxy.server.proxy import ProxyServer
+from kube_oidc_proxy.server.tls import ServingTLS, client_context
+from kube_oidc_proxy.server.upstream import UpstreamPool
+
+log = logging.getLogger("kop.app")
+
+TLS_RELOAD_POLL_SECONDS: Final = 2.0
+WORKER_RESTART_DELAY_SECONDS: Final = 1.0
+
+
+def setup_logging(verbosity: int) -> logging.handlers.QueueListener:
+    """Diagnostics to stderr through a queue, so a slow stderr never blocks the event loop."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log_queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(log_queue, handler)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("kop").setLevel(logging.DEBUG if verbosity >= 4 else logging.INFO)
+    listener.start()
+    return listener
+
+
+@dataclass
+class App:
+    config: Config
+    tls: ServingTLS
+    target: UpstreamTarget
+    proxy: ProxyServer
+    key_sources: list[KeySource]
+    access_log: AccessLog
+
+
+def _read_oidc_ca(path: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise StartupError(f"cannot read --oidc-ca-file {path!r}: {exc.strerror}") from None
+
+
+def load(config: Config, access_log: AccessLog | None = None) -> App:
+    """Read files and build the parts; every failure is a StartupError naming what is wrong."""
+    tls = ServingTLS(config.serving)
+    target = load_target(config.client, os.environ)
+    upstream_ssl = client_context(
+        target.ca_pem,
+        insecure=target.insecure,
+        client_cert_pem=target.client_cert_pem,
+        client_key_pem=target.client_key_pem,
+    )
+    ca_pem = _read_oidc_ca(config.oidc.ca_file)
+    oidc_ssl = client_context(ca_pem, what="the OIDC issuer (--oidc-ca-file)")
+    spec = config.oidc.to_spec(ca_pem)
+    keys = KeySource(spec.issuer_url, oidc_ssl, discovery_url=spec.discovery_url)
+    authenticator = TokenAuthenticator(
+        [JWTAuthenticator(spec, keys, allow_system_identities=config.oidc.allow_system_identities)],
+        TokenCache(),
+    )
+    rewriter = Rewriter(
+        upstream_host=target.authority.encode(),
+        static_extra=dict(config.proxy.extra_user_headers),
+        client_ip_extra=config.proxy.extra_user_header_client_ip,
+    )
+    access_log = access_log or AccessLog()
+    proxy = ProxyServer(
+        gate=Gate(authenticator, rewriter),
+        pool=UpstreamPool(target, upstream_ssl),
+        credentials=BearerToken(target.token, target.token_file),
+        access_log=access_log,
+        request_timeout=target.request_timeout,
+    )
+    return App(config, tls, target, proxy, [keys], access_log)
+
+
+async def _poll_tls(tls: ServingTLS) -> None:
+    while True:
+        await asyncio.sleep(TLS_RELOAD_POLL_SECONDS)
+        tls.reload_if_changed()
+
+
+async def serve(app: App, stop: asyncio.Event, *, reuse_port: bool = False, grace: float | None = None) -> None:
+    """Serve until ``stop`` is set, then shut down gracefully."""
+    config = app.config
+    for source in app.key_sources:
+        source.start()
+    try:
+        addresses = await app.proxy.start(
+            config.serving.bind_address, config.serving.secure_port, app.tls.context, reuse_port=reuse_port
+        )
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {config.serving.bind_address}:{config.serving.secure_port}: {exc.strerror}"
+        ) from None
+    probe = None
+    if config.proxy.readiness_probe_port:
+        try:
+            probe = await start_probe_server(
+                config.serving.bind_address,
+                config.proxy.readiness_probe_port,
+                Readiness(app.key_sources, app.proxy),
+                app.proxy.tasks,
+                reuse_port=reuse_port,
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on readiness port {config.proxy.readiness_probe_port}: {exc.strerror}"
+            ) from None
+    credential = "token file" if app.target.token_file else ("token" if app.target.token else "client certificate")
+    log.info(
+        "serving on %s, forwarding to %s://%s as the %s's identity",
+        ", ".join(f"{h}:{p}" for h, p in addresses),
+        app.target.scheme,
+        app.target.authority,
+        credential,
+    )
+    poller = asyncio.ensure_future(_poll_tls(app.tls))
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        poller.cancel()
+        if probe is not None:
+            probe.close()
+        await app.proxy.stop(grace if grace is not None else config.proxy.shutdown_grace)
+        for source in app.key_sources:
+            await source.close()
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: PLC0415 - optional, Linux only
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run_worker(config: Config, *, reuse_port: bool) -> int:
+    app = load(config)
+    _install_uvloop()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals_seen = 0
+
+        def on_signal() -> None:
+            nonlocal signals_seen
+            signals_seen += 1
+            if signals_seen > 1:
+                log.warning("second signal: exiting without waiting")
+                os._exit(1)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await serve(app, stop, reuse_port=reuse_port)
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.access_log.close()
+    return 0
+
+
+def _run_workers(config: Config) -> int:
+    load(config).access_log.close()  # fail fast, in the parent, on anything unreadable
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            setup_logging(config.verbosity)  # the parent's log thread does not survive fork
+            try:
+                code = run_worker(config, reuse_port=True)
+            except StartupError as exc:
+                print(f"kube-oidc-proxy: error: worker {index}: {exc}", file=sys.stderr)
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum: int, _: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    started = time.monotonic()
+    for index in range(config.proxy.workers):
+        spawn(index)
+    exit_code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, -1)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            exit_code = max(exit_code, code if code > 0 else 0)
+            continue
+        if time.monotonic() - started < 5 and code != 0:
+            forward(signal.SIGTERM, None)  # a worker could not start: the others will not either
+            exit_code = 1
+            continue
+        log.warning("worker %d exited with %d; starting a new one", index, code)
+        time.sleep(WORKER_RESTART_DELAY_SECONDS)
+        spawn(index)
+    return exit_code
+
+
+def run(config: Config) -> int:
+    listener = setup_logging(config.verbosity)
+    try:
+        if config.proxy.workers > 1:
+            return _run_workers(config)
+        return run_worker(config, reuse_port=False)
+    finally:
+        listener.stop()

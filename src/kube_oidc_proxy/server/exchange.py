@@ -1,0 +1,376 @@
+"""One request's life: decide (gate), forward, relay the response, or switch to a tunnel.
+
+The ``run`` coroutine reads top to bottom: gate -> access line -> upstream -> request body. The response
+comes back through ``on_response_events``, called synchronously by the upstream connection, which writes
+each piece to the client at once (a watch event is never held back). ``run`` returns when the response
+is complete, failed, or became a tunnel.
+
+Failure rules: before the response head is written, any failure becomes a Kubernetes Status response; after
+it, the client connection is closed without completing the body, so a truncated response can never look
+complete. A request whose body was not read to the end is answered with ``Connection: close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+from kube_oidc_proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
+from kube_oidc_proxy.gate import Admit, Deny
+from kube_oidc_proxy.http1.events import (
+    Body,
+    ChunkEnd,
+    MessageEnd,
+    RequestHead,
+    ResponseEvent,
+    ResponseHead,
+    Upgraded,
+)
+from kube_oidc_proxy.http1.headers import Headers, connection_options, get_all, is_hop_by_hop
+from kube_oidc_proxy.http1.serialize import (
+    CONTINUE_100,
+    LAST_CHUNK,
+    chunk,
+    request_head,
+    response_head,
+    status_response,
+)
+from kube_oidc_proxy.server.tunnel import Tunnel
+from kube_oidc_proxy.server.upstream import UpstreamConnection
+
+if TYPE_CHECKING:
+    from kube_oidc_proxy.server.connection import ClientConnection
+
+log = logging.getLogger("kop.proxy")
+
+# Buffer at most this much of a request body before we stop reading the client (uvicorn's figure).
+BODY_HIGH_WATER: Final = 64 * 1024
+# A client that stops sending its request body for this long is cut off.
+BODY_IDLE_TIMEOUT_SECONDS: Final = 60.0
+# Retrying is safe only where a lost response cannot mean a change was made (RFC 9110 §9.2.2, and
+# Go's transport rule: only requests without a body, on a reused connection, before any response byte).
+RETRYABLE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class Exchange:
+    def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
+        self.conn = conn
+        self.server = conn.server
+        self.head = head
+        self.keep_alive = head.keep_alive and head.http_version == "1.1"
+        # request body, filled by the client connection
+        self._body: deque[bytes] = deque()
+        self._body_buffered = 0
+        self.body_done = head.framing == "none"
+        self._body_waiter: asyncio.Future[None] | None = None
+        self.upgrade_tail = b""
+        # response state
+        self.upstream: UpstreamConnection | None = None
+        self.response_started = False
+        self._chunked = False
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.user_description = ""
+        self.is_stream = False  # a watch or a followed log: ended at a chunk boundary on shutdown
+        self.at_boundary = True
+        self.task: asyncio.Task[None] | None = None
+
+    # -- the request path, top to bottom ----------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except _ClientGone:
+            pass
+        except ProxyError as exc:
+            self._fail(exc)
+        except asyncio.CancelledError:
+            self._drop_upstream()
+            raise
+        except Exception:
+            log.exception("internal error while proxying %s", self.head.target.decode("latin-1"))
+            self._fail(ProxyError("internal error"))
+        finally:
+            self.conn.exchange_finished(self)
+
+    async def _run(self) -> None:
+        head = self.head
+        server = self.server
+        decision = await server.gate.decide(head, self.conn.peer_ip)
+        xff = get_all(head.headers, b"x-forwarded-for")
+        if isinstance(decision, Deny):
+            server.access_log.failure(self.conn.peer_ip, xff, head.target)
+            log.info("rejected %s %s: %s", head.method.decode(), head.target.decode("latin-1"), decision.reason)
+            self._respond_status(decision.code, decision.message)
+            return
+        server.access_log.success(self.conn.peer_ip, xff, head.target, decision.user)
+        self.user_description = decision.user.username
+        if head.upgrade:
+            await self._upgrade(decision)
+        else:
+            await self._forward(decision)
+
+    def _outbound_head(self, admit: Admit) -> bytes:
+        headers = admit.headers
+        authorization = self.server.credentials.authorization()
+        if authorization is not None:
+            headers = [*headers, (b"authorization", authorization)]
+        return request_head(self.head.method, self.head.target, headers)
+
+    async def _forward(self, admit: Admit) -> None:
+        head = self.head
+        outbound = self._outbound_head(admit)
+        retry_allowed = head.method in RETRYABLE_METHODS and head.framing == "none"
+        while True:
+            upstream = await self.server.pool.acquire()
+            self._attach(upstream, head_only=head.method == b"HEAD")
+            upstream.write(outbound)
+            if head.expect_continue and not self.body_done:
+                self.conn.write(CONTINUE_100)
+            try:
+                if head.framing != "none":
+                    await self._send_body(upstream)
+                await self._wait_response()
+                return
+            except UpstreamError as exc:
+                stale = upstream.reused and not upstream.received and not self.response_started
+                if isinstance(exc, UpstreamTimeout) or not (retry_allowed and stale):
+                    raise
+                retry_allowed = False  # once: this was a keep-alive connection the server had closed
+                self._done = asyncio.get_running_loop().create_future()
+
+    async def _upgrade(self, admit: Admit) -> None:
+        upstream = await self.server.pool.connect()
+        self._attach(upstream, head_only=False)
+        upstream.write(self._outbound_head(admit))
+        await self._wait_response()
+
+    def _attach(self, upstream: UpstreamConnection, *, head_only: bool) -> None:
+        self.upstream = upstream
+        upstream.begin(self, head_only=head_only)
+
+    async def _wait_response(self) -> None:
+        timeout = self.server.request_timeout
+        if not timeout:
+            await self._done
+            return
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout, self._response_timed_out)
+        try:
+            await self._done
+        finally:
+            timer.cancel()
+
+    def _response_timed_out(self) -> None:
+        if not self.response_started and not self._done.done():
+            self._drop_upstream()
+            self._done.set_exception(
+                UpstreamTimeout("kube-apiserver did not answer in time", "response head timed out")
+            )
+
+    # -- request body -----------------------------------------------------------------------------
+
+    def receive_body(self, data: bytes) -> None:
+        self._body.append(data)
+        self._body_buffered += len(data)
+        if self._body_buffered > BODY_HIGH_WATER:
+            self.conn.pause_reading("body")
+        self._wake_body()
+
+    def body_complete(self) -> None:
+        self.body_done = True
+        self._wake_body()
+
+    def _wake_body(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _send_body(self, upstream: UpstreamConnection) -> None:
+        chunked = self.head.framing == "chunked"
+        while True:
+            while self._body:
+                data = self._body.popleft()
+                self._body_buffered -= len(data)
+                if chunked:
+                    upstream.writelines(chunk(data))
+                else:
+                    upstream.write(data)
+                if self._body_buffered <= BODY_HIGH_WATER:
+                    self.conn.resume_reading("body")
+                await upstream.drain()
+                if upstream.closed:
+                    return  # the upstream answered early or went away: the response path reports it
+            if self.body_done:
+                if chunked:
+                    upstream.write(LAST_CHUNK)
+                return
+            self._body_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._body_waiter, BODY_IDLE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                self.keep_alive = False
+                self._drop_upstream()
+                raise _ClientGone from None
+            finally:
+                self._body_waiter = None
+
+    # -- response, called by the upstream connection ----------------------------------------------
+
+    def on_response_events(self, events: list[ResponseEvent]) -> None:
+        for event in events:
+            if type(event) is Body:
+                self._relay_body(event.data)
+            elif type(event) is ChunkEnd:
+                self.at_boundary = True
+                if self.is_stream and self.conn.stopping:
+                    self.end_stream()
+                    return
+            elif type(event) is ResponseHead:
+                self._relay_head(event)
+            elif type(event) is MessageEnd:
+                self._complete()
+            elif type(event) is Upgraded:
+                self._switch_to_tunnel(event.tail)
+
+    def _relay_head(self, response: ResponseHead) -> None:
+        if self._done.done():
+            return
+        upstream = self.upstream
+        assert upstream is not None
+        self.server.upstream_answered(response.status)
+        if response.status == 401:
+            self.server.credentials.unauthorized()
+        if response.status == 101:
+            if not self.head.upgrade:
+                self._drop_upstream()
+                self._done.set_exception(UpstreamError("kube-apiserver switched protocols unasked"))
+                return
+            self.response_started = True
+            self.conn.write(response_head(101, response.reason, response.headers))
+            return
+        if self.head.upgrade or not self.body_done or self.conn.stopping:
+            self.keep_alive = False
+        headers = self._response_headers(response)
+        self.response_started = True
+        self.conn.write(response_head(response.status, response.reason, headers))
+
+    def _response_headers(self, response: ResponseHead) -> Headers:
+        dropped = connection_options(response.headers)
+        headers: Headers = []
+        for name, value in response.headers:
+            lowered = name.lower()
+            if is_hop_by_hop(lowered, dropped):
+                continue
+            if lowered == b"content-type" and b"stream=watch" in value:
+                self.is_stream = True
+            headers.append((name, value))
+        if response.framing in ("chunked", "close"):
+            if self.head.http_version == "1.1":
+                self._chunked = True
+                headers.append((b"Transfer-Encoding", b"chunked"))
+            else:
+                self.keep_alive = False  # HTTP/1.0: the body ends when we close
+        if b"follow=true" in self.head.target and b"/log" in self.head.target:
+            self.is_stream = True
+        if not self.keep_alive:
+            headers.append((b"Connection", b"close"))
+        return headers
+
+    def _relay_body(self, data: bytes) -> None:
+        if self._chunked:
+            self.at_boundary = False
+            self.conn.writelines(chunk(data))
+        else:
+            self.conn.write(data)
+
+    def _complete(self) -> None:
+        if self._done.done():
+            return
+        if self._chunked:
+            self.conn.write(LAST_CHUNK)
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            if self.body_done:
+                self.server.pool.release(upstream)
+            else:
+                upstream.close()
+        self._done.set_result(None)
+
+    def end_stream(self) -> None:
+        """Shutdown: end a watch at a chunk boundary, as if kube-apiserver had ended it (clients re-watch)."""
+        if self._chunked and self.at_boundary and not self._done.done():
+            self.keep_alive = False
+            self._drop_upstream()
+            self.conn.write(LAST_CHUNK)
+            self._done.set_result(None)
+
+    def _switch_to_tunnel(self, upstream_tail: bytes) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        self.upstream = None
+        tunnel = Tunnel(
+            self.conn.transport,
+            upstream,
+            self.server.tunnel_closed,
+            description=f"{self.user_description} {self.head.target.decode('latin-1')}",
+        )
+        self.server.tunnel_opened(tunnel)
+        self.conn.start_tunnel(tunnel)
+        if upstream_tail:
+            tunnel.from_upstream(upstream_tail)
+        if self.upgrade_tail:
+            tunnel.from_client(self.upgrade_tail)
+        self.keep_alive = False
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def on_upstream_lost(self, error: UpstreamError) -> None:
+        self.upstream = None
+        if self._done.done():
+            return
+        if self.response_started:
+            self.keep_alive = False
+            self.conn.abort()  # mid-body: the client must see a broken response, not a complete one
+            self._done.set_exception(_ClientGone())
+        else:
+            self._done.set_exception(error)
+
+    # -- endings ----------------------------------------------------------------------------------
+
+    def client_lost(self) -> None:
+        """The client went away: stop the upstream work (a watch must not leak on the API server)."""
+        self._drop_upstream()
+        if not self._done.done():
+            self._done.set_exception(_ClientGone())
+        if self._body_waiter is not None and not self._body_waiter.done():
+            self._body_waiter.set_exception(_ClientGone())
+
+    def _drop_upstream(self) -> None:
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
+
+    def _fail(self, exc: ProxyError) -> None:
+        self._drop_upstream()
+        if self.response_started:
+            self.keep_alive = False
+            self.conn.abort()
+            return
+        self.server.access_log.failure(
+            self.conn.peer_ip, get_all(self.head.headers, b"x-forwarded-for"), self.head.target
+        )
+        log.warning("%s %s failed: %s", self.head.method.decode(), self.head.target.decode("latin-1"), exc.detail)
+        self._respond_status(exc.code, exc.message)
+
+    def _respond_status(self, code: int, message: str) -> None:
+        if not self.body_done or self.head.upgrade:
+            self.keep_alive = False
+        self.response_started = True
+        self.conn.write(status_response(code, message, close=not self.keep_alive))

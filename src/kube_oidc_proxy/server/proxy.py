@@ -1,0 +1,128 @@
+"""The proxy server: the listener, the set of live connections and tasks, and the graceful stop.
+
+Shutdown runs in stages (as uvicorn's): stop accepting; idle connections close now; busy ones close
+after their response; watches end at the next event boundary (clients re-watch elsewhere); after
+``grace`` seconds whatever is left, exec/attach/port-forward tunnels included, is cut, each with a log
+line naming the user and the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Coroutine
+from typing import Any, Final
+
+from kube_oidc_proxy.gate import Gate
+from kube_oidc_proxy.kube.credentials import BearerToken
+from kube_oidc_proxy.observe.accesslog import AccessLog
+from kube_oidc_proxy.server.connection import ClientConnection
+from kube_oidc_proxy.server.tunnel import Tunnel
+from kube_oidc_proxy.server.upstream import UpstreamPool
+
+log = logging.getLogger("kop.server")
+
+TLS_HANDSHAKE_TIMEOUT_SECONDS: Final = 10.0
+BACKLOG: Final = 2048
+
+
+class ProxyServer:
+    def __init__(
+        self,
+        *,
+        gate: Gate,
+        pool: UpstreamPool,
+        credentials: BearerToken,
+        access_log: AccessLog,
+        request_timeout: float = 0.0,
+    ) -> None:
+        self.gate = gate
+        self.pool = pool
+        self.credentials = credentials
+        self.access_log = access_log
+        self.request_timeout = request_timeout
+        self.connections: set[ClientConnection] = set()
+        self.tunnels: set[Tunnel] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.last_upstream_answer = -float("inf")  # monotonic time of the last non-401 upstream answer
+        self.stopping = False
+        self._server: asyncio.Server | None = None
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
+
+    # lifecycle ------------------------------------------------------------------------------------
+
+    async def start(
+        self, host: str, port: int, ssl_context: ssl.SSLContext, *, reuse_port: bool = False
+    ) -> list[tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self),
+            host=host or None,
+            port=port,
+            ssl=ssl_context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_SECONDS,
+            backlog=BACKLOG,
+            reuse_port=reuse_port,
+            family=socket.AF_UNSPEC,
+        )
+        return [s.getsockname()[:2] for s in self._server.sockets]
+
+    async def stop(self, grace: float) -> None:
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), grace)
+        except TimeoutError:
+            for tunnel in list(self.tunnels):
+                log.warning(
+                    "shutting down: closing a stream open for %.0fs (%s)",
+                    time.monotonic() - tunnel.started,
+                    tunnel.description,
+                )
+            for conn in list(self.connections):
+                conn.abort()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.pool.close()
+
+    # bookkeeping used by connections and exchanges ------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def connection_opened(self, conn: ClientConnection) -> None:
+        self.connections.add(conn)
+        self._all_closed.clear()
+        if self.stopping:
+            conn.shutdown()
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            self._all_closed.set()
+
+    def tunnel_opened(self, tunnel: Tunnel) -> None:
+        self.tunnels.add(tunnel)
+
+    def tunnel_closed(self, tunnel: Tunnel) -> None:
+        self.tunnels.discard(tunnel)
+
+    def upstream_answered(self, status: int) -> None:
+        if status != 401:
+            self.last_upstream_answer = time.monotonic()
+
+    @property
+    def active_watches(self) -> int:
+        return sum(1 for c in self.connections if c.current is not None and c.current.is_stream)

@@ -1,0 +1,86 @@
+"""After a 101: bytes both ways, unmodified, with back-pressure, until either side closes.
+
+SPDY and WebSocket frame their own streams and closes, so the tunnel never parses. Back-pressure is
+coupling: when one side's send buffer is full we stop reading the other side. TLS cannot half-close
+(asyncio's SSL transports close on the peer's close_notify), so EOF from one side flushes what is
+queued towards the other and then closes it; a plain-TCP upstream gets a real half-close (write_eof)
+and keeps talking until it closes too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from kube_oidc_proxy.server.upstream import UpstreamConnection
+
+
+class Tunnel:
+    def __init__(
+        self,
+        client: asyncio.Transport,
+        upstream: UpstreamConnection,
+        on_closed: Callable[[Tunnel], None],
+        *,
+        description: str = "",
+    ) -> None:
+        assert upstream.transport is not None
+        self.client = client
+        self.upstream = upstream
+        self.upstream_transport: asyncio.Transport = upstream.transport
+        self.description = description
+        self.started = time.monotonic()
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.closed = False
+        self._on_closed = on_closed
+        upstream.raw = self
+
+    # client side ----------------------------------------------------------------------------------
+
+    def from_client(self, data: bytes) -> None:
+        self.bytes_up += len(data)
+        self.upstream_transport.write(data)
+
+    def client_eof(self) -> None:
+        if self.upstream_transport.can_write_eof() and not self.upstream.closed:
+            self.upstream_transport.write_eof()
+        else:
+            self.close()
+
+    def client_closed(self) -> None:
+        self.close()
+
+    def client_paused(self, paused: bool) -> None:
+        """The client's send buffer is full (or drained): stop (or resume) reading upstream."""
+        if paused:
+            self.upstream.pause_reading()
+        else:
+            self.upstream.resume_reading()
+
+    # upstream side (RawSink) ----------------------------------------------------------------------
+
+    def from_upstream(self, data: bytes) -> None:
+        self.bytes_down += len(data)
+        self.client.write(data)
+
+    def upstream_closed(self) -> None:
+        self.close()
+
+    def upstream_paused(self, paused: bool) -> None:
+        if self.client.is_closing():
+            return
+        if paused:
+            self.client.pause_reading()
+        else:
+            self.client.resume_reading()
+
+    def close(self) -> None:
+        """Close both sides; transports flush what is already queued before closing."""
+        if self.closed:
+            return
+        self.closed = True
+        self.upstream.close()
+        self.client.close()
+        self._on_closed(self)
