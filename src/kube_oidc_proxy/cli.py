@@ -299,7 +299,7 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             tls_cipher_suites=tuple(ns.tls_cipher_suites),
         ),
         proxy=ProxyConfig(
-            readiness_probe_port=ns.readiness_probe_port,
+            readiness_probe_port=ns.readiness_probe_port or None,
             flush_interval=ns.flush_interval,
             extra_user_header_client_ip=ns.extra_user_header_client_ip,
             extra_user_headers=_extras(ns.extra_user_headers),

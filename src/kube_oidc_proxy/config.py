@@ -101,7 +101,7 @@ class ServingConfig:
 
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
-    readiness_probe_port: int = 8080
+    readiness_probe_port: int | None = 8080  # None: no probe listener
     flush_interval: float = 0.05  # accepted for compatibility; every chunk is flushed at once
     extra_user_header_client_ip: bool = False
     extra_user_headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -112,7 +112,7 @@ class ProxyConfig:
         errors: list[str] = []
         if self.shutdown_grace < 0:
             errors.append("--shutdown-grace-period must not be negative")
-        if not 0 <= self.readiness_probe_port <= 65535:
+        if self.readiness_probe_port is not None and not 0 <= self.readiness_probe_port <= 65535:
             errors.append(f"--readiness-probe-port must be between 0 and 65535, got {self.readiness_probe_port}")
         if not 1 <= self.workers <= MAX_WORKERS:
             errors.append(f"--workers must be between 1 and {MAX_WORKERS}, got {self.workers}")

@@ -4,8 +4,9 @@
     [2021-11-25T01:05:24+0000] AuFail src:[10.42.0.5 / 10.42.1.3] URI:/api/v1/nodes
 
 ``src`` is the TCP peer, then the X-Forwarded-For chain without the peer itself. ``inbound`` is
-user / groups joined by ``|`` / extras as ``key=v1|v2 `` (each followed by a space). An ``outbound``
-section is added when ``--as`` impersonation is used.
+user / groups joined by ``|`` / extras, each as `` key=v1|v2``; with no extras the section ends in ``/]``
+exactly as in the seed's example (the Go binary printed ``/ ]``). An ``outbound`` section
+(user / groups / uid / extras) is added when ``--as`` impersonation is used.
 
 Lines go to a queue that a writer thread drains to stdout, so a slow log pipe never blocks the event loop.
 Control characters from the request (a URI can hold percent-escapes only, but a username is arbitrary)
@@ -47,11 +48,11 @@ def _identity(user: UserInfo) -> str:
     groups = list(user.groups)
     if SYSTEM_AUTHENTICATED not in groups:
         groups.append(SYSTEM_AUTHENTICATED)
-    return f"{user.username} / {'|'.join(groups)} / {_extras(user.extra)}"
+    return f"{user.username} / {'|'.join(groups)} /{_extras(user.extra)}"
 
 
 def _extras(extra: Mapping[str, Iterable[str]]) -> str:
-    return "".join(f"{k}={'|'.join(vs)} " for k, vs in extra.items())
+    return "".join(f" {k}={'|'.join(vs)}" for k, vs in extra.items())
 
 
 class AccessLog:
@@ -79,7 +80,7 @@ class AccessLog:
         )
         if outbound is not None:
             groups = "|".join(outbound.groups)
-            line += f" outbound:[{outbound.username} / {groups} / {outbound.uid} / {_extras(outbound.extra)}]"
+            line += f" outbound:[{outbound.username} / {groups} / {outbound.uid} /{_extras(outbound.extra)}]"
         self._queue.put(_clean(line))
 
     def failure(self, peer_ip: str, xff: Iterable[bytes], uri: bytes) -> None:

@@ -116,8 +116,34 @@ async def _poll_tls(tls: ServingTLS) -> None:
         tls.reload_if_changed()
 
 
-async def serve(app: App, stop: asyncio.Event, *, reuse_port: bool = False, grace: float | None = None) -> None:
-    """Serve until ``stop`` is set, then shut down gracefully."""
+@dataclass
+class Running:
+    """A started app: where it listens, and how to stop it."""
+
+    app: App
+    addresses: list[tuple[str, int]]
+    probe: asyncio.Server | None
+    poller: asyncio.Future[None]
+
+    @property
+    def port(self) -> int:
+        return self.addresses[0][1]
+
+    @property
+    def probe_port(self) -> int | None:
+        return self.probe.sockets[0].getsockname()[1] if self.probe is not None else None
+
+    async def stop(self, grace: float | None = None) -> None:
+        log.info("shutting down")
+        self.poller.cancel()
+        if self.probe is not None:
+            self.probe.close()
+        await self.app.proxy.stop(grace if grace is not None else self.app.config.proxy.shutdown_grace)
+        for source in self.app.key_sources:
+            await source.close()
+
+
+async def start(app: App, *, reuse_port: bool = False) -> Running:
     config = app.config
     for source in app.key_sources:
         source.start()
@@ -130,7 +156,7 @@ async def serve(app: App, stop: asyncio.Event, *, reuse_port: bool = False, grac
             f"cannot listen on {config.serving.bind_address}:{config.serving.secure_port}: {exc.strerror}"
         ) from None
     probe = None
-    if config.proxy.readiness_probe_port:
+    if config.proxy.readiness_probe_port is not None:
         try:
             probe = await start_probe_server(
                 config.serving.bind_address,
@@ -140,28 +166,20 @@ async def serve(app: App, stop: asyncio.Event, *, reuse_port: bool = False, grac
                 reuse_port=reuse_port,
             )
         except OSError as exc:
+            await app.proxy.stop(0)
             raise StartupError(
                 f"cannot listen on readiness port {config.proxy.readiness_probe_port}: {exc.strerror}"
             ) from None
-    credential = "token file" if app.target.token_file else ("token" if app.target.token else "client certificate")
+    target = app.target
+    credential = "token file" if target.token_file else ("token" if target.token else "client certificate")
     log.info(
-        "serving on %s, forwarding to %s://%s as the %s's identity",
+        "serving on %s, forwarding to %s://%s with the %s as identity",
         ", ".join(f"{h}:{p}" for h, p in addresses),
-        app.target.scheme,
-        app.target.authority,
+        target.scheme,
+        target.authority,
         credential,
     )
-    poller = asyncio.ensure_future(_poll_tls(app.tls))
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        poller.cancel()
-        if probe is not None:
-            probe.close()
-        await app.proxy.stop(grace if grace is not None else config.proxy.shutdown_grace)
-        for source in app.key_sources:
-            await source.close()
+    return Running(app, addresses, probe, asyncio.ensure_future(_poll_tls(app.tls)))
 
 
 def _install_uvloop() -> None:
@@ -190,7 +208,11 @@ def run_worker(config: Config, *, reuse_port: bool) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
-        await serve(app, stop, reuse_port=reuse_port)
+        running = await start(app, reuse_port=reuse_port)
+        try:
+            await stop.wait()
+        finally:
+            await running.stop()
 
     try:
         asyncio.run(main())

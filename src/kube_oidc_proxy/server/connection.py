@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from kube_oidc_proxy.errors import ClientProtocolError
 from kube_oidc_proxy.http1.events import Body, MessageEnd, RequestHead, Upgraded
@@ -61,8 +61,8 @@ class ClientConnection(asyncio.Protocol):
     # asyncio callbacks ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's SSL transport is not registered as an asyncio.Transport subclass: cast, don't check
+        self.transport = cast(asyncio.Transport, transport)
         self.peer_ip = peer_ip_of(transport)
         tune_socket(transport)
         self.server.connection_opened(self)

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, cast
 
 from kube_oidc_proxy.authn.jwks import KeySource
 from kube_oidc_proxy.errors import ClientProtocolError, UpstreamError
@@ -111,8 +111,8 @@ class ProbeConnection(asyncio.Protocol):
         self._answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's SSL transport is not registered as an asyncio.Transport subclass: cast, don't check
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._answered:

@@ -14,7 +14,7 @@ import contextlib
 import socket
 import ssl
 import time
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from kube_oidc_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from kube_oidc_proxy.http1.events import ResponseEvent
@@ -66,9 +66,9 @@ class UpstreamConnection(asyncio.Protocol):
     # asyncio callbacks ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        # uvloop's SSL transport is not registered as an asyncio.Transport subclass: cast, don't check
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         tune_socket(transport)
 
     def data_received(self, data: bytes) -> None:

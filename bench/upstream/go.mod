@@ -1,0 +1,3 @@
+module kube-oidc-proxy/bench/upstream
+
+go 1.22

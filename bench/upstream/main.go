@@ -1,0 +1,46 @@
+// Command upstream is a minimal HTTPS stand-in for kube-apiserver, used only by the benchmarks: it answers
+// every request with a small JSON body (like a GET of one object), and /watch with a chunked stream that
+// stays open, so the proxy's cost is measured against a fast, constant baseline.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	cert := flag.String("cert", "", "TLS certificate")
+	key := flag.String("key", "", "TLS key")
+	flag.Parse()
+
+	body := []byte(`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"bench","namespace":"default","resourceVersion":"1"}}`)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/watch", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json;stream=watch")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Fprintf(os.Stdout, "%d\n", ln.Addr().(*net.TCPAddr).Port)
+	srv := &http.Server{
+		Handler:      mux,
+		IdleTimeout:  90 * time.Second,
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}, // HTTP/1.1 only
+	}
+	log.Fatal(srv.ServeTLS(ln, *cert, *key))
+}

@@ -1,0 +1,259 @@
+"""A recording stand-in for kube-apiserver, in its own thread and event loop, parsing with h11.
+
+h11 is an independent HTTP/1.1 implementation, so everything the proxy sends is checked by a parser that
+is not ours. Behaviour by path:
+
+  /status/<code>      that status with a Status-like JSON body
+  /big/<n>            n bytes with Content-Length
+  /chunked/<n>        n chunks of "chunk-<i>\\n", chunked
+  /watch              chunked application/json;stream=watch, events pushed with ``emit``
+  /echo-body          the request body back (Content-Length)
+  /slow/<seconds>     headers only after a delay
+  /drop               close without answering
+  /close-delimited    a body ended by closing the connection (no length, not chunked)
+  /raw/<name>         the bytes in ``raw[name]``, then close
+  upgrade requests    101 and then echo every byte back; ``x-test-refuse-upgrade: 1`` gets a 403 instead
+  anything else       200 {"kind": "Echo", "path": ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+
+from tests.support.certs import CertFiles
+
+
+@dataclass
+class Recorded:
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    http_version: str = "1.1"
+
+    def all(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n == name.lower()]
+
+    def one(self, name: str) -> str | None:
+        values = self.all(name)
+        return values[0] if values else None
+
+
+@dataclass
+class _Watch:
+    writer: asyncio.StreamWriter
+    conn: h11.Connection
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RecordingUpstream:
+    def __init__(self, certs: CertFiles | None, *, client_ca: str | None = None) -> None:
+        self.requests: list[Recorded] = []
+        self.raw: dict[str, bytes] = {}
+        self.connections = 0
+        self.upgrades = 0
+        self.watches_closed = 0
+        self._watches: list[_Watch] = []
+        self._ssl: ssl.SSLContext | None = None
+        if certs is not None:
+            self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._ssl.load_cert_chain(certs.cert, certs.key)
+            if client_ca:
+                self._ssl.load_verify_locations(client_ca)
+                self._ssl.verify_mode = ssl.CERT_OPTIONAL
+        self.peer_certs: list[Any] = []
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        self.port: int = self._server.sockets[0].getsockname()[1]
+        scheme = "https" if self._ssl else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+
+    async def _start(self) -> asyncio.Server:
+        return await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._ssl)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+            for watch in self._watches:
+                watch.writer.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    # test controls ----------------------------------------------------------------------------------
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Send one watch event (a JSON line) to every open watch, as one chunk."""
+        data = json.dumps(event).encode() + b"\n"
+
+        def send() -> None:
+            for watch in list(self._watches):
+                if not watch.writer.is_closing():
+                    watch.writer.write(watch.conn.send(h11.Data(data=data)) or b"")
+
+        self.loop.call_soon_threadsafe(send)
+
+    def end_watches(self) -> None:
+        def end() -> None:
+            for watch in list(self._watches):
+                if not watch.writer.is_closing():
+                    watch.writer.write(watch.conn.send(h11.EndOfMessage()) or b"")
+                watch.done.set()
+
+        self.loop.call_soon_threadsafe(end)
+
+    @property
+    def open_watches(self) -> int:
+        return sum(1 for w in self._watches if not w.writer.is_closing())
+
+    # serving --------------------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        sslobj = writer.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.peer_certs.append(sslobj.getpeercert())
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=2 * 1024 * 1024)
+        try:
+            while True:
+                request, body = await self._read_request(conn, reader)
+                if request is None:
+                    return
+                keep_going = await self._respond(conn, request, body, reader, writer)
+                if not keep_going or conn.our_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except (h11.RemoteProtocolError, ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    async def _read_request(
+        self, conn: h11.Connection, reader: asyncio.StreamReader
+    ) -> tuple[h11.Request | None, bytes]:
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                if not data and conn.their_state is h11.IDLE:
+                    return None, b""
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return request, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                return None, b""
+
+    async def _respond(
+        self,
+        conn: h11.Connection,
+        request: h11.Request,
+        body: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        target = request.target.decode()
+        headers = [(n.decode(), v.decode("latin-1")) for n, v in request.headers]
+        self.requests.append(Recorded(request.method.decode(), target, headers, body, request.http_version.decode()))
+        path = target.split("?", 1)[0]
+
+        def send(*events: Any) -> None:
+            for event in events:
+                data = conn.send(event)
+                if data:
+                    writer.write(data)
+
+        def simple(status: int, payload: bytes, ctype: str = "application/json") -> None:
+            send(
+                h11.Response(status_code=status, headers=[("content-type", ctype), ("content-length", str(len(payload)))]),
+                h11.Data(data=payload),
+                h11.EndOfMessage(),
+            )
+
+        if conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:
+            if any(n == "x-test-refuse-upgrade" for n, _ in headers):
+                simple(403, b'{"kind":"Status","code":403,"message":"upgrade refused"}')
+                return False
+            upgrade = [v for n, v in headers if n == "upgrade"][0]
+            extra = [("x-stream-protocol-version", v) for n, v in headers if n == "x-stream-protocol-version"][:1]
+            send(
+                h11.InformationalResponse(
+                    status_code=101, headers=[("connection", "Upgrade"), ("upgrade", upgrade), *extra]
+                )
+            )
+            self.upgrades += 1
+            tail, _ = conn.trailing_data
+            if tail:
+                writer.write(tail)
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return False
+                writer.write(data)
+                await writer.drain()
+
+        if path.startswith("/status/"):
+            code = int(path.rsplit("/", 1)[1])
+            simple(code, json.dumps({"kind": "Status", "code": code}).encode())
+        elif path.startswith("/big/"):
+            simple(200, b"x" * int(path.rsplit("/", 1)[1]), "application/octet-stream")
+        elif path.startswith("/chunked/"):
+            send(h11.Response(status_code=200, headers=[("content-type", "text/plain"), ("transfer-encoding", "chunked")]))
+            for i in range(int(path.rsplit("/", 1)[1])):
+                send(h11.Data(data=f"chunk-{i}\n".encode()))
+                await writer.drain()
+            send(h11.EndOfMessage())
+        elif path == "/watch":
+            send(
+                h11.Response(
+                    status_code=200,
+                    headers=[("content-type", "application/json;stream=watch"), ("transfer-encoding", "chunked")],
+                )
+            )
+            watch = _Watch(writer, conn)
+            self._watches.append(watch)
+            closed = asyncio.ensure_future(reader.read(1))
+            done = asyncio.ensure_future(watch.done.wait())
+            await asyncio.wait([closed, done], return_when=asyncio.FIRST_COMPLETED)
+            if not done.done():
+                self.watches_closed += 1
+                done.cancel()
+                return False
+            closed.cancel()
+        elif path == "/echo-body":
+            simple(200, body, "application/octet-stream")
+        elif path.startswith("/slow/"):
+            await asyncio.sleep(float(path.rsplit("/", 1)[1]))
+            simple(200, b'{"slow":true}')
+        elif path == "/drop":
+            return False
+        elif path == "/close-delimited":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nuntil-close-body")
+            await writer.drain()
+            return False
+        elif path.startswith("/raw/"):
+            writer.write(self.raw[path[5:]])
+            await writer.drain()
+            return False
+        elif request.method == b"HEAD":
+            send(h11.Response(status_code=200, headers=[("content-length", "1234")]), h11.EndOfMessage())
+        else:
+            simple(200, json.dumps({"kind": "Echo", "path": target}).encode())
+        await writer.drain()
+        return True
