@@ -12,6 +12,7 @@ import pytest
 import trustme
 
 from kube_oidc_proxy.config import ClientConfig, Config, OIDCConfig, ProxyConfig, ServingConfig
+from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.server.app import App, Running, load, start
 from tests.support.certs import CertFiles, issue
 from tests.support.issuer import TestIssuer
@@ -87,9 +88,7 @@ def make_config(issuer: TestIssuer, upstream: RecordingUpstream, certs: CertFile
             tls_private_key_file=certs.key,
         ),
         proxy=ProxyConfig(readiness_probe_port=0, shutdown_grace=2.0),
-        client=ClientConfig(
-            server=upstream.url, certificate_authority=certs.ca, token=PROXY_SA_TOKEN, explicit=True
-        ),
+        client=ClientConfig(server=upstream.url, certificate_authority=certs.ca, token=PROXY_SA_TOKEN, explicit=True),
     )
 
 
@@ -108,10 +107,8 @@ class ProxyHandle:
 
 
 async def start_proxy(config: Config, issuer: TestIssuer, upstream: RecordingUpstream) -> ProxyHandle:
-    from kube_oidc_proxy.observe.accesslog import AccessLog
-
     captured = CapturedLog()
-    app = load(config, AccessLog(captured))  # type: ignore[arg-type]
+    app = load(config, AccessLog(captured))
     running = await start(app)
     for _ in range(500):
         if all(k.ready for k in app.key_sources):

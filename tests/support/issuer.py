@@ -130,9 +130,13 @@ class TestIssuer:
         base.update(overrides)
         return {k: v for k, v in base.items() if v is not None}
 
-    def mint(self, claims: dict[str, Any] | None = None, *, kid: str = "key-1", alg: str = "RS256", **header: Any) -> str:
+    def mint(
+        self, claims: dict[str, Any] | None = None, *, kid: str = "key-1", alg: str = "RS256", **header: Any
+    ) -> str:
         key = self.keys[kid]
-        return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT", **header}, claims or self.claims(), key)
+        return jwt.encode(
+            {"alg": alg, "kid": kid, "typ": "JWT", **header}, claims or self.claims(), key, algorithms=[alg]
+        )
 
     def token(self, **overrides: Any) -> str:
         """A valid token for ``self.claims(**overrides)`` signed with the default key."""

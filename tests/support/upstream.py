@@ -8,6 +8,7 @@ is not ours. Behaviour by path:
   /chunked/<n>        n chunks of "chunk-<i>\\n", chunked
   /watch              chunked application/json;stream=watch, events pushed with ``emit``
   /echo-body          the request body back (Content-Length)
+  /discard-body       count the request body without keeping it; answers {"bytes": n}
   /slow/<seconds>     headers only after a delay
   /drop               close without answering
   /close-delimited    a body ended by closing the connection (no length, not chunked)
@@ -60,6 +61,7 @@ class RecordingUpstream:
         self.connections = 0
         self.upgrades = 0
         self.watches_closed = 0
+        self.discarded = 0
         self._watches: list[_Watch] = []
         self._ssl: ssl.SSLContext | None = None
         if certs is not None:
@@ -153,8 +155,12 @@ class RecordingUpstream:
                 continue
             if isinstance(event, h11.Request):
                 request = event
+                self.discarded = 0
             elif isinstance(event, h11.Data):
-                body += event.data
+                if request is not None and request.target.startswith(b"/discard-body"):
+                    self.discarded += len(event.data)
+                else:
+                    body += event.data
             elif isinstance(event, h11.EndOfMessage):
                 return request, bytes(body)
             elif isinstance(event, h11.ConnectionClosed):
@@ -181,16 +187,18 @@ class RecordingUpstream:
 
         def simple(status: int, payload: bytes, ctype: str = "application/json") -> None:
             send(
-                h11.Response(status_code=status, headers=[("content-type", ctype), ("content-length", str(len(payload)))]),
+                h11.Response(
+                    status_code=status, headers=[("content-type", ctype), ("content-length", str(len(payload)))]
+                ),
                 h11.Data(data=payload),
                 h11.EndOfMessage(),
             )
 
-        if conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:
+        if conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
             if any(n == "x-test-refuse-upgrade" for n, _ in headers):
                 simple(403, b'{"kind":"Status","code":403,"message":"upgrade refused"}')
                 return False
-            upgrade = [v for n, v in headers if n == "upgrade"][0]
+            upgrade = next(v for n, v in headers if n == "upgrade")
             extra = [("x-stream-protocol-version", v) for n, v in headers if n == "x-stream-protocol-version"][:1]
             send(
                 h11.InformationalResponse(
@@ -214,7 +222,11 @@ class RecordingUpstream:
         elif path.startswith("/big/"):
             simple(200, b"x" * int(path.rsplit("/", 1)[1]), "application/octet-stream")
         elif path.startswith("/chunked/"):
-            send(h11.Response(status_code=200, headers=[("content-type", "text/plain"), ("transfer-encoding", "chunked")]))
+            send(
+                h11.Response(
+                    status_code=200, headers=[("content-type", "text/plain"), ("transfer-encoding", "chunked")]
+                )
+            )
             for i in range(int(path.rsplit("/", 1)[1])):
                 send(h11.Data(data=f"chunk-{i}\n".encode()))
                 await writer.drain()
@@ -236,6 +248,8 @@ class RecordingUpstream:
                 done.cancel()
                 return False
             closed.cancel()
+        elif path == "/discard-body":
+            simple(200, json.dumps({"bytes": self.discarded}).encode())
         elif path == "/echo-body":
             simple(200, body, "application/octet-stream")
         elif path.startswith("/slow/"):

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import IO, Final
+from typing import Final, Protocol
 
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
 
@@ -55,8 +55,13 @@ def _extras(extra: Mapping[str, Iterable[str]]) -> str:
     return "".join(f" {k}={'|'.join(vs)}" for k, vs in extra.items())
 
 
+class TextStream(Protocol):
+    def write(self, text: str, /) -> int: ...
+    def flush(self) -> None: ...
+
+
 class AccessLog:
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: TextStream | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdout
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stamp_second = -1

@@ -1,0 +1,190 @@
+"""exec, attach, cp, port-forward: the HTTP/1.1 upgrade (SPDY/3.1 and WebSocket) is authenticated, then
+bytes flow both ways untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import InvalidStatus
+from websockets.http11 import Request
+from websockets.typing import Subprotocol
+
+from kube_oidc_proxy.config import Config
+from tests.conftest import PROXY_SA_TOKEN, ProxyHandle, start_proxy
+from tests.support.certs import CertFiles
+from tests.support.client import Client
+from tests.support.issuer import TestIssuer
+from tests.support.upstream import RecordingUpstream
+
+SPDY_HEAD = (
+    "POST /api/v1/namespaces/default/pods/p/exec?command=sh&stdin=true HTTP/1.1\r\nHost: x\r\n"
+    "Authorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+    "X-Stream-Protocol-Version: v4.channel.k8s.io\r\nX-Stream-Protocol-Version: v3.channel.k8s.io\r\n"
+    "Content-Length: 0\r\n\r\n"
+)
+
+
+async def _upgrade(proxy: ProxyHandle, tail: bytes = b"", extra: str = "") -> tuple[Client, bytes]:
+    client = await Client.connect(proxy.port, proxy.ca_file)
+    head = SPDY_HEAD.format(token=proxy.issuer.token()).replace(
+        "Content-Length: 0\r\n", extra + "Content-Length: 0\r\n"
+    )
+    await client.send_raw(head.encode() + tail)
+    response = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 10)
+    return client, response
+
+
+async def test_spdy_upgrade_is_authenticated_and_spliced(proxy: ProxyHandle) -> None:
+    client, response = await _upgrade(proxy, tail=b"early-bytes")
+    try:
+        assert response.startswith(b"HTTP/1.1 101 ")
+        assert b"upgrade: SPDY/3.1" in response.lower().replace(b"upgrade: spdy/3.1", b"upgrade: SPDY/3.1")
+        assert await asyncio.wait_for(client.reader.readexactly(11), 5) == b"early-bytes"
+        payload = os.urandom(10 * 1024 * 1024)
+        client.writer.write(payload)
+        received = await asyncio.wait_for(client.reader.readexactly(len(payload)), 30)
+        assert received == payload
+    finally:
+        await client.close()
+    seen = proxy.upstream.requests[-1]
+    assert seen.method == "POST"
+    assert seen.one("impersonate-user") == "alice"
+    assert seen.one("authorization") == f"Bearer {PROXY_SA_TOKEN}"
+    assert seen.all("x-stream-protocol-version") == ["v4.channel.k8s.io", "v3.channel.k8s.io"]
+    assert seen.one("upgrade") == "SPDY/3.1"
+
+
+async def test_an_upgrade_with_a_bad_token_is_refused_and_not_forwarded(proxy: ProxyHandle) -> None:
+    client = await Client.connect(proxy.port, proxy.ca_file)
+    try:
+        await client.send_raw(SPDY_HEAD.format(token="bad").encode())
+        raw = await client.read_until_closed()
+    finally:
+        await client.close()
+    assert raw.startswith(b"HTTP/1.1 401 ")
+    assert proxy.upstream.requests == [] and proxy.upstream.upgrades == 0
+
+
+async def test_an_upgrade_the_api_server_refuses_is_relayed_as_a_response(proxy: ProxyHandle) -> None:
+    client, response = await _upgrade(proxy, extra="X-Test-Refuse-Upgrade: 1\r\n")
+    try:
+        assert response.startswith(b"HTTP/1.1 403 ")
+        assert b"Connection: close" in response
+        rest = await client.read_until_closed()
+        assert b"upgrade refused" in rest
+    finally:
+        await client.close()
+
+
+async def test_closing_either_side_closes_the_tunnel(proxy: ProxyHandle) -> None:
+    client, response = await _upgrade(proxy)
+    assert response.startswith(b"HTTP/1.1 101 ")
+    client.writer.write(b"ping")
+    assert await asyncio.wait_for(client.reader.readexactly(4), 5) == b"ping"
+    await client.close()
+    for _ in range(250):
+        if not proxy.app.proxy.tunnels:
+            break
+        await asyncio.sleep(0.02)
+    assert not proxy.app.proxy.tunnels
+
+
+@dataclass
+class WSUpstream:
+    url: str
+    requests: list[Request]
+
+
+@pytest.fixture
+async def ws_upstream(server_certs: CertFiles) -> AsyncIterator[WSUpstream]:
+    """A real WebSocket server (the websockets library) standing in for kube-apiserver's exec endpoint."""
+    seen: list[Request] = []
+
+    def record(_: ServerConnection, request: Request) -> None:
+        seen.append(request)
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(server_certs.cert, server_certs.key)
+    async with serve(
+        echo,
+        "127.0.0.1",
+        0,
+        ssl=ctx,
+        subprotocols=[Subprotocol("v5.channel.k8s.io")],
+        process_request=record,
+    ) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield WSUpstream(f"https://127.0.0.1:{port}", seen)
+
+
+@pytest.fixture
+async def ws_proxy(
+    config: Config, issuer: TestIssuer, upstream: RecordingUpstream, ws_upstream: WSUpstream
+) -> AsyncIterator[ProxyHandle]:
+    cfg = replace(config, client=replace(config.client, server=ws_upstream.url))
+    handle = await start_proxy(cfg, issuer, upstream)
+    yield handle
+    await handle.running.stop(grace=1)
+
+
+def _client_ssl(proxy: ProxyHandle) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=proxy.ca_file)
+
+
+async def test_websocket_exec_with_a_bearer_header(ws_proxy: ProxyHandle, ws_upstream: WSUpstream) -> None:
+    url = f"wss://localhost:{ws_proxy.port}/api/v1/namespaces/default/pods/p/exec?command=sh"
+    headers = {"Authorization": f"Bearer {ws_proxy.issuer.token()}"}
+    async with ws_connect(
+        url,
+        ssl=_client_ssl(ws_proxy),
+        subprotocols=[Subprotocol("v5.channel.k8s.io")],
+        additional_headers=headers,
+    ) as ws:
+        assert ws.subprotocol == "v5.channel.k8s.io"
+        for message in (b"\x00stdin data", b"\x01" + os.urandom(100_000)):
+            await ws.send(message)
+            assert await ws.recv() == message
+    forwarded = ws_upstream.requests[-1].headers
+    assert forwarded["Impersonate-User"] == "alice"
+    assert forwarded["Authorization"] == f"Bearer {PROXY_SA_TOKEN}"
+
+
+async def test_websocket_token_subprotocol_is_accepted_and_never_forwarded(
+    ws_proxy: ProxyHandle, ws_upstream: WSUpstream
+) -> None:
+    token = ws_proxy.issuer.token()
+    encoded = base64.urlsafe_b64encode(token.encode()).rstrip(b"=").decode()
+    protocols = [Subprotocol("v5.channel.k8s.io"), Subprotocol(f"base64url.bearer.authorization.k8s.io.{encoded}")]
+    url = f"wss://localhost:{ws_proxy.port}/api/v1/namespaces/default/pods/p/exec?command=sh"
+    async with ws_connect(url, ssl=_client_ssl(ws_proxy), subprotocols=protocols) as ws:
+        assert ws.subprotocol == "v5.channel.k8s.io"
+        await ws.send(b"\x00hi")
+        assert await ws.recv() == b"\x00hi"
+    forwarded = ws_upstream.requests[-1].headers
+    assert forwarded.get_all("Sec-WebSocket-Protocol") == ["v5.channel.k8s.io"]
+    assert forwarded["Impersonate-User"] == "alice"
+    assert token not in str(forwarded)
+
+
+async def test_websocket_with_an_invalid_token_subprotocol_is_refused(
+    ws_proxy: ProxyHandle, ws_upstream: WSUpstream
+) -> None:
+    protocols = [Subprotocol("v5.channel.k8s.io"), Subprotocol("base64url.bearer.authorization.k8s.io.bm90LWEtand0")]
+    url = f"wss://localhost:{ws_proxy.port}/api/v1/namespaces/default/pods/p/exec"
+    with pytest.raises(InvalidStatus) as info:
+        async with ws_connect(url, ssl=_client_ssl(ws_proxy), subprotocols=protocols):
+            pass
+    assert info.value.response.status_code == 401
+    assert ws_upstream.requests == []
