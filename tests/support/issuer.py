@@ -82,7 +82,7 @@ class TestIssuer:
         self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
         self.ca_file = certs.ca
         self.url = f"https://127.0.0.1:{self._httpd.server_address[1]}{path}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         self.add_key("RS256", "key-1")
 

@@ -11,6 +11,7 @@ is not ours. Behaviour by path:
   /discard-body       count the request body without keeping it; answers {"bytes": n}
   /slow/<seconds>     headers only after a delay
   /drop               close without answering
+  /drop-if-reused     close without answering if this connection already served a request
   /close-delimited    a body ended by closing the connection (no length, not chunked)
   /raw/<name>         the bytes in ``raw[name]``, then close
   upgrade requests    101 and then echo every byte back; ``x-test-refuse-upgrade: 1`` gets a 403 instead
@@ -126,11 +127,15 @@ class RecordingUpstream:
         if sslobj is not None:
             self.peer_certs.append(sslobj.getpeercert())
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=2 * 1024 * 1024)
+        served = 0
         try:
             while True:
                 request, body = await self._read_request(conn, reader)
                 if request is None:
                     return
+                if request.target == b"/drop-if-reused" and served:
+                    return
+                served += 1
                 keep_going = await self._respond(conn, request, body, reader, writer)
                 if not keep_going or conn.our_state is not h11.DONE:
                     return

@@ -1,0 +1,79 @@
+"""Readiness says what is true now; liveness says the process answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+
+from kube_oidc_proxy.config import Config
+from tests.conftest import ProxyHandle, start_proxy
+from tests.support.issuer import TestIssuer
+from tests.support.upstream import RecordingUpstream
+
+
+async def probe(port: int | None, path: str, method: str = "GET") -> tuple[int, dict[str, object]]:
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: probe\r\n\r\n".encode())
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+async def test_ready_when_keys_are_loaded_and_the_api_server_answers(proxy: ProxyHandle) -> None:
+    status, body = await probe(proxy.running.probe_port, "/ready")
+    assert status == 200, body
+    assert proxy.upstream.requests[-1].target == "/readyz"
+    assert proxy.upstream.requests[-1].one("authorization") is not None
+    assert (await probe(proxy.running.probe_port, "/healthz"))[0] == 200
+    assert (await probe(proxy.running.probe_port, "/nope"))[0] == 404
+    assert (await probe(proxy.running.probe_port, "/ready", "POST"))[0] == 405
+
+
+async def test_not_ready_while_the_issuer_keys_are_missing_then_ready(
+    issuer: TestIssuer, upstream: RecordingUpstream, config: Config
+) -> None:
+    issuer.down = True
+    handle = await start_proxy(config, issuer, upstream, wait_for_keys=False)
+    try:
+        status, body = await probe(handle.running.probe_port, "/ready")
+        assert status == 503
+        assert issuer.url in json.dumps(body)
+        issuer.down = False
+        await handle.app.key_sources[0].refresh()
+        assert (await probe(handle.running.probe_port, "/ready"))[0] == 200
+    finally:
+        await handle.running.stop(grace=1)
+
+
+async def test_readiness_follows_the_api_server_both_ways(
+    issuer: TestIssuer, upstream: RecordingUpstream, config: Config
+) -> None:
+    down = RecordingUpstream(None)
+    port = down.port
+    down.close()  # nothing listens there now
+    handle = await start_proxy(
+        replace(config, client=replace(config.client, server=f"https://127.0.0.1:{port}")), issuer, upstream
+    )
+    try:
+        status, body = await probe(handle.running.probe_port, "/ready")
+        assert status == 503
+        assert "kube-apiserver" in json.dumps(body)
+        # the API server comes back (same address): readiness follows without a restart
+        handle.app.proxy.pool.target = replace(handle.app.proxy.pool.target, port=upstream.port)
+        assert (await probe(handle.running.probe_port, "/ready"))[0] == 200
+    finally:
+        await handle.running.stop(grace=1)
+
+
+async def test_liveness_does_not_depend_on_the_issuer(
+    issuer: TestIssuer, upstream: RecordingUpstream, config: Config
+) -> None:
+    issuer.down = True
+    handle = await start_proxy(config, issuer, upstream, wait_for_keys=False)
+    try:
+        assert (await probe(handle.running.probe_port, "/healthz"))[0] == 200
+    finally:
+        await handle.running.stop(grace=1)
