@@ -15,6 +15,8 @@ is not ours. Behaviour by path:
   /close-delimited    a body ended by closing the connection (no length, not chunked)
   /raw/<name>         the bytes in ``raw[name]``, then close
   upgrade requests    101 and then echo every byte back; ``x-test-refuse-upgrade: 1`` gets a 403 instead
+  /api, /apis, /api/v1, /api/v1/namespaces/default/pods
+                      just enough discovery and a PodList for ``kubectl get pods``
   anything else       200 {"kind": "Echo", "path": ...}
 """
 
@@ -30,6 +32,38 @@ from typing import Any
 import h11
 
 from tests.support.certs import CertFiles
+
+
+KUBE_STATIC: dict[str, dict[str, Any]] = {
+    "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+    "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
+    "/api/v1": {
+        "kind": "APIResourceList",
+        "groupVersion": "v1",
+        "resources": [
+            {
+                "name": "pods",
+                "singularName": "pod",
+                "namespaced": True,
+                "kind": "Pod",
+                "verbs": ["get", "list", "watch"],
+                "shortNames": ["po"],
+            }
+        ],
+    },
+    "/api/v1/namespaces/default/pods": {
+        "kind": "PodList",
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": "1"},
+        "items": [
+            {
+                "metadata": {"name": "web-1", "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+                "status": {"phase": "Running"},
+            }
+        ],
+    },
+}
 
 
 @dataclass
@@ -270,6 +304,8 @@ class RecordingUpstream:
             writer.write(self.raw[path[5:]])
             await writer.drain()
             return False
+        elif path in KUBE_STATIC:
+            simple(200, json.dumps(KUBE_STATIC[path]).encode())
         elif request.method == b"HEAD":
             send(h11.Response(status_code=200, headers=[("content-length", "1234")]), h11.EndOfMessage())
         else:
