@@ -33,7 +33,6 @@ import h11
 
 from tests.support.certs import CertFiles
 
-
 KUBE_STATIC: dict[str, dict[str, Any]] = {
     "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
     "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
