@@ -77,6 +77,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _timeout(text: str) -> float:
+    """kubectl's --request-timeout: a Go duration, or a whole number of seconds (clientcmd.ParseTimeout)."""
+    if text.strip().isdigit():
+        return float(text.strip())
+    return _duration(text)
+
+
 def _port(text: str) -> int:
     try:
         return int(text)
@@ -125,7 +132,8 @@ class _KeyValueListAction(argparse.Action):
 
 class _IgnoredAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, opt: Any = None) -> None:
-        why = {**_IGNORED_VALUE_FLAGS, **_IGNORED_BOOL_FLAGS}.get(str(opt), "")
+        long_name = self.option_strings[-1]  # "-n" is reported with --namespace's reason
+        why = {**_IGNORED_VALUE_FLAGS, **_IGNORED_BOOL_FLAGS}.get(long_name, "")
         ns.ignored_flags = [*getattr(ns, "ignored_flags", []), f"{opt} has no effect: {why}"]
 
 
@@ -241,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag_bool(client, "--insecure-skip-tls-verify", help="Do not verify kube-apiserver's certificate (unsafe).")
     client.add_argument(
         "--request-timeout",
-        type=_duration,
+        type=_timeout,
         default=0.0,
         help="Time to wait for kube-apiserver's response headers; 0 (default) waits forever.",
     )

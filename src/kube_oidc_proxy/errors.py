@@ -36,6 +36,10 @@ class MethodNotAllowed(ClientProtocolError):
     code = 405
 
 
+class HTTPVersionNotSupported(ClientProtocolError):
+    code = 505
+
+
 class Unauthorized(ProxyError):
     code = 401
 

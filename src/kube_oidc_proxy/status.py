@@ -24,6 +24,7 @@ REASONS: Final[dict[int, str]] = {
     502: "BadGateway",
     503: "ServiceUnavailable",
     504: "Timeout",
+    505: "BadRequest",
 }
 
 # Reflected text (a username, a header name) is cut so a hostile value cannot bloat the error body.

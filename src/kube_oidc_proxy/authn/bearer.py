@@ -36,8 +36,7 @@ def _from_authorization(values: list[bytes]) -> bytes | None:
     scheme, _, token = values[0].strip().partition(b" ")
     if scheme.lower() != b"bearer":
         raise CredentialError("Authorization is not a Bearer token")
-    token = token.strip()
-    if not token or b" " in token:
+    if not token or b" " in token or b"\t" in token:  # like kube-apiserver: exactly "Bearer <token>"
         raise CredentialError("malformed Bearer token")
     return token
 

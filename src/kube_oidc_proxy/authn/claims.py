@@ -6,6 +6,7 @@ message that reveals nothing a caller does not already know about their own toke
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Final
 
@@ -30,7 +31,13 @@ def issuer_of(claims: dict[str, Any]) -> Any:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A JSON number we can compare with the clock (not a bool, not beyond a float's range)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _no_prefix(prefix: str) -> bool:
@@ -74,8 +81,9 @@ def user_from_claims(
     if not _audience_ok(claims.get("aud"), spec.audiences):
         return Rejected("token audience does not include the client id")
     exp = claims.get("exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
+    if not _is_number(exp):
         return Rejected("token has no numeric exp claim")
+    assert isinstance(exp, int | float)
     if now >= exp:
         return Rejected("token has expired", "Unauthorized: the token has expired")
     nbf = claims.get("nbf")

@@ -71,8 +71,8 @@ def parse_jwks(document: Any, now: float) -> KeySet:
         public = {k: v for k, v in entry.items() if k not in ("d", "p", "q", "dp", "dq", "qi", "oth")}
         try:
             key = import_key(public)
-        except (JoseError, ValueError, TypeError) as exc:
-            log.warning("skipping a key of the JWKS that does not import: %s", exc)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            log.warning("skipping a key of the JWKS that does not import: %r", exc)
             continue
         if not isinstance(key, RSAKey | ECKey):
             continue
@@ -130,7 +130,7 @@ class KeySource:
             raise FetchError(f"GET {url}: HTTP {response.status}")
         try:
             return json.loads(response.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise FetchError(f"GET {url}: not JSON") from exc
 
     async def _load(self) -> KeySet:
@@ -164,8 +164,8 @@ class KeySource:
         self.fetch_count += 1
         try:
             keys = await self._load()
-        except (FetchError, OSError, ssl.SSLError) as exc:
-            self.last_error = str(exc)
+        except Exception as exc:
+            self.last_error = str(exc) or type(exc).__name__
             state = "keeping the last good keys" if self.keys else "no keys yet"
             log.warning("fetching signing keys of %s failed (%s): %s", self.issuer_url, state, exc)
             return False

@@ -2,8 +2,10 @@
 
 We refuse here what never needs a key to refuse: not three base64url segments (JWE has five, JSON
 serialisation is not compact), padding or foreign characters, a header or payload that is not a JSON
-object, ``alg`` ``none``/HS*/unknown, a ``crit`` header (we implement no extensions, RFC 7515 §4.1.11).
-The unverified payload is only used to route by ``iss``; nothing else is trusted until the signature is.
+object (or uses NaN/Infinity, which JSON does not have and Go refuses), a missing ``alg``, a ``crit``
+header (we implement no extensions, RFC 7515 §4.1.11). Which algorithms are acceptable is decided by the
+authenticator (``oidc.py``), before any key is used. The unverified payload is only used to route by
+``iss``; nothing else is trusted until the signature is.
 """
 
 from __future__ import annotations
@@ -39,9 +41,13 @@ def b64url_decode(segment: bytes) -> bytes:
         raise MalformedToken("not base64url") from exc
 
 
+def _no_constants(name: str) -> Any:
+    raise MalformedToken(f"{name} is not JSON")
+
+
 def _json_object(segment: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(segment))
+        value = json.loads(b64url_decode(segment), parse_constant=_no_constants)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedToken(f"{what} is not JSON") from exc
     except RecursionError as exc:

@@ -17,7 +17,7 @@ from typing import Final
 
 import httptools
 
-from kube_oidc_proxy.errors import ClientProtocolError, HeadersTooLarge, MethodNotAllowed
+from kube_oidc_proxy.errors import ClientProtocolError, HeadersTooLarge, HTTPVersionNotSupported, MethodNotAllowed
 from kube_oidc_proxy.http1.events import (
     MESSAGE_END,
     Body,
@@ -51,6 +51,7 @@ class RequestReader:
         self._headers: Headers = []
         self._head_bytes = 0  # bytes of completed head pieces of the current message
         self._unparsed_head = 0  # upper bound of bytes llhttp holds for an unfinished piece
+        self._fed_body = 0  # body bytes delivered by the current feed
 
     @property
     def in_head(self) -> bool:
@@ -62,6 +63,7 @@ class RequestReader:
             raise RuntimeError("reader fed after an upgrade")
         events = self._events = []
         pieces_before = self._head_bytes
+        self._fed_body = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -77,10 +79,12 @@ class RequestReader:
             raise ClientProtocolError(f"malformed HTTP request: {exc}") from None
         if self._state == _HEAD:
             # llhttp buffers a header name or value until it is complete, without limit: bound it.
+            # Body bytes of an earlier request in the same read are not part of this head.
+            fed = len(data) - self._fed_body
             if self._head_bytes != pieces_before:
-                self._unparsed_head = len(data)
+                self._unparsed_head = fed
             else:
-                self._unparsed_head += len(data)
+                self._unparsed_head += fed
             if self._head_bytes + self._unparsed_head > 2 * self._max_head_bytes:
                 raise HeadersTooLarge("request header fields too large")
         return events
@@ -99,7 +103,9 @@ class RequestReader:
         self._count(len(fragment))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        # llhttp strips leading whitespace only; trailing whitespace is not part of the value either
+        # (RFC 9110 §5.5), and Go's net/http, which kube-apiserver uses, trims it too.
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
         if len(self._headers) > self._max_headers:
             raise HeadersTooLarge(f"more than {self._max_headers} request header fields")
         self._count(len(name) + len(value) + 4)
@@ -115,6 +121,10 @@ class RequestReader:
         version: str = parser.get_http_version()
         headers = self._headers
         target = self._url
+        if version not in ("1.1", "1.0"):
+            if version.startswith("2") or version.startswith("3"):
+                raise HTTPVersionNotSupported(f"HTTP/{version} is not supported here; use HTTP/1.1")
+            raise ClientProtocolError("malformed HTTP request: unsupported HTTP version")
         if method == b"CONNECT":
             raise MethodNotAllowed("CONNECT is not supported by this proxy")
         if not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
@@ -158,7 +168,9 @@ class RequestReader:
         )
 
     def on_body(self, data: bytes) -> None:
-        self._events.append(Body(data))
+        if data:
+            self._fed_body += len(data)
+            self._events.append(Body(data))
 
     def on_message_complete(self) -> None:
         self._state = _IDLE

@@ -38,6 +38,7 @@ class ResponseReader:
         self._headers: Headers = []
         self._head_bytes = 0
         self._skip_message = False  # inside an interim 1xx response
+        self._chunk_has_data = False
         self._head_only = False
         self._ended = False
         self.framing: Framing = "none"
@@ -110,6 +111,9 @@ class ResponseReader:
             if lname == b"content-length":
                 content_length = int(value)
             elif lname == b"transfer-encoding":
+                # Only chunked is a coding we relay (Go's transport refuses others the same way).
+                if value.rsplit(b",", 1)[-1].strip().lower() != b"chunked":
+                    raise UpstreamError("kube-apiserver used an unsupported transfer coding")
                 chunked = True
         if status == 101 or status in (204, 304) or self._head_only:
             framing = "none"
@@ -139,11 +143,16 @@ class ResponseReader:
             self._events.append(MESSAGE_END)
 
     def on_body(self, data: bytes) -> None:
-        if not self._skip_message and not self._head_only:
+        if data and not self._skip_message and not self._head_only:
+            self._chunk_has_data = True
             self._events.append(Body(data))
 
+    def on_chunk_header(self) -> None:
+        self._chunk_has_data = False
+
     def on_chunk_complete(self) -> None:
-        if not self._skip_message:
+        # The last-chunk (0) is not a chunk (RFC 9112 §7.1): only data chunks have an end.
+        if self._chunk_has_data and not self._skip_message:
             self._events.append(CHUNK_END)
 
     def on_message_complete(self) -> None:

@@ -46,8 +46,9 @@ class BearerToken:
         """The ``Authorization`` header value to send now, or None without a token."""
         if self._file:
             now = self._clock()
-            if now - self._checked_at >= self._check_interval:
-                self._reload(force=now - self._read_at >= self._max_age)
+            stale = now - self._read_at >= self._max_age
+            if stale or now - self._checked_at >= self._check_interval:
+                self._reload(force=stale)
         return self._header
 
     def unauthorized(self) -> None:

@@ -11,7 +11,7 @@ import base64
 import binascii
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -73,6 +73,8 @@ def in_cluster(client: ClientConfig, environ: Mapping[str, str], sa_dir: Path = 
             "not running in a cluster (KUBERNETES_SERVICE_HOST/PORT are not set); "
             "give --kubeconfig or --server to say where kube-apiserver is"
         )
+    if not port.isdigit():
+        raise StartupError(f"KUBERNETES_SERVICE_PORT is not a port number: {port!r}")
     token_file = sa_dir / "token"
     _read(token_file, "service account token")
     return UpstreamTarget(
@@ -90,7 +92,10 @@ def _load_kubeconfig_files(paths: list[str]) -> tuple[dict[str, Any], dict[str, 
     merged: dict[str, Any] = {"clusters": {}, "users": {}, "contexts": {}, "current-context": ""}
     origin: dict[str, Path] = {}  # "clusters/<name>" -> directory for relative paths
     for path in paths:
-        data = yaml.safe_load(_read(path, "kubeconfig")) or {}
+        try:
+            data = yaml.safe_load(_read(path, "kubeconfig")) or {}
+        except yaml.YAMLError as exc:
+            raise StartupError(f"kubeconfig {path!r} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise StartupError(f"kubeconfig {path!r} is not a mapping")
         base = Path(path).resolve().parent
@@ -196,5 +201,37 @@ def from_kubeconfig(client: ClientConfig, environ: Mapping[str, str]) -> Upstrea
     )
 
 
-def load_target(client: ClientConfig, environ: Mapping[str, str]) -> UpstreamTarget:
-    return from_kubeconfig(client, environ) if client.explicit else in_cluster(client, environ)
+def _with_overrides(target: UpstreamTarget, client: ClientConfig) -> UpstreamTarget:
+    """The in-cluster config with kubectl-style flags applied, as client-go's inClusterClientConfig does."""
+    if client.server:
+        scheme, host, port = _parse_server(client.server)
+        target = replace(target, scheme=scheme, host=host, port=port)
+    if client.certificate_authority:
+        target = replace(target, ca_pem=_read(client.certificate_authority, "certificate authority"))
+    if client.insecure_skip_tls_verify:
+        target = replace(target, insecure=True, ca_pem=None)
+    if client.tls_server_name:
+        target = replace(target, tls_server_name=client.tls_server_name)
+    if client.token:
+        target = replace(target, token=client.token, token_file="")
+    if client.client_certificate:
+        target = replace(
+            target,
+            client_cert_pem=_read(client.client_certificate, "client certificate"),
+            client_key_pem=_read(client.client_key, "client key"),
+        )
+    return target
+
+
+def load_target(client: ClientConfig, environ: Mapping[str, str], sa_dir: Path = SERVICE_ACCOUNT_DIR) -> UpstreamTarget:
+    if not client.explicit:
+        return in_cluster(client, environ, sa_dir)
+    in_a_pod = (
+        bool(environ.get("KUBERNETES_SERVICE_HOST"))
+        and bool(environ.get("KUBERNETES_SERVICE_PORT"))
+        and (sa_dir / "token").exists()
+    )
+    if in_a_pod and not client.kubeconfig and not _kubeconfig_paths(client, environ):
+        # No kubeconfig, but in a pod: client-go falls back to the in-cluster config with the flags applied.
+        return _with_overrides(in_cluster(client, environ, sa_dir), client)
+    return from_kubeconfig(client, environ)

@@ -9,8 +9,8 @@ exactly as in the seed's example (the Go binary printed ``/ ]``). An ``outbound`
 (user / groups / uid / extras) is added when ``--as`` impersonation is used.
 
 Lines go to a queue that a writer thread drains to stdout, so a slow log pipe never blocks the event loop.
-Control characters from the request (a URI can hold percent-escapes only, but a username is arbitrary)
-are escaped so one request is always one line.
+Control characters are escaped (a backslash, x and two hex digits) so one request is always one line;
+in identity fields so are ``[``, ``]`` and ``|``, so a crafted username cannot forge another section of the line.
 """
 
 from __future__ import annotations
@@ -26,11 +26,21 @@ from typing import Final, Protocol
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
 
 _UNSAFE: Final = re.compile(r"[\x00-\x1f\x7f]")
+# In identity fields also the characters that delimit fields, so a username cannot forge a section.
+_UNSAFE_IN_FIELD: Final = re.compile(r"[\x00-\x1f\x7f\[\]|]")
 _STOP: Final = object()
 
 
+def _escape(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
 def _clean(text: str) -> str:
-    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _UNSAFE.sub(_escape, text)
+
+
+def _field(text: str) -> str:
+    return _UNSAFE_IN_FIELD.sub(_escape, text)
 
 
 def forwarded_chain(xff_values: Iterable[bytes], peer_ip: str) -> str:
@@ -48,11 +58,11 @@ def _identity(user: UserInfo) -> str:
     groups = list(user.groups)
     if SYSTEM_AUTHENTICATED not in groups:
         groups.append(SYSTEM_AUTHENTICATED)
-    return f"{user.username} / {'|'.join(groups)} /{_extras(user.extra)}"
+    return f"{_field(user.username)} / {'|'.join(map(_field, groups))} /{_extras(user.extra)}"
 
 
 def _extras(extra: Mapping[str, Iterable[str]]) -> str:
-    return "".join(f" {k}={'|'.join(vs)}" for k, vs in extra.items())
+    return "".join(f" {_field(k)}={'|'.join(map(_field, vs))}" for k, vs in extra.items())
 
 
 class TextStream(Protocol):
@@ -84,8 +94,9 @@ class AccessLog:
             f"URI:{uri.decode('latin-1')} inbound:[{_identity(user)}]"
         )
         if outbound is not None:
-            groups = "|".join(outbound.groups)
-            line += f" outbound:[{outbound.username} / {groups} / {outbound.uid} /{_extras(outbound.extra)}]"
+            groups = "|".join(map(_field, outbound.groups))
+            extras = _extras(outbound.extra)
+            line += f" outbound:[{_field(outbound.username)} / {groups} / {_field(outbound.uid)} /{extras}]"
         self._queue.put(_clean(line))
 
     def failure(self, peer_ip: str, xff: Iterable[bytes], uri: bytes) -> None:

@@ -14,7 +14,9 @@ import logging
 import logging.handlers
 import os
 import queue
+import resource
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -131,7 +133,11 @@ class Running:
 
     @property
     def probe_port(self) -> int | None:
-        return self.probe.sockets[0].getsockname()[1] if self.probe is not None else None
+        """The IPv4 port of the probe listener (with port 0 each address family gets its own)."""
+        if self.probe is None:
+            return None
+        ports = [s.getsockname()[1] for s in self.probe.sockets if s.family == socket.AF_INET]
+        return ports[0] if ports else self.probe.sockets[0].getsockname()[1]
 
     async def stop(self, grace: float | None = None) -> None:
         log.info("shutting down")
@@ -159,7 +165,7 @@ async def start(app: App, *, reuse_port: bool = False) -> Running:
     if config.proxy.readiness_probe_port is not None:
         try:
             probe = await start_probe_server(
-                config.serving.bind_address,
+                "",  # all interfaces, as the Go proxy: the kubelet probes the pod IP
                 config.proxy.readiness_probe_port,
                 Readiness(app.key_sources, app.proxy),
                 app.proxy.tasks,
@@ -272,8 +278,17 @@ def _run_workers(config: Config) -> int:
     return exit_code
 
 
+def _raise_open_file_limit() -> None:
+    """Every watch and exec holds two sockets; use the hard limit, as Go programs do by default."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(config: Config) -> int:
     listener = setup_logging(config.verbosity)
+    _raise_open_file_limit()
     try:
         if config.proxy.workers > 1:
             return _run_workers(config)

@@ -1,0 +1,3 @@
+module kube-oidc-proxy/bench/loadgen
+
+go 1.22

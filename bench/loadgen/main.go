@@ -1,0 +1,184 @@
+// Command loadgen drives the benchmarks that wrk cannot: a fixed request rate with latency percentiles
+// (open loop, measured from the scheduled send time so a stall is not hidden), first-request cost of
+// fresh tokens, and thousands of idle watches held open at once. HTTP/1.1 over TLS only, like kubectl's
+// upgrades and our proxy. Results are one JSON object on stdout.
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+func client(caFile string, conns int) *http.Client {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, ServerName: "localhost"},
+		MaxIdleConnsPerHost: conns,
+		MaxIdleConns:        conns,
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1
+		DisableCompression:  true,
+	}}
+}
+
+func get(c *http.Client, url, token string) error {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func percentile(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return float64(sorted[i].Microseconds())
+}
+
+func summary(lat []time.Duration, errors int) map[string]any {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return map[string]any{
+		"count": len(lat), "errors": errors,
+		"p50_us": percentile(lat, 0.50), "p90_us": percentile(lat, 0.90),
+		"p99_us": percentile(lat, 0.99), "max_us": percentile(lat, 1.0),
+	}
+}
+
+func rate(c *http.Client, url, token string, perSecond int, duration time.Duration) map[string]any {
+	var mu sync.Mutex
+	var lat []time.Duration
+	errors := 0
+	interval := time.Second / time.Duration(perSecond)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; ; i++ {
+		scheduled := start.Add(time.Duration(i) * interval)
+		if scheduled.Sub(start) >= duration {
+			break
+		}
+		time.Sleep(time.Until(scheduled))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := get(c, url, token)
+			took := time.Since(scheduled)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errors++
+				return
+			}
+			lat = append(lat, took)
+		}()
+	}
+	wg.Wait()
+	return summary(lat, errors)
+}
+
+func tokens(c *http.Client, url, tokenFile string) map[string]any {
+	data, err := os.ReadFile(tokenFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	all := strings.Fields(string(data))
+	measure := func(pick func(i int) string) []time.Duration {
+		var lat []time.Duration
+		for i := range all {
+			t := time.Now()
+			if err := get(c, url, pick(i)); err != nil {
+				log.Fatal(err)
+			}
+			lat = append(lat, time.Since(t))
+		}
+		return lat
+	}
+	get(c, url, all[0]) // warm the connection and cache the first token
+	same := summary(measure(func(int) string { return all[0] }), 0)
+	fresh := summary(measure(func(i int) string { return all[i] }), 0)
+	return map[string]any{"cached": same, "fresh": fresh}
+}
+
+func watches(c *http.Client, url, token string, n int) map[string]any {
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bodies []io.ReadCloser
+	errors := 0
+	sem := make(chan struct{}, 200) // open at most 200 at a time: a realistic ramp, not a SYN flood
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := c.Do(req)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || resp.StatusCode != 200 {
+				errors++
+				return
+			}
+			bodies = append(bodies, resp.Body)
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("{\"open\": %d, \"errors\": %d, \"seconds\": %.2f}\n", len(bodies), errors, time.Since(start).Seconds())
+	os.Stdout.Sync()
+	bufio.NewReader(os.Stdin).ReadString('\n') // hold the watches until told to let go
+	for _, b := range bodies {
+		b.Close()
+	}
+	return nil
+}
+
+func main() {
+	mode := flag.String("mode", "rate", "rate | tokens | watches")
+	url := flag.String("url", "", "target URL")
+	ca := flag.String("ca", "", "CA file")
+	token := flag.String("token", "", "bearer token")
+	tokenFile := flag.String("token-file", "", "file of tokens, one per line (tokens mode)")
+	perSecond := flag.Int("rate", 500, "requests per second (rate mode)")
+	duration := flag.Duration("duration", 10*time.Second, "how long (rate mode)")
+	n := flag.Int("n", 10000, "watches to open (watches mode)")
+	flag.Parse()
+	var out map[string]any
+	switch *mode {
+	case "rate":
+		out = rate(client(*ca, 256), *url, *token, *perSecond, *duration)
+	case "tokens":
+		out = tokens(client(*ca, 1), *url, *tokenFile)
+	case "watches":
+		watches(client(*ca, *n), *url, *token, *n)
+		return
+	default:
+		log.Fatalf("unknown mode %q", *mode)
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
+}

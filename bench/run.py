@@ -1,0 +1,245 @@
+"""Benchmarks of the proxy against the same upstream reached directly, measured in the same run.
+
+    .venv/bin/python bench/run.py            # everything, ~2 minutes
+    .venv/bin/python bench/run.py --quick    # shorter runs, 2,000 watches
+
+Setup: a Go HTTPS upstream (bench/upstream) stands in for kube-apiserver; the proxy runs as the real
+command with one worker, TLS on both sides, keep-alive everywhere. On a 2-core machine the proxy is
+pinned to core 1 and the load generators and upstream to core 0, so they do not steal its CPU.
+
+  throughput   wrk, 32 connections: requests/s and p50/p99, direct vs through the proxy, and the ratio
+  latency      500 requests/s open loop (bench/loadgen): p50/p99 direct, through the proxy, and added
+  new token    sequential requests each with a never-seen token vs one cached token: the median
+               difference is what verifying a new token costs
+  watches      N idle watches held open through the proxy: the proxy's resident memory
+
+Every figure is printed with the command that produced it; results also go to bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.certs import issue  # noqa: E402
+from tests.support.issuer import TestIssuer  # noqa: E402
+from tests.support.process import free_port  # noqa: E402
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kube-oidc-proxy" / "bench"
+PIN_PROXY = ["taskset", "-c", "1"] if os.cpu_count() and os.cpu_count() >= 2 else []  # type: ignore[operator]
+PIN_LOAD = ["taskset", "-c", "0"] if PIN_PROXY else []
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def build(tool: str) -> Path:
+    """Build bench/<tool> (Go) once per source version, cached outside the repository."""
+    source = ROOT / "bench" / tool
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(source.glob("*")))).hexdigest()[:12]
+    binary = CACHE / f"{tool}-{digest}"
+    if binary.exists():
+        return binary
+    CACHE.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    say(f"building {tool} with go (once per version) ...")
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=source, check=True)
+    say(f"built {tool} in {time.monotonic() - started:.1f}s")
+    return binary
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wrk(url: str, token: str, seconds: int, connections: int) -> dict[str, float]:
+    cmd = [
+        *PIN_LOAD,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {token}",
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    def latency(label: str) -> float:
+        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert rps, out
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": latency("50%"),
+        "p99_ms": latency("99%"),
+        "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def loadgen(binary: Path, *args: str) -> dict[str, Any]:
+    out = subprocess.run([*PIN_LOAD, str(binary), *args], capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(out))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short runs and 2,000 watches")
+    parser.add_argument("--watches", type=int, default=None)
+    opts = parser.parse_args()
+    seconds = 5 if opts.quick else 15
+    n_watches = opts.watches or (2000 if opts.quick else 10_000)
+    for tool in ("wrk", "go", "taskset"):
+        if shutil.which(tool) is None:
+            say(f"{tool} is needed (Debian: apt-get install wrk golang util-linux)")
+            return 2
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 65536), max(hard, 65536)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    upstream_bin, loadgen_bin = build("upstream"), build("loadgen")
+    work = Path(tempfile.mkdtemp(prefix="kop-bench-"))
+    certs = issue(trustme.CA(), work, "bench")
+    issuer = TestIssuer(certs)
+    procs: list[subprocess.Popen[Any]] = []
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    try:
+        up = subprocess.Popen(
+            [*PIN_LOAD, str(upstream_bin), "-cert", certs.cert, "-key", certs.key], stdout=subprocess.PIPE, text=True
+        )
+        procs.append(up)
+        assert up.stdout is not None
+        up_port = int(up.stdout.readline())
+        port, probe = free_port(), free_port()
+        proxy_cmd = [
+            *PIN_PROXY, sys.executable, "-m", "kube_oidc_proxy",
+            f"--oidc-issuer-url={issuer.url}", "--oidc-client-id=kube", f"--oidc-ca-file={certs.ca}",
+            "--oidc-groups-claim=groups", "--bind-address=127.0.0.1", f"--secure-port={port}",
+            f"--readiness-probe-port={probe}", f"--tls-cert-file={certs.cert}", f"--tls-private-key-file={certs.key}",
+            f"--server=https://127.0.0.1:{up_port}", f"--certificate-authority={certs.ca}", "--token=bench-sa-token",
+        ]  # fmt: skip
+        say("starting the proxy: " + " ".join(proxy_cmd[len(PIN_PROXY) :]))
+        proxy = subprocess.Popen(proxy_cmd, stdout=subprocess.DEVNULL, stderr=open(work / "proxy.err", "wb"))  # noqa: SIM115
+        procs.append(proxy)
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{probe}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        token = issuer.token()
+        path = "/api/v1/namespaces/default/pods/bench"
+        direct_url, proxy_url = f"https://localhost:{up_port}{path}", f"https://localhost:{port}{path}"
+        idle_rss = rss_mb(proxy.pid)
+
+        say(f"throughput: wrk -t1 -c32 -d{seconds}s --latency, direct and through the proxy")
+        direct, proxied = wrk(direct_url, token, seconds, 32), wrk(proxy_url, token, seconds, 32)
+        results["throughput"] = {"direct": direct, "proxy": proxied, "ratio": proxied["rps"] / direct["rps"]}
+
+        say(f"latency: loadgen -mode rate -rate 500 -duration {seconds}s, direct and through the proxy")
+        common = ["-ca", certs.ca, "-token", token, "-rate", "500", "-duration", f"{seconds}s"]
+        lat_direct = loadgen(loadgen_bin, "-mode", "rate", "-url", direct_url, *common)
+        lat_proxy = loadgen(loadgen_bin, "-mode", "rate", "-url", proxy_url, *common)
+        results["latency_500rps"] = {
+            "direct": lat_direct,
+            "proxy": lat_proxy,
+            "added_p50_ms": (lat_proxy["p50_us"] - lat_direct["p50_us"]) / 1000,
+            "added_p99_ms": (lat_proxy["p99_us"] - lat_direct["p99_us"]) / 1000,
+        }
+
+        say("new tokens: loadgen -mode tokens (500 never-seen tokens vs one cached token)")
+        token_file = work / "tokens.txt"
+        token_file.write_text("\n".join(issuer.token(jti=f"bench-{i}") for i in range(500)))
+        tok = loadgen(
+            loadgen_bin, "-mode", "tokens", "-url", proxy_url, "-ca", certs.ca, "-token-file", str(token_file)
+        )
+        results["new_token"] = {**tok, "extra_ms": (tok["fresh"]["p50_us"] - tok["cached"]["p50_us"]) / 1000}
+
+        say(f"watches: loadgen -mode watches -n {n_watches} through the proxy, then the proxy's RSS")
+        watch_url = f"https://localhost:{port}/watch"
+        holder_cmd = [*PIN_LOAD, str(loadgen_bin), "-mode", "watches", "-n", str(n_watches), "-url", watch_url]
+        holder_cmd += ["-ca", certs.ca, "-token", token]
+        holder = subprocess.Popen(holder_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(holder)
+        assert holder.stdout is not None and holder.stdin is not None
+        opened = json.loads(holder.stdout.readline())
+        time.sleep(1)
+        results["watches"] = {**opened, "proxy_rss_mb": rss_mb(proxy.pid), "proxy_idle_rss_mb": idle_rss}
+        holder.stdin.write("\n")
+        holder.stdin.close()
+        holder.wait(60)
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        issuer.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+    report(results)
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def report(r: dict[str, Any]) -> None:
+    t, lat, tok, w = r["throughput"], r["latency_500rps"], r["new_token"], r["watches"]
+    rows = [
+        ("requests/s direct", f"{t['direct']['rps']:.0f}", ""),
+        ("requests/s through the proxy", f"{t['proxy']['rps']:.0f}", ">= 4000"),
+        ("ratio proxy/direct", f"{t['ratio']:.2f}", ""),
+        ("p50 / p99 at full load, proxy (ms)", f"{t['proxy']['p50_ms']:.2f} / {t['proxy']['p99_ms']:.2f}", ""),
+        (
+            "p99 at 500 req/s direct / proxy (ms)",
+            f"{lat['direct']['p99_us'] / 1000:.2f} / {lat['proxy']['p99_us'] / 1000:.2f}",
+            "",
+        ),
+        ("added p99 at 500 req/s (ms)", f"{lat['added_p99_ms']:.2f}", "<= 2"),
+        ("first request with a new token, extra (ms)", f"{tok['extra_ms']:.3f}", "<= 0.5"),
+        (f"RSS with {w['open']} idle watches (MB)", f"{w['proxy_rss_mb']:.0f}", "<= 300 (10,000)"),
+        ("RSS idle (MB)", f"{w['proxy_idle_rss_mb']:.0f}", ""),
+    ]
+    width = max(len(a) for a, _, _ in rows)
+    print()
+    for name, value, target in rows:
+        print(f"  {name:<{width}}  {value:>14}  {target}")
+    errors = t["proxy"]["non_2xx"] + lat["proxy"]["errors"] + w["errors"]
+    print(f"\n  errors: {errors:.0f}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

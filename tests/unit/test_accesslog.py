@@ -1,0 +1,242 @@
+"""observe.accesslog: the SIEM access lines of the Tremolo kube-oidc-proxy, byte for byte."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Final
+
+import pytest
+
+from kube_oidc_proxy.authn.model import UserInfo
+from kube_oidc_proxy.observe.accesslog import AccessLog, forwarded_chain
+
+STAMP: Final = re.compile(r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}\]")
+
+
+class MemoryStream(io.StringIO):
+    """Where the lines go: kept in memory, flushes counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+    def lines(self) -> list[str]:
+        return self.getvalue().splitlines()
+
+
+@pytest.fixture
+def stream() -> MemoryStream:
+    return MemoryStream()
+
+
+@pytest.fixture
+def log(stream: MemoryStream) -> Iterator[AccessLog]:
+    access = AccessLog(stream)
+    yield access
+    access.close()
+
+
+def written(log: AccessLog, stream: MemoryStream) -> list[str]:
+    log.close()
+    return stream.lines()
+
+
+def without_stamp(line: str) -> str:
+    match = STAMP.match(line)
+    assert match, line
+    return line[match.end() :]
+
+
+@pytest.mark.parametrize(
+    ("user", "expected_inbound"),
+    [
+        pytest.param(UserInfo("a", groups=("g",)), "inbound:[a / g|system:authenticated /]", id="one-group"),
+        pytest.param(
+            UserInfo("mlbadmin1", groups=("system:masters", "k8s-admins")),
+            "inbound:[mlbadmin1 / system:masters|k8s-admins|system:authenticated /]",
+            id="two-groups",
+        ),
+        pytest.param(UserInfo("a"), "inbound:[a / system:authenticated /]", id="no-groups"),
+        pytest.param(
+            UserInfo("a", groups=("system:authenticated", "g")),
+            "inbound:[a / system:authenticated|g /]",
+            id="system-authenticated-not-repeated",
+        ),
+        pytest.param(
+            UserInfo("a", groups=("g",), extra={"k": ("v1", "v2")}),
+            "inbound:[a / g|system:authenticated / k=v1|v2]",
+            id="one-extra",
+        ),
+        pytest.param(
+            UserInfo("a", groups=("g",), extra={"authentication.kubernetes.io/credential-id": ("JTI=1",), "x": ("y",)}),
+            "inbound:[a / g|system:authenticated / authentication.kubernetes.io/credential-id=JTI=1 x=y]",
+            id="two-extras",
+        ),
+    ],
+)
+def test_a_success_line_has_the_exact_format(
+    log: AccessLog, stream: MemoryStream, user: UserInfo, expected_inbound: str
+) -> None:
+    log.success("10.42.0.5", [b"10.42.1.3, 10.42.0.5"], b"/api/v1/namespaces/openunison/pods?limit=500", user)
+    lines = written(log, stream)
+    assert len(lines) == 1
+    assert without_stamp(lines[0]) == (
+        f" AuSuccess src:[10.42.0.5 / 10.42.1.3] URI:/api/v1/namespaces/openunison/pods?limit=500 {expected_inbound}"
+    )
+
+
+def test_the_seed_example_line_is_reproduced(log: AccessLog, stream: MemoryStream) -> None:
+    user = UserInfo("mlbadmin1", groups=("system:masters",))
+    log.success("10.42.0.5", [b"10.42.1.3"], b"/api/v1/namespaces/openunison/pods?limit=500", user)
+    (line,) = written(log, stream)
+    assert without_stamp(line) == (
+        " AuSuccess src:[10.42.0.5 / 10.42.1.3] URI:/api/v1/namespaces/openunison/pods?limit=500 "
+        "inbound:[mlbadmin1 / system:masters|system:authenticated /]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("xff", "expected_src"),
+    [
+        pytest.param([b"10.42.1.3"], "src:[10.42.0.5 / 10.42.1.3]", id="forwarded"),
+        pytest.param([], "src:[10.42.0.5 / ]", id="no-forwarded-for"),
+    ],
+)
+def test_a_failure_line_has_the_exact_format(
+    log: AccessLog, stream: MemoryStream, xff: list[bytes], expected_src: str
+) -> None:
+    log.failure("10.42.0.5", xff, b"/api/v1/nodes")
+    (line,) = written(log, stream)
+    assert without_stamp(line) == f" AuFail {expected_src} URI:/api/v1/nodes"
+
+
+def test_an_outbound_section_follows_when_impersonating(log: AccessLog, stream: MemoryStream) -> None:
+    log.success(
+        "10.0.0.1",
+        [],
+        b"/api",
+        UserInfo("admin", groups=("ops",)),
+        outbound=UserInfo("bob", uid="u-1", groups=("g1", "g2"), extra={"k": ("v",)}),
+    )
+    (line,) = written(log, stream)
+    assert without_stamp(line) == (
+        " AuSuccess src:[10.0.0.1 / ] URI:/api inbound:[admin / ops|system:authenticated /]"
+        " outbound:[bob / g1|g2 / u-1 / k=v]"
+    )
+
+
+def test_the_timestamp_is_the_local_time_with_its_offset(log: AccessLog, stream: MemoryStream) -> None:
+    before = time.time()
+    log.failure("10.0.0.1", [], b"/")
+    after = time.time()
+    (line,) = written(log, stream)
+    assert STAMP.match(line)
+    stamp = datetime.strptime(line[1:25], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    assert int(before) <= stamp <= after
+    assert line[20:25] == time.strftime("%z", time.localtime(stamp))
+
+
+# forwarded_chain: the Go proxy's TestXForwardedFor (T:pkg/proxy/logging/accesslog_test.go), plus repeats.
+@pytest.mark.parametrize(
+    ("xff", "remote", "expected"),
+    [
+        pytest.param([], "1.2.3.4", "", id="no x-forwarded-for"),
+        pytest.param([b""], "1.2.3.4", "", id="empty x-forwarded-for"),
+        pytest.param([b"1.2.3.4"], "1.2.3.4", "", id="x-forwarded-for is remoteaddr"),
+        pytest.param([b"1.2.3.1"], "1.2.3.4", "1.2.3.1", id="x-forwarded-for with no remoteaddr"),
+        pytest.param([b"1.2.3.1, 1.2.3.4"], "1.2.3.4", "1.2.3.1", id="x-forwarded-for with remoteaddr at the end"),
+        pytest.param([b"1.2.3.4, 1.2.3.1"], "1.2.3.4", "1.2.3.1", id="x-forwarded-for with remoteaddr at the start"),
+        pytest.param([b"3.3.3.3, 1.1.1.1,2.2.2.2"], "9.9.9.9", "3.3.3.3, 1.1.1.1, 2.2.2.2", id="order-kept"),
+        pytest.param([b"1.1.1.1", b"2.2.2.2, 1.2.3.4"], "1.2.3.4", "1.1.1.1, 2.2.2.2", id="several-header-lines"),
+        pytest.param([b" , ,1.1.1.1 , "], "1.2.3.4", "1.1.1.1", id="blank-entries"),
+        pytest.param([b"1.2.3.40"], "1.2.3.4", "1.2.3.40", id="prefix-of-remote-kept"),
+    ],
+)
+def test_the_forwarded_chain_drops_the_peer_and_keeps_the_order(xff: list[bytes], remote: str, expected: str) -> None:
+    assert forwarded_chain(xff, remote) == expected
+
+
+@pytest.mark.parametrize(
+    ("username", "escaped"),
+    [
+        (
+            "evil\nAuSuccess src:[1.1.1.1 / ] URI:/ inbound:[root / system:masters /]",
+            "evil\\x0aAuSuccess src:\\x5b1.1.1.1 / \\x5d URI:/ inbound:\\x5broot / system:masters /\\x5d",
+        ),
+        ("cr\rlf\r\n", "cr\\x0dlf\\x0d\\x0a"),
+        ("nul\x00", "nul\\x00"),
+        ("del\x7f", "del\\x7f"),
+    ],
+)
+def test_a_username_with_control_characters_stays_on_one_line(
+    log: AccessLog, stream: MemoryStream, username: str, escaped: str
+) -> None:
+    log.success("10.0.0.1", [], b"/api", UserInfo(username, groups=("g\nh",)))
+    log.close()
+    text = stream.getvalue()
+    assert text.count("\n") == 1
+    assert text.endswith("\n")
+    assert without_stamp(text[:-1]) == (
+        f" AuSuccess src:[10.0.0.1 / ] URI:/api inbound:[{escaped} / g\\x0ah|system:authenticated /]"
+    )
+
+
+def test_field_delimiters_in_identities_cannot_forge_a_section(log: AccessLog, stream: MemoryStream) -> None:
+    log.success("10.0.0.1", [], b"/api", UserInfo("a] URI:/x inbound:[root", groups=("g|system:masters",)))
+    lines = written(log, stream)
+    assert lines[0].endswith(
+        " URI:/api inbound:[a\\x5d URI:/x inbound:\\x5broot / g\\x7csystem:masters|system:authenticated /]"
+    )
+    assert lines[0].count("inbound:[") == 1
+
+
+def test_control_characters_in_the_uri_and_forwarded_for_are_escaped(log: AccessLog, stream: MemoryStream) -> None:
+    log.failure("10.0.0.1", [b"1.1.1.1\r\nAuSuccess"], b"/api\n/x")
+    lines = written(log, stream)
+    assert len(lines) == 1
+    assert "URI:/api\\x0a/x" in lines[0]
+
+
+def test_close_writes_every_queued_line_in_order(stream: MemoryStream) -> None:
+    log = AccessLog(stream)
+    for n in range(2_000):
+        log.failure("10.0.0.1", [], f"/item/{n}".encode())
+    log.close()
+    lines = stream.lines()
+    assert [line.rsplit("URI:", 1)[1] for line in lines] == [f"/item/{n}" for n in range(2_000)]
+    assert stream.flushes >= 1
+
+
+def test_lines_are_written_and_flushed_without_waiting_for_close(stream: MemoryStream) -> None:
+    log = AccessLog(stream)
+    try:
+        log.failure("10.0.0.1", [], b"/soon")
+        for _ in range(500):
+            if stream.flushes and "/soon" in stream.getvalue():
+                break
+            time.sleep(0.01)
+        assert "/soon" in stream.getvalue()
+        assert stream.flushes >= 1
+    finally:
+        log.close()
+
+
+class BrokenStream(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError("stdout went away")
+
+
+def test_a_broken_stream_does_not_stop_the_writer_or_the_caller() -> None:
+    log = AccessLog(BrokenStream())
+    log.failure("10.0.0.1", [], b"/a")
+    log.success("10.0.0.1", [], b"/b", UserInfo("a"))
+    log.close(timeout=5)
+    assert not log._thread.is_alive()
