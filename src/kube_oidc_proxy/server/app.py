@@ -136,8 +136,8 @@ class Running:
         """The IPv4 port of the probe listener (with port 0 each address family gets its own)."""
         if self.probe is None:
             return None
-        ports = [s.getsockname()[1] for s in self.probe.sockets if s.family == socket.AF_INET]
-        return ports[0] if ports else self.probe.sockets[0].getsockname()[1]
+        ports: list[int] = [s.getsockname()[1] for s in self.probe.sockets if s.family == socket.AF_INET]
+        return ports[0] if ports else int(self.probe.sockets[0].getsockname()[1])
 
     async def stop(self, grace: float | None = None) -> None:
         log.info("shutting down")
