@@ -41,6 +41,19 @@ _IDLE, _HEAD, _BODY, _UPGRADED = range(4)
 class RequestReader:
     """One per client connection; handles keep-alive and pipelined requests in sequence."""
 
+    __slots__ = (
+        "_events",
+        "_fed_body",
+        "_head_bytes",
+        "_headers",
+        "_max_head_bytes",
+        "_max_headers",
+        "_parser",
+        "_state",
+        "_unparsed_head",
+        "_url",
+    )
+
     def __init__(self, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES, max_headers: int = DEFAULT_MAX_HEADERS) -> None:
         self._max_head_bytes = max_head_bytes
         self._max_headers = max_headers
@@ -152,6 +165,8 @@ class RequestReader:
             raise ClientProtocolError("an upgrade request must not have a body")
         head_size = self._head_bytes + len(method) + 14  # request line and final CRLF
         self._state = _BODY
+        self._url = b""
+        self._headers = []  # now owned by the event; a long-lived connection should not keep a copy
         self._events.append(
             RequestHead(
                 method=method,

@@ -30,6 +30,22 @@ MAX_RESPONSE_HEAD_BYTES: Final = 1024 * 1024
 
 
 class ResponseReader:
+    __slots__ = (
+        "_chunk_has_data",
+        "_ended",
+        "_events",
+        "_head_bytes",
+        "_head_only",
+        "_headers",
+        "_parser",
+        "_reason",
+        "_skip_message",
+        "_status",
+        "framing",
+        "must_close",
+        "upgraded",
+    )
+
     def __init__(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
         self._events: list[ResponseEvent] = []

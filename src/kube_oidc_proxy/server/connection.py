@@ -43,6 +43,22 @@ def peer_ip_of(transport: asyncio.BaseTransport) -> str:
 
 
 class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "_head_timer_armed",
+        "_pause_reasons",
+        "_pipeline",
+        "_reading",
+        "_timer",
+        "closed",
+        "current",
+        "peer_ip",
+        "reader",
+        "server",
+        "stopping",
+        "transport",
+        "tunnel",
+    )
+
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
         self.transport: asyncio.Transport  # set in connection_made, before any other callback

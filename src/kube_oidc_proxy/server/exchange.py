@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from kube_oidc_proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
@@ -59,6 +60,29 @@ class _ClientGone(Exception):
 
 
 class Exchange:
+    # Slots: thousands of watches each hold one of these for hours.
+    __slots__ = (
+        "_body",
+        "_body_buffered",
+        "_body_waiter",
+        "_chunked",
+        "_done",
+        "_outbound",
+        "_xff",
+        "at_boundary",
+        "body_done",
+        "conn",
+        "head",
+        "is_stream",
+        "keep_alive",
+        "response_started",
+        "server",
+        "task",
+        "upgrade_tail",
+        "upstream",
+        "user_description",
+    )
+
     def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
         self.conn = conn
         self.server = conn.server
@@ -79,6 +103,8 @@ class Exchange:
         self.is_stream = False  # a watch or a followed log: ended at a chunk boundary on shutdown
         self.at_boundary = True
         self.task: asyncio.Task[None] | None = None
+        self._outbound: bytes | None = None  # the request head for kube-apiserver, kept until answered
+        self._xff: list[bytes] = []
 
     # -- the request path, top to bottom ----------------------------------------------------------
 
@@ -102,18 +128,23 @@ class Exchange:
         head = self.head
         server = self.server
         decision = await server.gate.decide(head, self.conn.peer_ip)
-        xff = get_all(head.headers, b"x-forwarded-for")
+        self._xff = get_all(head.headers, b"x-forwarded-for")
+        # From here on the request's headers (with the caller's token) are not needed: a watch can live
+        # for hours, so do not keep them.
+        self.head = replace(head, headers=[])
         if isinstance(decision, Deny):
-            server.access_log.failure(self.conn.peer_ip, xff, head.target)
+            server.access_log.failure(self.conn.peer_ip, self._xff, head.target)
             log.info("rejected %s %s: %s", head.method.decode(), head.target.decode("latin-1"), decision.reason)
             self._respond_status(decision.code, decision.message)
             return
-        server.access_log.success(self.conn.peer_ip, xff, head.target, decision.user)
+        server.access_log.success(self.conn.peer_ip, self._xff, head.target, decision.user)
         self.user_description = decision.user.username
+        self._outbound = self._outbound_head(decision)
+        del decision
         if head.upgrade:
-            await self._upgrade(decision)
+            await self._upgrade()
         else:
-            await self._forward(decision)
+            await self._forward()
 
     def _outbound_head(self, admit: Admit) -> bytes:
         headers = admit.headers
@@ -122,14 +153,14 @@ class Exchange:
             headers = [*headers, (b"authorization", authorization)]
         return request_head(self.head.method, self.head.target, headers)
 
-    async def _forward(self, admit: Admit) -> None:
+    async def _forward(self) -> None:
         head = self.head
-        outbound = self._outbound_head(admit)
         retry_allowed = head.method in RETRYABLE_METHODS and head.framing == "none"
         while True:
             upstream = await self.server.pool.acquire()
             self._attach(upstream, head_only=head.method == b"HEAD")
-            upstream.write(outbound)
+            assert self._outbound is not None
+            upstream.write(self._outbound)
             if head.expect_continue and not self.body_done:
                 self.conn.write(CONTINUE_100)
             try:
@@ -144,10 +175,11 @@ class Exchange:
                 retry_allowed = False  # once: this was a keep-alive connection the server had closed
                 self._done = asyncio.get_running_loop().create_future()
 
-    async def _upgrade(self, admit: Admit) -> None:
+    async def _upgrade(self) -> None:
         upstream = await self.server.pool.connect()
         self._attach(upstream, head_only=False)
-        upstream.write(self._outbound_head(admit))
+        assert self._outbound is not None
+        upstream.write(self._outbound)
         await self._wait_response()
 
     def _attach(self, upstream: UpstreamConnection, *, head_only: bool) -> None:
@@ -243,6 +275,7 @@ class Exchange:
             return
         upstream = self.upstream
         assert upstream is not None
+        self._outbound = None  # answered: no retry from here on
         self.server.upstream_answered(response.status)
         if response.status == 401:
             self.server.credentials.unauthorized()
@@ -363,9 +396,7 @@ class Exchange:
             self.keep_alive = False
             self.conn.abort()
             return
-        self.server.access_log.failure(
-            self.conn.peer_ip, get_all(self.head.headers, b"x-forwarded-for"), self.head.target
-        )
+        self.server.access_log.failure(self.conn.peer_ip, self._xff, self.head.target)
         log.warning("%s %s failed: %s", self.head.method.decode(), self.head.target.decode("latin-1"), exc.detail)
         self._respond_status(exc.code, exc.message)
 

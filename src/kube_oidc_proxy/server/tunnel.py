@@ -17,6 +17,18 @@ from kube_oidc_proxy.server.upstream import UpstreamConnection
 
 
 class Tunnel:
+    __slots__ = (
+        "_on_closed",
+        "bytes_down",
+        "bytes_up",
+        "client",
+        "closed",
+        "description",
+        "started",
+        "upstream",
+        "upstream_transport",
+    )
+
     def __init__(
         self,
         client: asyncio.Transport,

@@ -51,6 +51,19 @@ def tune_socket(transport: asyncio.BaseTransport) -> None:
 
 
 class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_drained",
+        "_write_paused",
+        "closed",
+        "idle_since",
+        "raw",
+        "reader",
+        "received",
+        "reused",
+        "sink",
+        "transport",
+    )
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = ResponseReader()
