@@ -238,3 +238,19 @@ async def test_a_client_that_disconnects_mid_request_does_not_affect_others(prox
         writer.write(b"PUT /echo-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial")
         writer.transport.abort()
     assert (await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token())).status == 200
+
+
+async def test_request_trailers_cannot_smuggle_an_identity(proxy: ProxyHandle) -> None:
+    client = await Client.connect(proxy.port, proxy.ca_file)
+    try:
+        await client.send_raw(
+            b"POST /echo-body HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + proxy.issuer.token().encode() + b"\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nImpersonate-User: admin\r\nAuthorization: Bearer x\r\n\r\n"
+        )
+        response = await client.read_raw_response()
+    finally:
+        await client.close()
+    assert response.status == 200 and response.body == b"hi"
+    seen = proxy.upstream.requests[-1]
+    assert seen.all("impersonate-user") == ["alice"]
+    assert len(seen.all("authorization")) == 1
