@@ -245,7 +245,8 @@ async def test_request_trailers_cannot_smuggle_an_identity(proxy: ProxyHandle) -
     try:
         await client.send_raw(
             b"POST /echo-body HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + proxy.issuer.token().encode() + b"\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nImpersonate-User: admin\r\nAuthorization: Bearer x\r\n\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n"
+            b"0\r\nImpersonate-User: admin\r\nAuthorization: Bearer x\r\n\r\n"
         )
         response = await client.read_raw_response()
     finally:
