@@ -186,7 +186,7 @@ def main() -> int:
         results["new_token"] = {**tok, "extra_ms": (tok["fresh"]["p50_us"] - tok["cached"]["p50_us"]) / 1000}
 
         say(f"watches: loadgen -mode watches -n {n_watches} through the proxy, then the proxy's RSS")
-        watch_url = f"https://localhost:{port}/watch"
+        watch_url = f"https://localhost:{port}/api/v1/namespaces/default/pods?watch=true"
         holder_cmd = [*PIN_LOAD, str(loadgen_bin), "-mode", "watches", "-n", str(n_watches), "-url", watch_url]
         holder_cmd += ["-ca", certs.ca, "-token", token]
         holder = subprocess.Popen(holder_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

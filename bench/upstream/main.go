@@ -1,6 +1,6 @@
 // Command upstream is a minimal HTTPS stand-in for kube-apiserver, used only by the benchmarks: it answers
-// every request with a small JSON body (like a GET of one object), and /watch with a chunked stream that
-// stays open, so the proxy's cost is measured against a fast, constant baseline.
+// every request with a small JSON body (like a GET of one object), and watches (/watch or ?watch=true) with
+// a stream that stays open, so the proxy's cost is measured against a fast, constant baseline.
 package main
 
 import (
@@ -29,6 +29,13 @@ func main() {
 		<-r.Context().Done()
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") == "true" {
+			w.Header().Set("Content-Type", "application/json;stream=watch")
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
 	})
@@ -37,10 +44,8 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Fprintf(os.Stdout, "%d\n", ln.Addr().(*net.TCPAddr).Port)
-	srv := &http.Server{
-		Handler:      mux,
-		IdleTimeout:  90 * time.Second,
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}, // HTTP/1.1 only
-	}
+	// HTTP/1.1 and HTTP/2 (ALPN), like kube-apiserver: the proxy multiplexes watches over HTTP/2.
+	srv := &http.Server{Handler: mux, IdleTimeout: 90 * time.Second}
+	srv.TLSConfig = &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
 	log.Fatal(srv.ServeTLS(ln, *cert, *key))
 }

@@ -6,15 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 
-from tests.conftest import ProxyHandle
+from kube_oidc_proxy.config import Config
+from tests.conftest import ProxyHandle, start_proxy
+from tests.support.certs import CertFiles
 from tests.support.client import Client
+from tests.support.issuer import TestIssuer
+from tests.support.upstream import RecordingUpstream
+
+WATCH = "/api/v1/namespaces/default/pods?watch=true&resourceVersion=1"
 
 
-async def _open_watch(proxy: ProxyHandle) -> Client:
+async def _open_watch(proxy: ProxyHandle, target: str = WATCH) -> Client:
     client = await Client.connect(proxy.port, proxy.ca_file)
     await client.send_raw(
-        f"GET /watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {proxy.issuer.token()}\r\n\r\n".encode()
+        f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {proxy.issuer.token()}\r\n\r\n".encode()
     )
     head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 200 ")
@@ -84,3 +91,46 @@ async def test_a_slow_reader_gets_a_large_response_intact(proxy: ProxyHandle) ->
         assert body == b"x" * 20_000_000
     finally:
         await client.close()
+
+
+async def test_watches_share_a_few_http2_connections_to_the_api_server(proxy: ProxyHandle) -> None:
+    clients = [await _open_watch(proxy) for _ in range(30)]
+    try:
+        proxy.upstream.emit({"type": "MODIFIED"})
+        for client in clients:
+            assert (await asyncio.wait_for(_read_event(client), 5))["type"] == "MODIFIED"
+        assert proxy.upstream.h2_connections == 1
+        seen = [r for r in proxy.upstream.requests if "watch=true" in r.target]
+        assert len(seen) == 30 and {r.http_version for r in seen} == {"2"}
+        assert {r.one("impersonate-user") for r in seen} == {"alice"}
+        assert {r.one("authorization") for r in seen} == {"Bearer proxy-service-account-token"}
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_a_followed_log_is_a_stream_too(proxy: ProxyHandle) -> None:
+    client = await _open_watch(proxy, "/api/v1/namespaces/default/pods/web/log?follow=true&container=web")
+    try:
+        proxy.upstream.emit({"log": "line"})
+        assert await asyncio.wait_for(_read_event(client), 5) == {"log": "line"}
+        assert proxy.upstream.requests[-1].http_version == "2"
+    finally:
+        await client.close()
+
+
+async def test_watches_fall_back_to_http1_when_the_api_server_has_no_http2(
+    issuer: TestIssuer, server_certs: CertFiles, config: Config
+) -> None:
+    h1_only = RecordingUpstream(server_certs, http2=False)
+    handle = await start_proxy(replace(config, client=replace(config.client, server=h1_only.url)), issuer, h1_only)
+    try:
+        client = await _open_watch(handle)
+        h1_only.emit({"type": "ADDED"})
+        assert (await asyncio.wait_for(_read_event(client), 5))["type"] == "ADDED"
+        await client.close()
+        assert h1_only.requests[-1].http_version == "1.1"
+        assert h1_only.h2_connections == 0
+    finally:
+        await handle.running.stop(grace=1)
+        h1_only.close()

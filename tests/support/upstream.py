@@ -6,7 +6,8 @@ is not ours. Behaviour by path:
   /status/<code>      that status with a Status-like JSON body
   /big/<n>            n bytes with Content-Length
   /chunked/<n>        n chunks of "chunk-<i>\\n", chunked
-  /watch              chunked application/json;stream=watch, events pushed with ``emit``
+  /watch, ?watch=true chunked application/json;stream=watch, events pushed with ``emit`` (also over
+                      HTTP/2, which the proxy uses for watches when ALPN offers it)
   /echo-body          the request body back (Content-Length)
   /discard-body       count the request body without keeping it; answers {"bytes": n}
   /slow/<seconds>     headers only after a delay
@@ -26,9 +27,13 @@ import asyncio
 import json
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import h11
 
 from tests.support.certs import CertFiles
@@ -83,24 +88,28 @@ class Recorded:
 
 @dataclass
 class _Watch:
-    writer: asyncio.StreamWriter
-    conn: h11.Connection
+    send: Callable[[bytes], None]
+    end: Callable[[], None]
+    is_open: Callable[[], bool]
+    close: Callable[[], None]
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class RecordingUpstream:
-    def __init__(self, certs: CertFiles | None, *, client_ca: str | None = None) -> None:
+    def __init__(self, certs: CertFiles | None, *, client_ca: str | None = None, http2: bool = True) -> None:
         self.requests: list[Recorded] = []
         self.raw: dict[str, bytes] = {}
         self.connections = 0
         self.upgrades = 0
         self.watches_closed = 0
         self.discarded = 0
+        self.h2_connections = 0
         self._watches: list[_Watch] = []
         self._ssl: ssl.SSLContext | None = None
         if certs is not None:
             self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self._ssl.load_cert_chain(certs.cert, certs.key)
+            self._ssl.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
             if client_ca:
                 self._ssl.load_verify_locations(client_ca)
                 self._ssl.verify_mode = ssl.CERT_OPTIONAL
@@ -120,7 +129,7 @@ class RecordingUpstream:
         async def stop() -> None:
             self._server.close()
             for watch in self._watches:
-                watch.writer.close()
+                watch.close()
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -134,23 +143,23 @@ class RecordingUpstream:
 
         def send() -> None:
             for watch in list(self._watches):
-                if not watch.writer.is_closing():
-                    watch.writer.write(watch.conn.send(h11.Data(data=data)) or b"")
+                if watch.is_open():
+                    watch.send(data)
 
         self.loop.call_soon_threadsafe(send)
 
     def end_watches(self) -> None:
         def end() -> None:
             for watch in list(self._watches):
-                if not watch.writer.is_closing():
-                    watch.writer.write(watch.conn.send(h11.EndOfMessage()) or b"")
+                if watch.is_open():
+                    watch.end()
                 watch.done.set()
 
         self.loop.call_soon_threadsafe(end)
 
     @property
     def open_watches(self) -> int:
-        return sum(1 for w in self._watches if not w.writer.is_closing())
+        return sum(1 for w in self._watches if w.is_open())
 
     # serving --------------------------------------------------------------------------------------
 
@@ -159,6 +168,9 @@ class RecordingUpstream:
         sslobj = writer.get_extra_info("ssl_object")
         if sslobj is not None:
             self.peer_certs.append(sslobj.getpeercert())
+            if sslobj.selected_alpn_protocol() == "h2":
+                await self._handle_h2(reader, writer)
+                return
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=2 * 1024 * 1024)
         served = 0
         try:
@@ -269,14 +281,19 @@ class RecordingUpstream:
                 send(h11.Data(data=f"chunk-{i}\n".encode()))
                 await writer.drain()
             send(h11.EndOfMessage())
-        elif path == "/watch":
+        elif path == "/watch" or "watch=true" in target or "follow=true" in target:
             send(
                 h11.Response(
                     status_code=200,
                     headers=[("content-type", "application/json;stream=watch"), ("transfer-encoding", "chunked")],
                 )
             )
-            watch = _Watch(writer, conn)
+            watch = _Watch(
+                send=lambda data: writer.write(conn.send(h11.Data(data=data)) or b""),
+                end=lambda: writer.write(conn.send(h11.EndOfMessage()) or b""),
+                is_open=lambda: not writer.is_closing(),
+                close=writer.close,
+            )
             self._watches.append(watch)
             closed = asyncio.ensure_future(reader.read(1))
             done = asyncio.ensure_future(watch.done.wait())
@@ -311,3 +328,86 @@ class RecordingUpstream:
             simple(200, json.dumps({"kind": "Echo", "path": target}).encode())
         await writer.drain()
         return True
+
+    # HTTP/2 (what the proxy uses for watches), with the h2 library as an independent implementation ----------
+
+    async def _handle_h2(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.h2_connections += 1
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        heads: dict[int, list[tuple[bytes, bytes]]] = {}
+        bodies: dict[int, bytearray] = {}
+        watches: dict[int, _Watch] = {}
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        heads[event.stream_id] = list(event.headers)
+                        bodies[event.stream_id] = bytearray()
+                    elif isinstance(event, h2.events.DataReceived):
+                        bodies[event.stream_id] += event.data
+                        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        self._respond_h2(conn, writer, event.stream_id, heads, bytes(bodies[event.stream_id]), watches)
+                    elif isinstance(event, h2.events.StreamReset) and event.stream_id in watches:
+                        self.watches_closed += 1
+                        watches.pop(event.stream_id).done.set()
+                writer.write(conn.data_to_send())
+        except (ConnectionError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            self.watches_closed += len([w for w in watches.values() if not w.done.is_set()])
+            for watch in watches.values():
+                watch.done.set()
+            writer.close()
+
+    def _respond_h2(
+        self,
+        conn: h2.connection.H2Connection,
+        writer: asyncio.StreamWriter,
+        stream_id: int,
+        heads: dict[int, list[tuple[bytes, bytes]]],
+        body: bytes,
+        watches: dict[int, _Watch],
+    ) -> None:
+        pseudo = {n: v for n, v in heads[stream_id] if n.startswith(b":")}
+        headers = [(n.decode(), v.decode("latin-1")) for n, v in heads[stream_id] if not n.startswith(b":")]
+        headers.append(("host", pseudo[b":authority"].decode()))
+        target = pseudo[b":path"].decode()
+        self.requests.append(Recorded(pseudo[b":method"].decode(), target, headers, body, "2"))
+        path = target.split("?", 1)[0]
+
+        def respond(status: int, payload: bytes, ctype: str = "application/json") -> None:
+            conn.send_headers(stream_id, [(b":status", str(status).encode()), (b"content-type", ctype.encode())])
+            conn.send_data(stream_id, payload, end_stream=True)
+
+        if path == "/watch" or "watch=true" in target or "follow=true" in target:
+            conn.send_headers(stream_id, [(b":status", b"200"), (b"content-type", b"application/json;stream=watch")])
+
+            def send(data: bytes) -> None:
+                conn.send_data(stream_id, data)
+                writer.write(conn.data_to_send())
+
+            def end() -> None:
+                conn.end_stream(stream_id)
+                writer.write(conn.data_to_send())
+
+            watch = _Watch(
+                send=send,
+                end=end,
+                is_open=lambda: stream_id in watches and not writer.is_closing(),
+                close=writer.close,
+            )
+            watches[stream_id] = watch
+            self._watches.append(watch)
+        elif path.startswith("/status/"):
+            code = int(path.rsplit("/", 1)[1])
+            respond(code, json.dumps({"kind": "Status", "code": code}).encode())
+        elif path in KUBE_STATIC:
+            respond(200, json.dumps(KUBE_STATIC[path]).encode())
+        else:
+            respond(200, json.dumps({"kind": "Echo", "path": target}).encode())

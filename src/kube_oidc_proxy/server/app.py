@@ -17,6 +17,7 @@ import queue
 import resource
 import signal
 import socket
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from kube_oidc_proxy.server.probe import Readiness, start_probe_server
 from kube_oidc_proxy.server.proxy import ProxyServer
 from kube_oidc_proxy.server.tls import ServingTLS, client_context
 from kube_oidc_proxy.server.upstream import UpstreamPool
+from kube_oidc_proxy.server.upstream_h2 import H2Pool
 
 log = logging.getLogger("kop.app")
 
@@ -78,16 +80,22 @@ def _read_oidc_ca(path: str) -> bytes | None:
         raise StartupError(f"cannot read --oidc-ca-file {path!r}: {exc.strerror}") from None
 
 
-def load(config: Config, access_log: AccessLog | None = None) -> App:
-    """Read files and build the parts; every failure is a StartupError naming what is wrong."""
-    tls = ServingTLS(config.serving)
-    target = load_target(config.client, os.environ)
-    upstream_ssl = client_context(
+def _upstream_context(target: UpstreamTarget, alpn: tuple[str, ...]) -> ssl.SSLContext:
+    return client_context(
         target.ca_pem,
         insecure=target.insecure,
         client_cert_pem=target.client_cert_pem,
         client_key_pem=target.client_key_pem,
+        alpn=alpn,
     )
+
+
+def load(config: Config, access_log: AccessLog | None = None) -> App:
+    """Read files and build the parts; every failure is a StartupError naming what is wrong."""
+    tls = ServingTLS(config.serving)
+    target = load_target(config.client, os.environ)
+    upstream_ssl = _upstream_context(target, ("http/1.1",))
+    upstream_h2_ssl = _upstream_context(target, ("h2", "http/1.1"))
     ca_pem = _read_oidc_ca(config.oidc.ca_file)
     oidc_ssl = client_context(ca_pem, what="the OIDC issuer (--oidc-ca-file)")
     spec = config.oidc.to_spec(ca_pem)
@@ -108,6 +116,7 @@ def load(config: Config, access_log: AccessLog | None = None) -> App:
         credentials=BearerToken(target.token, target.token_file),
         access_log=access_log,
         request_timeout=target.request_timeout,
+        h2=H2Pool(target, upstream_h2_ssl) if target.scheme == "https" else None,
     )
     return App(config, tls, target, proxy, [keys], access_log)
 

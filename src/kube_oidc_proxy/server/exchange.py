@@ -38,8 +38,10 @@ from kube_oidc_proxy.http1.serialize import (
     response_head,
     status_response,
 )
+from kube_oidc_proxy.requestinfo import is_long_running
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstream import UpstreamConnection
+from kube_oidc_proxy.server.upstream_h2 import H2Stream
 
 if TYPE_CHECKING:
     from kube_oidc_proxy.server.connection import ClientConnection
@@ -67,6 +69,7 @@ class Exchange:
         "_body_waiter",
         "_chunked",
         "_done",
+        "_long_running",
         "_outbound",
         "_xff",
         "at_boundary",
@@ -95,7 +98,7 @@ class Exchange:
         self._body_waiter: asyncio.Future[None] | None = None
         self.upgrade_tail = b""
         # response state
-        self.upstream: UpstreamConnection | None = None
+        self.upstream: UpstreamConnection | H2Stream | None = None
         self.response_started = False
         self._chunked = False
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -103,7 +106,8 @@ class Exchange:
         self.is_stream = False  # a watch or a followed log: ended at a chunk boundary on shutdown
         self.at_boundary = True
         self.task: asyncio.Task[None] | None = None
-        self._outbound: bytes | None = None  # the request head for kube-apiserver, kept until answered
+        self._outbound: Headers | None = None  # the headers for kube-apiserver, kept until answered
+        self._long_running = is_long_running(head.method, head.target)
         self._xff: list[bytes] = []
 
     # -- the request path, top to bottom ----------------------------------------------------------
@@ -146,21 +150,23 @@ class Exchange:
         else:
             await self._forward()
 
-    def _outbound_head(self, admit: Admit) -> bytes:
-        headers = admit.headers
+    def _outbound_head(self, admit: Admit) -> Headers:
         authorization = self.server.credentials.authorization()
-        if authorization is not None:
-            headers = [*headers, (b"authorization", authorization)]
-        return request_head(self.head.method, self.head.target, headers)
+        if authorization is None:
+            return admit.headers
+        return [*admit.headers, (b"authorization", authorization)]
 
     async def _forward(self) -> None:
         head = self.head
+        h2_ready = self.server.h2 is not None and self.server.h2.available
+        if self._long_running and h2_ready and await self._forward_h2():
+            return
         retry_allowed = head.method in RETRYABLE_METHODS and head.framing == "none"
         while True:
             upstream = await self.server.pool.acquire()
             self._attach(upstream, head_only=head.method == b"HEAD")
             assert self._outbound is not None
-            upstream.write(self._outbound)
+            upstream.write(request_head(head.method, head.target, self._outbound))
             if head.expect_continue and not self.body_done:
                 self.conn.write(CONTINUE_100)
             try:
@@ -175,11 +181,29 @@ class Exchange:
                 retry_allowed = False  # once: this was a keep-alive connection the server had closed
                 self._done = asyncio.get_running_loop().create_future()
 
+    async def _forward_h2(self) -> bool:
+        """Send a long-running request as a stream on a shared HTTP/2 connection; False if unavailable."""
+        assert self.server.h2 is not None and self._outbound is not None
+        authority = self.server.pool.target.authority.encode()
+        headers: Headers = [
+            (b":method", self.head.method),
+            (b":scheme", b"https"),
+            (b":authority", authority),
+            (b":path", self.head.target),
+        ]
+        headers += [(n, v) for n, v in self._outbound if n != b"host"]
+        stream = await self.server.h2.open_stream(self, headers)
+        if stream is None:
+            return False
+        self.upstream = stream
+        await self._wait_response()
+        return True
+
     async def _upgrade(self) -> None:
         upstream = await self.server.pool.connect()
         self._attach(upstream, head_only=False)
         assert self._outbound is not None
-        upstream.write(self._outbound)
+        upstream.write(request_head(self.head.method, self.head.target, self._outbound))
         await self._wait_response()
 
     def _attach(self, upstream: UpstreamConnection, *, head_only: bool) -> None:
@@ -309,7 +333,7 @@ class Exchange:
                 headers.append((b"Transfer-Encoding", b"chunked"))
             else:
                 self.keep_alive = False  # HTTP/1.0: the body ends when we close
-        if b"follow=true" in self.head.target and b"/log" in self.head.target:
+        if self._long_running:
             self.is_stream = True
         if not self.keep_alive:
             headers.append((b"Connection", b"close"))
@@ -329,7 +353,9 @@ class Exchange:
             self.conn.write(LAST_CHUNK)
         upstream = self.upstream
         self.upstream = None
-        if upstream is not None:
+        if isinstance(upstream, H2Stream):
+            upstream.finished()
+        elif upstream is not None:
             if self.body_done:
                 self.server.pool.release(upstream)
             else:
@@ -346,7 +372,7 @@ class Exchange:
 
     def _switch_to_tunnel(self, upstream_tail: bytes) -> None:
         upstream = self.upstream
-        assert upstream is not None
+        assert isinstance(upstream, UpstreamConnection)  # upgrades always use a dedicated HTTP/1.1 connection
         self.upstream = None
         tunnel = Tunnel(
             self.conn.transport,

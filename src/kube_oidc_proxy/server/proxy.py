@@ -22,6 +22,7 @@ from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.server.connection import ClientConnection
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstream import UpstreamPool
+from kube_oidc_proxy.server.upstream_h2 import H2Pool
 
 log = logging.getLogger("kop.server")
 
@@ -38,9 +39,11 @@ class ProxyServer:
         credentials: BearerToken,
         access_log: AccessLog,
         request_timeout: float = 0.0,
+        h2: H2Pool | None = None,
     ) -> None:
         self.gate = gate
         self.pool = pool
+        self.h2 = h2
         self.credentials = credentials
         self.access_log = access_log
         self.request_timeout = request_timeout
@@ -93,6 +96,8 @@ class ProxyServer:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         self.pool.close()
+        if self.h2 is not None:
+            self.h2.close()
 
     # bookkeeping used by connections and exchanges ------------------------------------------------
 

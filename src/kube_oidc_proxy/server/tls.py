@@ -170,6 +170,7 @@ def client_context(
     client_cert_pem: bytes | None = None,
     client_key_pem: bytes | None = None,
     what: str = "kube-apiserver",
+    alpn: tuple[str, ...] = ("http/1.1",),
 ) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if insecure:
@@ -187,5 +188,5 @@ def client_context(
                 ctx.load_cert_chain(cert, key)
             except ssl.SSLError as exc:
                 raise StartupError(f"the client certificate for {what} does not load: {exc}") from None
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
