@@ -69,7 +69,10 @@ func summary(lat []time.Duration, errors int) map[string]any {
 	}
 }
 
-func rate(c *http.Client, url, token string, perSecond int, duration time.Duration) map[string]any {
+func rate(c *http.Client, url, token string, perSecond int, duration, warmup time.Duration) map[string]any {
+	if warmup > 0 {
+		rate(c, url, token, perSecond, warmup, 0) // open and warm the connections; not measured
+	}
 	var mu sync.Mutex
 	var lat []time.Duration
 	errors := 0
@@ -166,12 +169,13 @@ func main() {
 	tokenFile := flag.String("token-file", "", "file of tokens, one per line (tokens mode)")
 	perSecond := flag.Int("rate", 500, "requests per second (rate mode)")
 	duration := flag.Duration("duration", 10*time.Second, "how long (rate mode)")
+	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured run at the same rate first (rate mode)")
 	n := flag.Int("n", 10000, "watches to open (watches mode)")
 	flag.Parse()
 	var out map[string]any
 	switch *mode {
 	case "rate":
-		out = rate(client(*ca, 256), *url, *token, *perSecond, *duration)
+		out = rate(client(*ca, 256), *url, *token, *perSecond, *duration, *warmup)
 	case "tokens":
 		out = tokens(client(*ca, 1), *url, *tokenFile)
 	case "watches":

@@ -63,7 +63,7 @@ class ClientConnection(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport  # set in connection_made, before any other callback
         self.peer_ip = ""
-        self.reader = RequestReader()
+        self.reader: RequestReader | None = RequestReader()
         self.current: Exchange | None = None  # whose response is being produced
         self._reading: Exchange | None = None  # whose request body is being read
         self._pipeline: deque[Exchange] = deque()
@@ -88,8 +88,11 @@ class ClientConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
+        reader = self.reader
+        if reader is None:
+            reader = self.reader = RequestReader()
         try:
-            events = self.reader.feed(data)
+            events = reader.feed(data)
         except ClientProtocolError as exc:
             self._protocol_error(exc)
             return
@@ -105,7 +108,7 @@ class ClientConnection(asyncio.Protocol):
                     self._reading = None
             elif type(event) is Upgraded:
                 self._on_upgrade(event.tail)
-        if self.reader.in_head and not self._head_timer_armed:
+        if reader.in_head and not self._head_timer_armed:
             self._arm_timer(HEADER_TIMEOUT_SECONDS)
             self._head_timer_armed = True
 
@@ -181,7 +184,13 @@ class ClientConnection(asyncio.Protocol):
 
     def start_tunnel(self, tunnel: Tunnel) -> None:
         self.tunnel = tunnel
+        self.reader = None
         self._cancel_timer()
+
+    def release_reader(self) -> None:
+        """A long stream began: drop the idle parser (it is made again if the client sends more)."""
+        if self._reading is None and not self._pipeline and self.reader is not None and not self.reader.in_head:
+            self.reader = None
 
     # flow control and writing ---------------------------------------------------------------------
 
@@ -197,11 +206,11 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if not self.closed and not self.transport.is_closing():
             self.transport.write(data)
 
     def writelines(self, data: list[bytes]) -> None:
-        if not self.closed:
+        if not self.closed and not self.transport.is_closing():
             self.transport.writelines(data)
 
     # endings ------------------------------------------------------------------------------------------
@@ -251,7 +260,7 @@ class ClientConnection(asyncio.Protocol):
     def _timed_out(self) -> None:
         self._timer = None
         if self.current is None and self.tunnel is None and not self.closed:
-            if self.reader.in_head:
+            if self.reader is not None and self.reader.in_head:
                 self.server.access_log.failure(self.peer_ip, [], b"-")
                 self.write(status_response(408, "timed out reading the request header", close=True))
             self.close()

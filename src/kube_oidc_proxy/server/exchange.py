@@ -129,13 +129,12 @@ class Exchange:
             self.conn.exchange_finished(self)
 
     async def _run(self) -> None:
-        head = self.head
         server = self.server
-        decision = await server.gate.decide(head, self.conn.peer_ip)
-        self._xff = get_all(head.headers, b"x-forwarded-for")
-        # From here on the request's headers (with the caller's token) are not needed: a watch can live
-        # for hours, so do not keep them.
-        self.head = replace(head, headers=[])
+        decision = await server.gate.decide(self.head, self.conn.peer_ip)
+        self._xff = get_all(self.head.headers, b"x-forwarded-for")
+        # From here on the request's headers (with the caller's token) are not needed, and a watch can live
+        # for hours: keep no reference to them, not even in a local of this frame.
+        self.head = head = replace(self.head, headers=[])
         if isinstance(decision, Deny):
             server.access_log.failure(self.conn.peer_ip, self._xff, head.target)
             log.info("rejected %s %s: %s", head.method.decode(), head.target.decode("latin-1"), decision.reason)
@@ -193,6 +192,7 @@ class Exchange:
         ]
         headers += [(n, v) for n, v in self._outbound if n != b"host"]
         stream = await self.server.h2.open_stream(self, headers)
+        del headers
         if stream is None:
             return False
         self.upstream = stream
@@ -335,6 +335,8 @@ class Exchange:
                 self.keep_alive = False  # HTTP/1.0: the body ends when we close
         if self._long_running:
             self.is_stream = True
+        if self.is_stream:
+            self.conn.release_reader()
         if not self.keep_alive:
             headers.append((b"Connection", b"close"))
         return headers

@@ -143,11 +143,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.reader.expect(head_only=head_only)
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.transport.is_closing():
             self.transport.write(data)
 
     def writelines(self, data: list[bytes]) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.transport.is_closing():
             self.transport.writelines(data)
 
     async def drain(self) -> None:

@@ -199,7 +199,7 @@ class H2Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         data = self.h2.data_to_send()
-        if data and self.transport is not None and not self.closed:
+        if data and self.transport is not None and not self.closed and not self.transport.is_closing():
             self.transport.write(data)
 
     async def _keep_alive(self) -> None:
