@@ -22,14 +22,12 @@ async def test_a_rotated_token_file_is_used_after_a_401(
     token_file = tmp_path / "token"
     token_file.write_text("first-token\n")
     kubeconfig = tmp_path / "kubeconfig"
+    ca_file = config.client.certificate_authority
     kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: c, cluster: {{server: "{upstream.url}", certificate-authority: "{config.client.certificate_authority}"}}}}]
-users: [{{name: u, user: {{tokenFile: token}}}}]
-contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
-current-context: x
-"""
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        f'clusters: [{{name: c, cluster: {{server: "{upstream.url}", certificate-authority: "{ca_file}"}}}}]\n'
+        "users: [{name: u, user: {tokenFile: token}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
     )
     cfg = replace(
         config, client=replace(config.client, kubeconfig=str(kubeconfig), server="", token="", certificate_authority="")
