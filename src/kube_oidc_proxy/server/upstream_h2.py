@@ -149,8 +149,8 @@ class H2Connection(asyncio.Protocol):
             if event.flow_controlled_length:  # connection level: handed back at once
                 self.h2.increment_flow_control_window(event.flow_controlled_length)
             if stream is not None and stream.sink is not None:
-                stream.received = True
-                stream.sink.on_response_events([Body(event.data), CHUNK_END] if event.data else [])
+                if event.data:
+                    self._deliver(event.stream_id, [Body(event.data), CHUNK_END])
                 stream.data(event.flow_controlled_length)
         elif isinstance(event, h2.events.ResponseReceived):
             self._deliver(event.stream_id, [_response_head(event.headers)])
@@ -182,7 +182,11 @@ class H2Connection(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is not None and stream.sink is not None:
             stream.received = True
-            stream.sink.on_response_events(events)
+            try:
+                stream.sink.on_response_events(events)
+            except Exception:  # a bug in one exchange must not take down every stream of the connection
+                log.exception("error relaying HTTP/2 stream %d", stream_id)
+                self.cancel(stream_id)
 
     def _lose(self, stream: H2Stream, error: UpstreamError) -> None:
         self.streams.pop(stream.stream_id, None)
@@ -306,10 +310,11 @@ class H2Pool:
                 self._connecting = asyncio.ensure_future(self._connect())
                 self._connecting.add_done_callback(self._connected)
             fresh = await asyncio.shield(self._connecting)
-            if fresh is None:
-                return None
+            if fresh is None or fresh.max_streams < 1:
+                return None  # no HTTP/2, or a server that allows no streams: use HTTP/1.1
             if fresh.has_room:
                 return fresh.open_stream(sink, headers)
+            # filled up by the others who waited for it: go round, find room or open another
 
     def _connected(self, _: object) -> None:
         self._connecting = None
