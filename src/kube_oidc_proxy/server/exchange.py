@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from kube_oidc_proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
@@ -131,10 +130,11 @@ class Exchange:
     async def _run(self) -> None:
         server = self.server
         decision = await server.gate.decide(self.head, self.conn.peer_ip)
-        self._xff = get_all(self.head.headers, b"x-forwarded-for")
+        head = self.head
+        self._xff = get_all(head.headers, b"x-forwarded-for")
         # From here on the request's headers (with the caller's token) are not needed, and a watch can live
-        # for hours: keep no reference to them, not even in a local of this frame.
-        self.head = head = replace(self.head, headers=[])
+        # for hours. The list belongs to this request alone (the reader started a new one), so empty it.
+        head.headers.clear()
         if isinstance(decision, Deny):
             server.access_log.failure(self.conn.peer_ip, self._xff, head.target)
             log.info("rejected %s %s: %s", head.method.decode(), head.target.decode("latin-1"), decision.reason)
