@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test lint typecheck unit integration bench clean
+.PHONY: all venv test lint typecheck unit integration e2e demo cluster bench clean
 
 all: test
 
@@ -23,7 +23,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Everything: lint, types, unit and integration tests.
+# Everything: lint, types, unit, integration and end-to-end tests (the e2e suite builds a real
+# kube-apiserver from Go modules on first use: ~10 minutes, then cached in ~/.cache/kube-oidc-proxy/e2e).
 test: lint typecheck
 	$(BIN)/pytest
 
@@ -32,6 +33,17 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
+
+e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e
+
+# A real local cluster (kube-apiserver, Keycloak) with the proxy in front; writes demo/kubeconfig.
+demo: $(STAMP)
+	$(BIN)/python -m tests.e2e.cluster --kubeconfig-dir demo
+
+# Only build (or find in the cache) the cluster's binaries.
+cluster: $(STAMP)
+	$(BIN)/python -m tests.e2e.cluster.build
 
 # Benchmarks need Go, wrk and taskset (see docs/benchmarks.md); they are not tests.
 bench: $(STAMP)

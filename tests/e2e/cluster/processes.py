@@ -1,0 +1,75 @@
+"""Starting and stopping the cluster's processes, each with its log file, and waiting for them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Process:
+    def __init__(
+        self, name: str, args: list[str], logs: Path, env: dict[str, str] | None = None, stop_timeout: float = 10
+    ) -> None:
+        self.name = name
+        self.stop_timeout = stop_timeout
+        self.log_path = logs / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.popen = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+            )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(self.stop_timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float, process: Process | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and not process.alive():
+            raise RuntimeError(f"{what}: {process.name} exited\n{process.log_tail()}")
+        try:
+            if check():
+                return
+        except (OSError, urllib.error.URLError, ssl.SSLError):
+            pass
+        time.sleep(0.1)
+    tail = f"\n{process.log_tail()}" if process is not None else ""
+    raise RuntimeError(f"{what}: not ready after {timeout:.0f}s{tail}")
+
+
+def https_ok(url: str, ca_file: Path) -> bool:
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    with urllib.request.urlopen(url, context=ctx, timeout=2) as response:
+        return bool(response.status == 200)

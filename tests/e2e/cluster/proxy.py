@@ -1,0 +1,95 @@
+"""The proxy under test: the real command, as a subprocess, authenticated to kube-apiserver as a
+ServiceAccount whose short-lived TokenRequest token sits in a file that ``rotate()`` replaces."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.e2e.cluster.cluster import PROXY_NAMESPACE, Cluster, kubeconfig
+from tests.e2e.cluster.idp import CLIENT_ID
+from tests.e2e.cluster.processes import Process, free_port, wait_until
+
+SERVICE_ACCOUNT = "kube-oidc-proxy"
+
+
+@dataclass
+class Proxy:
+    cluster: Cluster
+    process: Process | None = None
+    port: int = 0
+    probe_port: int = 0
+    token_file: Path = field(default_factory=Path)
+    rotations: int = 0
+    _stop_rotation: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def rotate(self) -> None:
+        """A fresh TokenRequest token, written atomically, as the kubelet does for projected tokens."""
+        token = self.cluster.api().token(PROXY_NAMESPACE, SERVICE_ACCOUNT, seconds=600)
+        partial = self.token_file.with_suffix(".new")
+        partial.write_text(token)
+        os.replace(partial, self.token_file)
+        self.rotations += 1
+
+    def start(self, *extra: str, rotate_every: float = 0.0) -> None:
+        cluster = self.cluster
+        work = cluster.workdir / "proxy"
+        work.mkdir(exist_ok=True)
+        assert cluster.ca is not None
+        tls = cluster.ca.serving("kube-oidc-proxy")
+        self.token_file = work / "token"
+        self.rotate()
+        config = work / "kubeconfig"
+        config.write_text(kubeconfig(cluster.server, cluster.ca_file, user={"tokenFile": str(self.token_file)}))
+        self.port, self.probe_port = free_port(), free_port()
+        self.process = Process(
+            f"kube-oidc-proxy-{self.port}",
+            [
+                sys.executable,
+                "-m",
+                "kube_oidc_proxy",
+                f"--oidc-issuer-url={cluster.issuer}",
+                f"--oidc-client-id={CLIENT_ID}",
+                f"--oidc-ca-file={cluster.ca_file}",
+                "--oidc-username-claim=email",
+                "--oidc-groups-claim=groups",
+                "--oidc-groups-prefix=oidc:",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                f"--readiness-probe-port={self.probe_port}",
+                f"--tls-cert-file={tls.cert}",
+                f"--tls-private-key-file={tls.key}",
+                f"--kubeconfig={config}",
+                *extra,
+            ],
+            cluster.workdir / "logs",
+        )
+        wait_until("kube-oidc-proxy", lambda: _probe_ok(self.probe_port), 30, self.process)
+        if rotate_every:
+            threading.Thread(target=self._rotate_loop, args=(rotate_every,), daemon=True).start()
+
+    def _rotate_loop(self, every: float) -> None:
+        while not self._stop_rotation.wait(every):
+            self.rotate()
+
+    def stop(self) -> None:
+        self._stop_rotation.set()
+        if self.process is not None:
+            self.process.stop()
+
+    def access_lines(self) -> list[str]:
+        assert self.process is not None
+        return [ln for ln in self.process.log_path.read_text(errors="replace").splitlines() if " Au" in ln]
+
+
+def _probe_ok(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+        return bool(response.status == 200)

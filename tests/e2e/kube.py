@@ -1,0 +1,63 @@
+"""kubectl (the real binary) as a user of the proxy, with a kubeconfig holding that user's id token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.e2e.cluster.cluster import NAMESPACE, kubeconfig
+from tests.e2e.cluster.proxy import Proxy
+
+# client-go logs these at -v=4 when it falls back from WebSocket to SPDY: a proxy bug would hide behind it.
+FALLBACK_MARKERS = ("RemoteCommand fallback", "fallback to secondary dialer")
+
+
+@dataclass
+class Kubectl:
+    kubeconfig: Path
+    token: str
+    home: Path
+
+    @classmethod
+    def through(cls, proxy: Proxy, token: str, home: Path) -> Kubectl:
+        path = home / "kubeconfig"
+        path.write_text(kubeconfig(proxy.url, proxy.cluster.ca_file, user={"token": token}, namespace=NAMESPACE))
+        return cls(path, token, home)
+
+    def run(
+        self, *args: str, stdin: bytes | None = None, spdy: bool = False, timeout: float = 60, check: bool = False
+    ) -> subprocess.CompletedProcess[bytes]:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
+        if spdy:
+            env |= {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
+        result = subprocess.run(
+            ["kubectl", *args],
+            input=stdin,
+            capture_output=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.decode(errors='replace')}")
+        return result
+
+    def popen(self, *args: str, spdy: bool = False) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
+        if spdy:
+            env |= {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
+        return subprocess.Popen(
+            ["kubectl", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+
+
+def no_fallback(result: subprocess.CompletedProcess[bytes]) -> None:
+    stderr = result.stderr.decode(errors="replace")
+    for marker in FALLBACK_MARKERS:
+        assert marker not in stderr, f"kubectl fell back from WebSocket to SPDY: {stderr[-2000:]}"

@@ -1,0 +1,161 @@
+"""Who kube-apiserver sees: the OIDC user, in RBAC decisions and in its audit log; never anyone else.
+Ports of the Go proxy's e2e cases "token", "rbac", "impersonation", "headers" and "probe"."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster.cluster import Cluster
+from tests.e2e.cluster.idp import id_token
+from tests.e2e.cluster.proxy import Proxy
+from tests.e2e.kube import Kubectl
+
+
+def _get(proxy: Proxy, path: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(proxy.url + path, headers={"Authorization": f"Bearer {token}", **(headers or {})})
+    ctx = ssl.create_default_context(cafile=str(proxy.cluster.ca_file))
+    try:
+        with urllib.request.urlopen(request, context=ctx, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _audit_events(cluster: Cluster, predicate: Any, timeout: float = 10) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        events = [json.loads(line) for line in cluster.audit_log.read_text().splitlines() if line.strip()]
+        found = [e for e in events if predicate(e)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_bad_tokens_are_refused_before_the_api_server(proxy: Proxy, cluster: Cluster, alice: Kubectl) -> None:
+    # the Go e2e "token" case: no token, garbage, another issuer's token (here: a service-account token)
+    sa_token = cluster.api().token("kube-oidc-proxy", "kube-oidc-proxy")
+    for token in ("", "bad token", "not-a-jwt", sa_token, alice.token + "x"):
+        status, body = _get(proxy, "/api/v1/namespaces/e2e/pods", token)
+        assert status == 401 and body["kind"] == "Status" and body["reason"] == "Unauthorized"
+
+
+def test_the_audit_log_shows_the_oidc_user(cluster: Cluster, alice: Kubectl) -> None:
+    alice.run("get", "pod", "db", check=True)
+    events = _audit_events(
+        cluster,
+        lambda e: (
+            e.get("objectRef", {}).get("name") == "db"
+            and e.get("impersonatedUser", {}).get("username") == "alice@example.com"
+        ),
+    )
+    assert events, "no audit event for alice's get of pod db"
+    event = events[-1]
+    assert event["user"]["username"] == "system:serviceaccount:kube-oidc-proxy:kube-oidc-proxy"
+    assert "oidc:developers" in event["impersonatedUser"]["groups"]
+    assert "system:authenticated" in event["impersonatedUser"]["groups"]
+
+
+def test_rbac_follows_the_oidc_groups(alice: Kubectl, bob: Kubectl) -> None:
+    # the Go e2e "rbac" case: permissions come from the groups in the token, and only from them
+    assert alice.run("auth", "can-i", "delete", "configmaps").stdout.strip() == b"yes"
+    assert bob.run("auth", "can-i", "delete", "configmaps").stdout.strip() == b"no"
+    assert bob.run("auth", "can-i", "list", "secrets", "-A").stdout.strip() == b"no"
+
+
+def test_kubectl_as_is_refused(alice: Kubectl) -> None:
+    # the Go e2e "impersonation" case (jetstack): --as through the proxy is refused with 403
+    result = alice.run("get", "pods", "--as=system:admin")
+    assert result.returncode != 0
+    assert b"Forbidden" in result.stderr and b"impersonation" in result.stderr
+
+
+def test_extra_user_headers_reach_the_api_server(cluster: Cluster, proxy: Proxy, tmp_path: Path) -> None:
+    # the Go e2e "headers" case, checked in kube-apiserver's own audit log. Custom extras need their own
+    # RBAC (deploy/rbac.yaml says so): without it kube-apiserver refuses the impersonation.
+    without_rbac = Proxy(cluster)
+    without_rbac.start("--extra-user-headers=key1=foo")
+    try:
+        token = id_token(cluster.issuer, cluster.ca_file, "alice", "alice-password")
+        status, body = _get(without_rbac, "/api/v1/namespaces/e2e/pods/web", token)
+        assert status == 403 and "userextras/key1" in body["message"]
+    finally:
+        without_rbac.stop()
+    api = cluster.api()
+    api.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "kube-oidc-proxy-e2e-extras"},
+            "rules": [
+                {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["userextras/key1", "userextras/key2"],
+                    "verbs": ["impersonate"],
+                }
+            ],
+        }
+    )
+    api.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "kube-oidc-proxy-e2e-extras"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "kube-oidc-proxy-e2e-extras",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "kube-oidc-proxy", "namespace": "kube-oidc-proxy"}],
+        }
+    )
+    extra = Proxy(cluster)
+    extra.start("--extra-user-header-client-ip", "--extra-user-headers=key1=foo,key2=foo,key1=bar")
+    try:
+        token = id_token(cluster.issuer, cluster.ca_file, "alice", "alice-password")
+        status, _ = _get(extra, "/api/v1/namespaces/e2e/pods/web", token)
+        assert status == 200
+    finally:
+        extra.stop()
+    events = _audit_events(cluster, lambda e: "key1" in e.get("impersonatedUser", {}).get("extra", {}))
+    assert events
+    extras = events[-1]["impersonatedUser"]["extra"]
+    assert extras["key1"] == ["foo", "bar"] and extras["key2"] == ["foo"]
+    assert extras["remote-client-ip"] == ["127.0.0.1"]
+    assert extras["authentication.kubernetes.io/credential-id"][0].startswith("JTI=")
+
+
+def test_readiness_follows_the_issuer_and_the_api_server(proxy: Proxy) -> None:
+    # the Go e2e "probe" case, and what the Go proxy got wrong (it latched ready)
+    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.probe_port}/ready", timeout=5) as response:
+        assert response.status == 200
+
+
+def test_the_proxy_token_rotates_with_zero_failed_requests(proxy: Proxy, alice: Kubectl) -> None:
+    rotations = proxy.rotations
+    failures = []
+    deadline = time.monotonic() + 4 * 3.0 + 1
+    requests = 0
+    while time.monotonic() < deadline:
+        status, body = _get(proxy, "/api/v1/namespaces/e2e/pods/web", alice.token)
+        requests += 1
+        if status != 200:
+            failures.append(body)
+    assert proxy.rotations >= rotations + 3, "the fixture did not rotate the token"
+    assert requests > 20
+    assert failures == []
+
+
+@pytest.mark.parametrize("user", ["alice", "bob"])
+def test_access_lines_name_the_user(proxy: Proxy, user: str, alice: Kubectl, bob: Kubectl) -> None:
+    kubectl = alice if user == "alice" else bob
+    kubectl.run("get", "pods", check=True)
+    time.sleep(0.2)
+    assert any(f"inbound:[{user}@example.com / oidc:" in line for line in proxy.access_lines())
