@@ -25,7 +25,7 @@ typecheck: $(STAMP)
 
 # Everything: lint, types, unit, integration and end-to-end tests (the e2e suite builds a real
 # kube-apiserver from Go modules on first use: ~10 minutes, then cached in ~/.cache/kube-oidc-proxy/e2e).
-test: lint typecheck
+test: lint typecheck cluster
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -34,7 +34,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-e2e: $(STAMP)
+e2e: cluster
 	$(BIN)/pytest tests/e2e
 
 # A real local cluster (kube-apiserver, Keycloak) with the proxy in front; writes demo/kubeconfig.

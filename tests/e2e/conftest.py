@@ -23,7 +23,15 @@ from tests.e2e.kube import Kubectl
 ROTATE_EVERY_SECONDS = 3.0
 
 
+# Starting the cluster (and Keycloak) is part of the first test's setup; a cold build happens before
+# pytest (make cluster), but give a cache miss room anyway.
+E2E_TIMEOUT_SECONDS = 1800
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_SECONDS))
     if shutil.which("go") is not None:
         return
     if os.environ.get("CI", "").lower() == "true":

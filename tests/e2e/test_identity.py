@@ -15,7 +15,8 @@ import pytest
 
 from tests.e2e.cluster.cluster import Cluster
 from tests.e2e.cluster.idp import id_token
-from tests.e2e.cluster.proxy import Proxy
+from tests.e2e.cluster.processes import free_port
+from tests.e2e.cluster.proxy import Proxy, probe_status
 from tests.e2e.kube import Kubectl
 
 
@@ -132,10 +133,16 @@ def test_extra_user_headers_reach_the_api_server(cluster: Cluster, proxy: Proxy,
     assert extras["authentication.kubernetes.io/credential-id"][0].startswith("JTI=")
 
 
-def test_readiness_follows_the_issuer_and_the_api_server(proxy: Proxy) -> None:
-    # the Go e2e "probe" case, and what the Go proxy got wrong (it latched ready)
-    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.probe_port}/ready", timeout=5) as response:
-        assert response.status == 200
+def test_readiness_follows_the_issuer(cluster: Cluster, proxy: Proxy) -> None:
+    # the Go e2e "probe" case: with the issuer unreachable the proxy never becomes ready
+    assert probe_status(proxy.probe_port) == 200
+    orphan = Proxy(cluster)
+    orphan.start(f"--oidc-issuer-url=https://127.0.0.1:{free_port()}/realms/none", wait_ready=False)
+    try:
+        time.sleep(2)
+        assert probe_status(orphan.probe_port) == 503
+    finally:
+        orphan.stop()
 
 
 def test_the_proxy_token_rotates_with_zero_failed_requests(proxy: Proxy, alice: Kubectl) -> None:

@@ -61,6 +61,13 @@ def test_cp_round_trips_10mb_byte_exact(alice: Kubectl, tmp_path: Path, spdy: bo
     assert hashlib.sha256(back.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
 
 
+def test_cp_is_denied_to_a_viewer(bob: Kubectl, tmp_path: Path) -> None:
+    source = tmp_path / "file.txt"
+    source.write_text("x")
+    denied = bob.run("cp", str(source), "web:file.txt", "-c", "main")
+    assert denied.returncode != 0 and (b"Forbidden" in denied.stderr or b"forbidden" in denied.stderr)
+
+
 @pytest.fixture(scope="module")
 def echo_port() -> Iterator[int]:
     """A TCP echo server: the 'pod port' the fakelet forwards to."""

@@ -48,6 +48,8 @@ def test_apply_a_large_configmap_then_delete_it(alice: Kubectl, bob: Kubectl) ->
     assert len(blob) == size
     denied = bob.run("delete", "configmap", "big")
     assert denied.returncode != 0 and b"Forbidden" in denied.stderr
+    not_applied = bob.run("apply", "--server-side", "-f", "-", stdin=_configmap("bobs", 10))
+    assert not_applied.returncode != 0 and b"Forbidden" in not_applied.stderr
     assert alice.run("delete", "configmap", "big", check=True).returncode == 0
 
 
@@ -80,6 +82,12 @@ def test_watch_events_arrive_within_a_second(alice: Kubectl, cluster: Cluster) -
     finally:
         watcher.kill()
         alice.run("delete", "configmap", "watched")
+
+
+def test_a_watch_is_denied_to_a_viewer(bob: Kubectl) -> None:
+    denied = bob.run("get", "configmaps", "--watch", timeout=30)
+    assert denied.returncode != 0
+    assert b'cannot watch resource "configmaps"' in denied.stderr or b"cannot list" in denied.stderr
 
 
 def test_logs_follow_streams_new_lines(alice: Kubectl, bob: Kubectl, cluster: Cluster) -> None:

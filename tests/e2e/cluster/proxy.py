@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ class Proxy:
         os.replace(partial, self.token_file)
         self.rotations += 1
 
-    def start(self, *extra: str, rotate_every: float = 0.0) -> None:
+    def start(self, *extra: str, rotate_every: float = 0.0, wait_ready: bool = True) -> None:
         cluster = self.cluster
         work = cluster.workdir / "proxy"
         work.mkdir(exist_ok=True)
@@ -72,7 +73,10 @@ class Proxy:
             ],
             cluster.workdir / "logs",
         )
-        wait_until("kube-oidc-proxy", lambda: _probe_ok(self.probe_port), 30, self.process)
+        if wait_ready:
+            wait_until("kube-oidc-proxy", lambda: _probe_ok(self.probe_port), 30, self.process)
+        else:
+            wait_until("kube-oidc-proxy", lambda: _probe_answers(self.probe_port), 30, self.process)
         if rotate_every:
             threading.Thread(target=self._rotate_loop, args=(rotate_every,), daemon=True).start()
 
@@ -88,6 +92,18 @@ class Proxy:
     def access_lines(self) -> list[str]:
         assert self.process is not None
         return [ln for ln in self.process.log_path.read_text(errors="replace").splitlines() if " Au" in ln]
+
+
+def probe_status(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def _probe_answers(port: int) -> bool:
+    return probe_status(port) in (200, 503)
 
 
 def _probe_ok(port: int) -> bool:
