@@ -157,13 +157,26 @@ def ensure() -> Binaries:
     return Binaries(apiserver, etcd, fakelet(), keycloak(java), java)
 
 
+def missing_tools() -> list[str]:
+    """What this machine lacks to build and run the cluster (empty: nothing)."""
+    missing = [
+        f"{tool} (https://go.dev)" if tool == "go" else tool for tool in ("go", "kubectl") if shutil.which(tool) is None
+    ]
+    try:
+        java_home()
+    except RuntimeError:
+        missing.append("a JDK 21 or later (for Keycloak)")
+    return missing
+
+
 def main() -> int:
     """Build before the tests run (``make cluster``): a cold build prints its progress here, not in pytest."""
-    if shutil.which("go") is None:
+    missing = missing_tools()
+    if missing:
         if os.environ.get("CI", "").lower() == "true":
-            say("CI=true but Go is not installed: the end-to-end cluster cannot be built")
+            say(f"CI=true but the end-to-end cluster cannot be built: missing {', '.join(missing)}")
             return 1
-        say("Go is not installed: the end-to-end suite will be skipped")
+        say(f"missing {', '.join(missing)}: the end-to-end suite will be skipped")
         return 0
     started = time.monotonic()
     binaries = ensure()
