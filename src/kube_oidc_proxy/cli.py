@@ -141,6 +141,34 @@ def _flag_bool(group: Any, *names: str, help: str) -> None:
     group.add_argument(*names, nargs="?", const=True, default=False, type=_bool, metavar="true|false", help=help)
 
 
+def _add_client_flags(p: argparse.ArgumentParser) -> None:
+    client = p.add_argument_group("Client (the proxy's own connection to kube-apiserver)")
+    client.add_argument("--kubeconfig", default="", help="Kubeconfig file (default: in-cluster config).")
+    client.add_argument("-s", "--server", default="", help="kube-apiserver URL.")
+    client.add_argument("--certificate-authority", default="", help="CA file for kube-apiserver.")
+    client.add_argument("--client-certificate", default="", help="Client certificate file.")
+    client.add_argument("--client-key", default="", help="Client key file.")
+    client.add_argument("--token", default="", help="Bearer token for kube-apiserver.")
+    client.add_argument("--context", default="", help="Kubeconfig context.")
+    client.add_argument("--cluster", default="", help="Kubeconfig cluster.")
+    client.add_argument("--user", default="", help="Kubeconfig user.")
+    client.add_argument("--tls-server-name", default="", help="Server name for kube-apiserver's certificate.")
+    _flag_bool(client, "--insecure-skip-tls-verify", help="Do not verify kube-apiserver's certificate (unsafe).")
+    client.add_argument(
+        "--request-timeout",
+        type=_timeout,
+        default=0.0,
+        help="Time to wait for kube-apiserver's response headers; 0 (default) waits forever.",
+    )
+    client.add_argument(
+        "--kube-client-qps",
+        type=float,
+        default=0.0,
+        help="Rate of the proxy's own API calls (reviews), per second; 0: 50.",
+    )
+    client.add_argument("--kube-client-burst", type=int, default=0, help="Burst of the proxy's own API calls; 0: 100.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
@@ -175,6 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="Worker processes sharing the port (SO_REUSEPORT), for multi-core (default 1).",
+    )
+    _flag_bool(
+        app,
+        "--token-passthrough",
+        help="Tokens that are not id tokens of the issuer are checked with TokenReview and, if valid, "
+        "forwarded as they are, without impersonation.",
+    )
+    app.add_argument(
+        "--token-passthrough-audiences",
+        action=_SliceAction,
+        default=[],
+        metavar="AUDIENCES",
+        help="Audiences for the TokenReview of passed-through tokens (default: the API server's).",
+    )
+    _flag_bool(
+        app,
+        "--disable-impersonation",
+        help="Forward authenticated requests with the caller's own token and no impersonation.",
     )
     app.add_argument(
         "--shutdown-grace-period",
@@ -235,24 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TLS 1.2 cipher suites by Go name, comma-separated (default: OpenSSL's).",
     )
 
-    client = p.add_argument_group("Client (the proxy's own connection to kube-apiserver)")
-    client.add_argument("--kubeconfig", default="", help="Kubeconfig file (default: in-cluster config).")
-    client.add_argument("-s", "--server", default="", help="kube-apiserver URL.")
-    client.add_argument("--certificate-authority", default="", help="CA file for kube-apiserver.")
-    client.add_argument("--client-certificate", default="", help="Client certificate file.")
-    client.add_argument("--client-key", default="", help="Client key file.")
-    client.add_argument("--token", default="", help="Bearer token for kube-apiserver.")
-    client.add_argument("--context", default="", help="Kubeconfig context.")
-    client.add_argument("--cluster", default="", help="Kubeconfig cluster.")
-    client.add_argument("--user", default="", help="Kubeconfig user.")
-    client.add_argument("--tls-server-name", default="", help="Server name for kube-apiserver's certificate.")
-    _flag_bool(client, "--insecure-skip-tls-verify", help="Do not verify kube-apiserver's certificate (unsafe).")
-    client.add_argument(
-        "--request-timeout",
-        type=_timeout,
-        default=0.0,
-        help="Time to wait for kube-apiserver's response headers; 0 (default) waits forever.",
-    )
+    _add_client_flags(p)
 
     misc = p.add_argument_group("Misc")
     misc.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="Log verbosity (0-10).")
@@ -313,6 +342,9 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             extra_user_headers=_extras(ns.extra_user_headers),
             workers=ns.workers,
             shutdown_grace=ns.shutdown_grace_period,
+            token_passthrough=ns.token_passthrough,
+            token_passthrough_audiences=tuple(ns.token_passthrough_audiences),
+            disable_impersonation=ns.disable_impersonation,
         ),
         client=ClientConfig(
             kubeconfig=ns.kubeconfig,
@@ -327,6 +359,8 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             tls_server_name=ns.tls_server_name,
             insecure_skip_tls_verify=ns.insecure_skip_tls_verify,
             request_timeout=ns.request_timeout,
+            qps=ns.kube_client_qps,
+            burst=ns.kube_client_burst,
             explicit=explicit,
         ),
         verbosity=ns.verbosity,

@@ -107,6 +107,9 @@ class ProxyConfig:
     extra_user_headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     workers: int = 1
     shutdown_grace: float = 20.0  # in-flight requests and streams get this long after SIGTERM
+    token_passthrough: bool = False
+    token_passthrough_audiences: tuple[str, ...] = ()
+    disable_impersonation: bool = False
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -119,6 +122,11 @@ class ProxyConfig:
         for key, _ in self.extra_user_headers:
             if not key:
                 errors.append("--extra-user-headers needs key=value pairs with non-empty keys")
+        if self.disable_impersonation and (self.extra_user_headers or self.extra_user_header_client_ip):
+            errors.append(
+                "--extra-user-headers and --extra-user-header-client-ip need impersonation; "
+                "they cannot be used with --disable-impersonation"
+            )
         return errors
 
 
@@ -138,6 +146,8 @@ class ClientConfig:
     tls_server_name: str = ""
     insecure_skip_tls_verify: bool = False
     request_timeout: float = 0.0  # 0: no timeout
+    qps: float = 0.0  # the proxy's own API calls (reviews); 0: the default below
+    burst: int = 0
     # Any connection flag given: use kubeconfig loading rules instead of the in-cluster config.
     explicit: bool = False
 
@@ -151,6 +161,8 @@ class ClientConfig:
             errors.append("--client-certificate and --client-key must be given together")
         if self.request_timeout < 0:
             errors.append("--request-timeout must not be negative")
+        if self.qps < 0 or self.burst < 0:
+            errors.append("--kube-client-qps and --kube-client-burst must not be negative")
         return errors
 
 

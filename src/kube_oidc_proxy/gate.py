@@ -2,6 +2,13 @@
 
 Order as kube-apiserver (and the Go proxy): credential -> authenticate -> only then look at the client's
 own impersonation headers, so an unauthenticated caller learns nothing beyond 401.
+
+- An id token of a trusted issuer: the caller is impersonated; with ``Impersonate-*`` headers
+  (``kubectl --as``) each requested value is first checked with a SubjectAccessReview about the caller,
+  and the target is impersonated instead, the caller recorded in ``originaluser.jetstack.io-*`` extras.
+- Any other token, with ``--token-passthrough``: TokenReview; if it authenticates, the request goes with
+  the caller's own token and headers, no impersonation. Likewise every request with ``--disable-impersonation``.
+
 ``Admit`` carries the exact headers to send upstream (minus the proxy's own credential); ``Deny`` carries
 the Status code and message for the client and a reason for the log. No sockets here.
 """
@@ -14,17 +21,23 @@ from dataclasses import dataclass
 from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
 from kube_oidc_proxy.authn.bearer import CredentialError, find_credential
 from kube_oidc_proxy.authn.model import Authenticated, NotMine, UserInfo
+from kube_oidc_proxy.authn.passthrough import Passthrough
+from kube_oidc_proxy.authz.checker import ImpersonationChecker, ReviewError
+from kube_oidc_proxy.authz.requested import BadImpersonation, requested_impersonation
+from kube_oidc_proxy.authz.review import target_user
 from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.headers import Headers, get_one
-from kube_oidc_proxy.impersonation import CredentialLeak, Rewriter, impersonation_requested
+from kube_oidc_proxy.impersonation import CredentialLeak, Rewriter
 
 log = logging.getLogger("kop.gate")
 
 
 @dataclass(frozen=True, slots=True)
 class Admit:
-    user: UserInfo
+    user: UserInfo  # who is calling (the access log's "inbound")
     headers: Headers
+    outbound: UserInfo | None = None  # who the request goes out as, when the caller used --as
+    own_credentials: bool = True  # False: the caller's own token goes upstream (passthrough)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +53,20 @@ def is_websocket(head: RequestHead) -> bool:
 
 
 class Gate:
-    def __init__(self, authenticator: TokenAuthenticator, rewriter: Rewriter) -> None:
+    def __init__(
+        self,
+        authenticator: TokenAuthenticator,
+        rewriter: Rewriter,
+        *,
+        checker: ImpersonationChecker | None = None,
+        passthrough: Passthrough | None = None,
+        disable_impersonation: bool = False,
+    ) -> None:
         self.authenticator = authenticator
         self.rewriter = rewriter
+        self.checker = checker
+        self.passthrough = passthrough
+        self.disable_impersonation = disable_impersonation
 
     async def decide(self, head: RequestHead, peer_ip: str) -> Admit | Deny:
         try:
@@ -55,22 +79,37 @@ class Gate:
 
         result = self.authenticator.lookup(token) or await self.authenticator.authenticate(token)
         if isinstance(result, NotMine):
-            return Deny(401, "Unauthorized", result.reason)
+            if self.passthrough is None:
+                return Deny(401, "Unauthorized", result.reason)
+            reviewed = await self.passthrough.authenticate(token)
+            if not isinstance(reviewed, Authenticated):
+                return Deny(reviewed.code, reviewed.message, f"{result.reason}; {reviewed.reason}")
+            return self._as_caller(head, reviewed.user, peer_ip)
         if not isinstance(result, Authenticated):
             return Deny(result.code, result.message, result.reason)
+        if self.disable_impersonation:
+            return self._as_caller(head, result.user, peer_ip)
 
-        requested = impersonation_requested(head.headers)
-        if requested:
-            names = ", ".join(sorted({n.decode("latin-1") for n in requested}))
-            return Deny(
-                403,
-                "impersonation requests (kubectl --as) are not enabled on this kube-oidc-proxy",
-                f"client sent impersonation headers: {names}",
-            )
+        try:
+            requested = requested_impersonation(head.headers)
+        except BadImpersonation as exc:
+            return Deny(400, str(exc), f"bad impersonation headers: {exc}")
+        target = None
+        if requested is not None:
+            if self.checker is None:
+                return Deny(403, "impersonation (kubectl --as) is not enabled", "no impersonation checker")
+            try:
+                denied = await self.checker.first_denied(result.user, requested)
+            except ReviewError as exc:
+                return Deny(503, "cannot check the impersonation right now", f"SubjectAccessReview failed: {exc}")
+            if denied is not None:
+                message = denied.forbidden_message(result.user.username)
+                return Deny(403, message, message)
+            target = target_user(requested, result.user)
         try:
             headers = self.rewriter.upstream_headers(
                 head.headers,
-                result.user,
+                target or result.user,
                 peer_ip=peer_ip,
                 upgrade=head.upgrade,
                 chunked=head.framing == "chunked",
@@ -78,4 +117,11 @@ class Gate:
         except CredentialLeak as exc:
             log.error("refusing a request: %s", exc)  # noqa: TRY400 - a named condition, no traceback needed
             return Deny(500, "internal error while preparing the request", str(exc))
-        return Admit(result.user, headers)
+        return Admit(result.user, headers, outbound=target)
+
+    def _as_caller(self, head: RequestHead, user: UserInfo, peer_ip: str) -> Admit:
+        """Forward with the caller's own credential (passthrough, --disable-impersonation)."""
+        headers = self.rewriter.passthrough_headers(
+            head.headers, peer_ip=peer_ip, upgrade=head.upgrade, chunked=head.framing == "chunked"
+        )
+        return Admit(user, headers, own_credentials=False)

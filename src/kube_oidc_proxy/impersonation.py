@@ -24,6 +24,8 @@ from kube_oidc_proxy.http1.headers import HOP_BY_HOP, Headers, comma_tokens, con
 IMPERSONATE_PREFIX: Final = b"impersonate-"
 REMOTE_PREFIX: Final = b"x-remote-"
 REMOTE_CLIENT_IP_EXTRA: Final = "remote-client-ip"
+ANONYMOUS: Final = "system:anonymous"
+SYSTEM_UNAUTHENTICATED: Final = "system:unauthenticated"
 _ALWAYS_DROPPED: Final = HOP_BY_HOP | {b"host", b"authorization", b"expect", b"x-forwarded-for"}
 # RFC 9110 §5.6.2 tchar; client-go's headerKeyEscape keeps these bytes (except '%') and %-escapes the rest.
 _TCHAR: Final = frozenset(b"!#$&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -38,18 +40,17 @@ def escape_extra_key(key: str) -> bytes:
     return b"".join(bytes((b,)) if b in _TCHAR else b"%%%02X" % b for b in key.encode())
 
 
-def impersonation_requested(headers: Headers) -> list[bytes]:
-    """Names of the client's own ``Impersonate-*`` headers (``kubectl --as``)."""
-    return [name for name, _ in headers if name.startswith(IMPERSONATE_PREFIX)]
-
-
 def identity_headers(user: UserInfo, extra: Mapping[str, Iterable[str]] | None = None) -> Headers:
     out: Headers = [(b"impersonate-user", user.username.encode())]
     if user.uid:
         out.append((b"impersonate-uid", user.uid.encode()))
     for group in user.groups:
         out.append((b"impersonate-group", group.encode()))
-    if SYSTEM_AUTHENTICATED not in user.groups:
+    # kube-apiserver's rule for impersonated users: anonymous is unauthenticated, everyone else authenticated
+    if user.username == ANONYMOUS:
+        if SYSTEM_UNAUTHENTICATED not in user.groups:
+            out.append((b"impersonate-group", SYSTEM_UNAUTHENTICATED.encode()))
+    elif SYSTEM_AUTHENTICATED not in user.groups and SYSTEM_UNAUTHENTICATED not in user.groups:
         out.append((b"impersonate-group", SYSTEM_AUTHENTICATED.encode()))
     for extras in (user.extra, extra or {}):
         for key, values in extras.items():
@@ -120,4 +121,25 @@ class Rewriter:
         if self.client_ip_extra:
             extra[REMOTE_CLIENT_IP_EXTRA] = (peer_ip,)
         out += identity_headers(user, extra)
+        return out
+
+    def passthrough_headers(self, headers: Headers, *, peer_ip: str, upgrade: bool, chunked: bool) -> Headers:
+        """The caller's own request, credentials and impersonation headers included, for kube-apiserver to
+        authenticate and authorize itself (token passthrough, --disable-impersonation)."""
+        dropped = connection_options(headers)
+        out: Headers = [
+            (n, v)
+            for n, v in headers
+            if n not in _ALWAYS_DROPPED and n not in dropped and not n.startswith(REMOTE_PREFIX)
+        ]
+        out += [(b"authorization", v) for n, v in headers if n == b"authorization"]
+        if upgrade:
+            out.append((b"connection", b"Upgrade"))
+            out.extend((b"upgrade", v) for n, v in headers if n == b"upgrade")
+        out.append((b"host", self.upstream_host))
+        forwarded = [v for n, v in headers if n == b"x-forwarded-for"]
+        forwarded.append(peer_ip.encode())
+        out.append((b"x-forwarded-for", b", ".join(forwarded)))
+        if chunked:
+            out.append((b"transfer-encoding", b"chunked"))
         return out

@@ -94,19 +94,6 @@ async def test_client_credentials_and_identity_headers_never_reach_the_api_serve
     assert seen.target == "/api?x=1&y=2"
 
 
-async def test_kubectl_as_is_refused_with_a_status_and_nothing_is_forwarded(proxy: ProxyHandle) -> None:
-    for header in ("Impersonate-User", "impersonate-group", "Impersonate-Uid", "Impersonate-Extra-scopes"):
-        response = await get(
-            proxy.port, proxy.ca_file, "/api/v1/pods", token=proxy.issuer.token(), headers=[(header, "admin")]
-        )
-        assert response.status == 403
-        status = response.json()
-        assert status["kind"] == "Status" and status["reason"] == "Forbidden" and status["code"] == 403
-        assert "impersonation" in status["message"]
-    assert proxy.upstream.requests == []
-    await proxy.access.wait_for("AuFail src:[127.0.0.1 / ] URI:/api/v1/pods")
-
-
 async def test_an_unauthenticated_impersonation_attempt_is_a_401_not_a_403(proxy: ProxyHandle) -> None:
     response = await get(proxy.port, proxy.ca_file, "/api", headers=[("impersonate-user", "admin")])
     assert response.status == 401

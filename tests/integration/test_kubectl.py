@@ -45,4 +45,4 @@ async def test_kubectl_as_prints_a_forbidden_message(proxy: ProxyHandle, tmp_pat
     result = await kubectl(proxy, tmp_path, proxy.issuer.token(), "get", "--raw", "/api/v1/pods", "--as=admin")
     assert result.returncode == 1
     assert "Error from server (Forbidden)" in result.stderr
-    assert "impersonation requests (kubectl --as) are not enabled" in result.stderr
+    assert 'users "admin" is forbidden: User "alice" cannot impersonate resource "users"' in result.stderr

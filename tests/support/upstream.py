@@ -16,6 +16,8 @@ is not ours. Behaviour by path:
   /close-delimited    a body ended by closing the connection (no length, not chunked)
   /raw/<name>         the bytes in ``raw[name]``, then close
   upgrade requests    101 and then echo every byte back; ``x-test-refuse-upgrade: 1`` gets a 403 instead
+  POST .../subjectaccessreviews   {"status": {"allowed": sar_policy(spec)}} (or sar_failure's status)
+  POST .../tokenreviews           {"status": token_reviews.get(token, {"authenticated": false})}
   /api, /apis, /api/v1, /api/v1/namespaces/default/pods
                       just enough discovery and a PodList for ``kubectl get pods``
   anything else       200 {"kind": "Echo", "path": ...}
@@ -104,6 +106,11 @@ class RecordingUpstream:
         self.watches_closed = 0
         self.discarded = 0
         self.h2_connections = 0
+        self.sars: list[dict[str, Any]] = []  # the specs of SubjectAccessReviews received
+        self.sar_policy: Callable[[dict[str, Any]], bool] = lambda spec: False
+        self.sar_failure = 0  # answer reviews with this status instead
+        self.token_reviews: dict[str, dict[str, Any]] = {}
+        self.token_review_requests: list[dict[str, Any]] = []
         self._watches: list[_Watch] = []
         self._ssl: ssl.SSLContext | None = None
         if certs is not None:
@@ -266,7 +273,22 @@ class RecordingUpstream:
                 writer.write(data)
                 await writer.drain()
 
-        if path.startswith("/status/"):
+        if path.endswith("/subjectaccessreviews") and request.method == b"POST":
+            if self.sar_failure:
+                simple(self.sar_failure, b'{"kind":"Status"}')
+            else:
+                spec = json.loads(body)["spec"]
+                self.sars.append(spec)
+                simple(
+                    201,
+                    json.dumps({"kind": "SubjectAccessReview", "status": {"allowed": self.sar_policy(spec)}}).encode(),
+                )
+        elif path.endswith("/tokenreviews") and request.method == b"POST":
+            spec = json.loads(body)["spec"]
+            self.token_review_requests.append(spec)
+            status = self.token_reviews.get(spec["token"], {"authenticated": False})
+            simple(201, json.dumps({"kind": "TokenReview", "status": status}).encode())
+        elif path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
             simple(code, json.dumps({"kind": "Status", "code": code}).encode())
         elif path.startswith("/big/"):

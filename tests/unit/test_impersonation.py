@@ -16,7 +16,6 @@ from kube_oidc_proxy.impersonation import (
     check_no_client_credentials,
     escape_extra_key,
     identity_headers,
-    impersonation_requested,
 )
 
 # client-go transport/round_trippers.go legalHeaderKeyBytes (net/http's isTokenTable), typed out again here so the
@@ -422,15 +421,3 @@ def test_check_no_client_credentials_names_the_header_but_not_its_value() -> Non
 )
 def test_check_no_client_credentials_accepts_ordinary_headers(header: tuple[bytes, bytes]) -> None:
     check_no_client_credentials([header])
-
-
-def test_impersonation_requested_lists_the_clients_own_impersonation_headers() -> None:
-    headers: Headers = [
-        (b"accept", b"*/*"),
-        (b"impersonate-user", b"bob"),
-        (b"impersonate-group", b"a"),
-        (b"impersonate-group", b"b"),
-        (b"x-remote-user", b"c"),
-    ]
-    assert impersonation_requested(headers) == [b"impersonate-user", b"impersonate-group", b"impersonate-group"]
-    assert impersonation_requested([(b"accept", b"*/*")]) == []

@@ -28,6 +28,8 @@ from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
 from kube_oidc_proxy.authn.cache import TokenCache
 from kube_oidc_proxy.authn.jwks import KeySource
 from kube_oidc_proxy.authn.oidc import JWTAuthenticator
+from kube_oidc_proxy.authn.passthrough import Passthrough
+from kube_oidc_proxy.authz.checker import ImpersonationChecker
 from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.gate import Gate
@@ -35,6 +37,7 @@ from kube_oidc_proxy.impersonation import Rewriter
 from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.kube.target import UpstreamTarget, load_target
 from kube_oidc_proxy.observe.accesslog import AccessLog
+from kube_oidc_proxy.server.kubeclient import KubeClient
 from kube_oidc_proxy.server.probe import Readiness, start_probe_server
 from kube_oidc_proxy.server.proxy import ProxyServer
 from kube_oidc_proxy.server.tls import ServingTLS, client_context
@@ -44,6 +47,10 @@ from kube_oidc_proxy.server.upstream_h2 import H2Pool
 log = logging.getLogger("kop.app")
 
 TLS_RELOAD_POLL_SECONDS: Final = 2.0
+# The proxy's own API calls (SubjectAccessReview, TokenReview). client-go's 5/10 throttled --as users of
+# the Go proxy (Tremolo issue #65); reviews are cached, so this is a ceiling, not a pace.
+DEFAULT_CLIENT_QPS: Final = 50.0
+DEFAULT_CLIENT_BURST: Final = 100
 WORKER_RESTART_DELAY_SECONDS: Final = 1.0
 
 
@@ -69,6 +76,7 @@ class App:
     proxy: ProxyServer
     key_sources: list[KeySource]
     access_log: AccessLog
+    client: KubeClient
 
 
 def _read_oidc_ca(path: str) -> bytes | None:
@@ -110,15 +118,32 @@ def load(config: Config, access_log: AccessLog | None = None) -> App:
         client_ip_extra=config.proxy.extra_user_header_client_ip,
     )
     access_log = access_log or AccessLog()
+    pool = UpstreamPool(target, upstream_ssl)
+    credentials = BearerToken(target.token, target.token_file)
+    client = KubeClient(
+        pool,
+        credentials,
+        qps=config.client.qps or DEFAULT_CLIENT_QPS,
+        burst=config.client.burst or DEFAULT_CLIENT_BURST,
+    )
+    gate = Gate(
+        authenticator,
+        rewriter,
+        checker=ImpersonationChecker(client),
+        passthrough=Passthrough(client, config.proxy.token_passthrough_audiences)
+        if config.proxy.token_passthrough
+        else None,
+        disable_impersonation=config.proxy.disable_impersonation,
+    )
     proxy = ProxyServer(
-        gate=Gate(authenticator, rewriter),
-        pool=UpstreamPool(target, upstream_ssl),
-        credentials=BearerToken(target.token, target.token_file),
+        gate=gate,
+        pool=pool,
+        credentials=credentials,
         access_log=access_log,
         request_timeout=target.request_timeout,
         h2=H2Pool(target, upstream_h2_ssl) if target.scheme == "https" else None,
     )
-    return App(config, tls, target, proxy, [keys], access_log)
+    return App(config, tls, target, proxy, [keys], access_log, client)
 
 
 async def _poll_tls(tls: ServingTLS) -> None:
@@ -176,7 +201,7 @@ async def start(app: App, *, reuse_port: bool = False) -> Running:
             probe = await start_probe_server(
                 "",  # all interfaces, as the Go proxy: the kubelet probes the pod IP
                 config.proxy.readiness_probe_port,
-                Readiness(app.key_sources, app.proxy),
+                Readiness(app.key_sources, app.proxy, app.client),
                 app.proxy.tasks,
                 reuse_port=reuse_port,
             )

@@ -140,7 +140,7 @@ class Exchange:
             log.info("rejected %s %s: %s", head.method.decode(), head.target.decode("latin-1"), decision.reason)
             self._respond_status(decision.code, decision.message)
             return
-        server.access_log.success(self.conn.peer_ip, self._xff, head.target, decision.user)
+        server.access_log.success(self.conn.peer_ip, self._xff, head.target, decision.user, decision.outbound)
         self.user_description = decision.user.username
         self._outbound = self._outbound_head(decision)
         del decision
@@ -150,7 +150,7 @@ class Exchange:
             await self._forward()
 
     def _outbound_head(self, admit: Admit) -> Headers:
-        authorization = self.server.credentials.authorization()
+        authorization = self.server.credentials.authorization() if admit.own_credentials else None
         if authorization is None:
             return admit.headers
         return [*admit.headers, (b"authorization", authorization)]

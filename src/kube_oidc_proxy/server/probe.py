@@ -17,9 +17,10 @@ from typing import Final, cast
 
 from kube_oidc_proxy.authn.jwks import KeySource
 from kube_oidc_proxy.errors import ClientProtocolError, UpstreamError
-from kube_oidc_proxy.http1.events import MessageEnd, RequestHead, ResponseEvent, ResponseHead
+from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.request import RequestReader
-from kube_oidc_proxy.http1.serialize import request_head, response_head
+from kube_oidc_proxy.http1.serialize import response_head
+from kube_oidc_proxy.server.kubeclient import KubeClient
 from kube_oidc_proxy.server.proxy import ProxyServer
 
 UPSTREAM_FRESH_SECONDS: Final = 10.0
@@ -28,29 +29,11 @@ READY_PATHS: Final = frozenset({b"/ready", b"/readyz"})
 LIVE_PATHS: Final = frozenset({b"/healthz", b"/livez", b"/live"})
 
 
-class _StatusSink:
-    """Collects the status of one upstream response (ResponseSink for a probe request)."""
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def on_response_events(self, events: list[ResponseEvent]) -> None:
-        for event in events:
-            if isinstance(event, ResponseHead):
-                self.status = event.status
-            elif isinstance(event, MessageEnd) and not self.done.done():
-                self.done.set_result(None)
-
-    def on_upstream_lost(self, error: UpstreamError) -> None:
-        if not self.done.done():
-            self.done.set_exception(error)
-
-
 class Readiness:
-    def __init__(self, key_sources: Sequence[KeySource], proxy: ProxyServer) -> None:
+    def __init__(self, key_sources: Sequence[KeySource], proxy: ProxyServer, client: KubeClient) -> None:
         self._key_sources = key_sources
         self._proxy = proxy
+        self._client = client
         self._check: asyncio.Task[None] | None = None
 
     async def check(self) -> tuple[bool, dict[str, str]]:
@@ -76,28 +59,12 @@ class Readiness:
         return time.monotonic() - self._proxy.last_upstream_answer < UPSTREAM_FRESH_SECONDS
 
     async def _check_upstream(self) -> None:
-        pool = self._proxy.pool
-        headers = [(b"host", pool.target.authority.encode()), (b"accept", b"text/plain")]
-        authorization = self._proxy.credentials.authorization()
-        if authorization is not None:
-            headers.append((b"authorization", authorization))
         try:
-            conn = await pool.acquire()
-        except UpstreamError:
-            return
-        sink = _StatusSink()
-        conn.begin(sink, head_only=False)
-        conn.write(request_head(b"GET", b"/readyz", headers))
-        try:
-            await asyncio.wait_for(sink.done, UPSTREAM_CHECK_TIMEOUT_SECONDS)
+            status, _ = await asyncio.wait_for(self._client.request(b"GET", b"/readyz"), UPSTREAM_CHECK_TIMEOUT_SECONDS)
         except (TimeoutError, UpstreamError):
-            conn.close()
             return
-        pool.release(conn)
-        if sink.status == 401:
-            self._proxy.credentials.unauthorized()
-        elif sink.status < 500:
-            self._proxy.upstream_answered(sink.status)
+        if status != 401 and status < 500:
+            self._proxy.upstream_answered(status)
 
 
 class ProbeConnection(asyncio.Protocol):

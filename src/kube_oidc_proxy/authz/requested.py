@@ -1,0 +1,80 @@
+"""The identity a caller asks to act as, read from its ``Impersonate-*`` headers, under kube-apiserver's rules
+(k8s.io/apiserver pkg/endpoints/filters/impersonation):
+
+- ``Impersonate-User`` (one), ``Impersonate-Uid`` (one), ``Impersonate-Group`` (each line one group),
+  ``Impersonate-Extra-<key>`` (each line one value; the key is lower-cased and %-unescaped, as client-go
+  escapes it; a malformed escape is kept as it is).
+- Groups, a uid or extras without a user are a bad request (400), as in kube-apiserver.
+- An ``Impersonate-`` header of any other name is refused (400): forwarding it unchecked would let the
+  caller's words reach the API server under the proxy's authority.
+Pure: headers in, a request or an error out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from kube_oidc_proxy.http1.headers import Headers
+
+EXTRA_PREFIX = b"impersonate-extra-"
+
+
+class BadImpersonation(ValueError):
+    """The impersonation headers do not make sense (400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImpersonationRequest:
+    user: str
+    uid: str
+    groups: tuple[str, ...]
+    extra: dict[str, tuple[str, ...]]
+
+
+def unescape_extra_key(escaped: bytes) -> str:
+    key = escaped.decode("latin-1").lower()
+    try:
+        return unquote(key, errors="strict")
+    except UnicodeDecodeError:
+        return key
+
+
+def requested_impersonation(headers: Headers) -> ImpersonationRequest | None:
+    """The requested identity, None when the request asks for none; raises ``BadImpersonation``."""
+    users: list[str] = []
+    uids: list[str] = []
+    groups: list[str] = []
+    extra: dict[str, list[str]] = {}
+    seen = False
+    for name, value in headers:
+        if not name.startswith(b"impersonate-"):
+            continue
+        seen = True
+        text = value.decode("utf-8", "replace")
+        if name == b"impersonate-user":
+            users.append(text)
+        elif name == b"impersonate-uid":
+            uids.append(text)
+        elif name == b"impersonate-group":
+            groups.append(text)
+        elif name.startswith(EXTRA_PREFIX) and len(name) > len(EXTRA_PREFIX):
+            extra.setdefault(unescape_extra_key(name[len(EXTRA_PREFIX) :]), []).append(text)
+        else:
+            raise BadImpersonation(f"unknown impersonation header {name.decode('latin-1')!r}")
+    if not seen:
+        return None
+    if not users or not users[0]:
+        if groups:
+            raise BadImpersonation(f"requested {groups} without impersonating a user")
+        if uids:
+            raise BadImpersonation(f"requested uid {uids[0]!r} without impersonating a user")
+        raise BadImpersonation(f"requested {sorted(extra)} without impersonating a user")
+    if len(users) > 1 or len(uids) > 1:
+        raise BadImpersonation("only one Impersonate-User and one Impersonate-Uid may be given")
+    return ImpersonationRequest(
+        user=users[0],
+        uid=uids[0] if uids else "",
+        groups=tuple(groups),
+        extra={k: tuple(v) for k, v in extra.items()},
+    )

@@ -1,0 +1,102 @@
+"""The SubjectAccessReviews that decide an impersonation, and the identity that results — kube-apiserver's
+legacy impersonation rules (peers.md §3.2), pure:
+
+- user ``system:serviceaccount:<ns>:<name>``: ``impersonate`` on ``serviceaccounts`` ``<name>`` in ``<ns>``
+  (core group); when no groups are asked, the target gets ``system:serviceaccounts`` and
+  ``system:serviceaccounts:<ns>``;
+- any other user: ``users`` (core); each group: ``groups`` (core); the uid: ``uids`` in
+  ``authentication.k8s.io``; each extra value: ``userextras/<key>`` in ``authentication.k8s.io``.
+
+Each review asks about the caller: its username, groups, uid and extras.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
+from kube_oidc_proxy.authz.requested import ImpersonationRequest
+
+SA_PREFIX = "system:serviceaccount:"
+# The extras that record who asked, as the Tremolo proxy names them (RBAC and audit tooling use these).
+ORIGINAL_USER = "originaluser.jetstack.io-user"
+ORIGINAL_GROUPS = "originaluser.jetstack.io-groups"
+ORIGINAL_UID = "originaluser.jetstack.io-uid"
+ORIGINAL_EXTRA = "originaluser.jetstack.io-extra"
+
+
+@dataclass(frozen=True, slots=True)
+class Attributes:
+    """``resourceAttributes`` of one SubjectAccessReview (verb is always ``impersonate``)."""
+
+    resource: str
+    name: str
+    group: str = ""
+    subresource: str = ""
+    namespace: str = ""
+
+    def forbidden_message(self, caller: str) -> str:
+        """kube-apiserver's wording for a denied impersonation."""
+        resource = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+        scope = f'in the namespace "{self.namespace}"' if self.namespace else "at the cluster scope"
+        return (
+            f'{resource} "{self.name}" is forbidden: User "{caller}" cannot impersonate resource '
+            f'"{resource}" in API group "{self.group}" {scope}'
+        )
+
+
+def reviews_for(request: ImpersonationRequest) -> list[Attributes]:
+    checks: list[Attributes] = []
+    if request.user.startswith(SA_PREFIX) and request.user.count(":") == 3:
+        namespace, name = request.user[len(SA_PREFIX) :].split(":", 1)
+        checks.append(Attributes("serviceaccounts", name, namespace=namespace))
+    else:
+        checks.append(Attributes("users", request.user))
+    checks += [Attributes("groups", group) for group in request.groups]
+    if request.uid:
+        checks.append(Attributes("uids", request.uid, group="authentication.k8s.io"))
+    for key, values in request.extra.items():
+        checks += [Attributes("userextras", v, group="authentication.k8s.io", subresource=key) for v in values]
+    return checks
+
+
+def review_body(caller: UserInfo, attributes: Attributes) -> dict[str, Any]:
+    groups = list(caller.groups)
+    if SYSTEM_AUTHENTICATED not in groups:
+        groups.append(SYSTEM_AUTHENTICATED)  # as kube-apiserver's authenticator adds it to every caller
+    spec: dict[str, Any] = {
+        "user": caller.username,
+        "groups": groups,
+        "resourceAttributes": {
+            "verb": "impersonate",
+            "group": attributes.group,
+            "resource": attributes.resource,
+            "subresource": attributes.subresource,
+            "name": attributes.name,
+            "namespace": attributes.namespace,
+        },
+    }
+    if caller.uid:
+        spec["uid"] = caller.uid
+    if caller.extra:
+        spec["extra"] = {k: list(v) for k, v in caller.extra.items()}
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+
+
+def target_user(request: ImpersonationRequest, caller: UserInfo) -> UserInfo:
+    """Who the request goes out as: the target, with the caller recorded in the originaluser extras."""
+    groups = request.groups
+    if not groups and request.user.startswith(SA_PREFIX) and request.user.count(":") == 3:
+        namespace = request.user.split(":")[2]
+        groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
+    extra: dict[str, tuple[str, ...]] = dict(request.extra)
+    extra[ORIGINAL_USER] = (caller.username,)
+    if caller.groups:
+        extra[ORIGINAL_GROUPS] = caller.groups
+    if caller.uid:
+        extra[ORIGINAL_UID] = (caller.uid,)
+    if caller.extra:
+        extra[ORIGINAL_EXTRA] = (json.dumps({k: list(v) for k, v in caller.extra.items()}, sort_keys=True),)
+    return UserInfo(username=request.user, uid=request.uid, groups=groups, extra=extra)

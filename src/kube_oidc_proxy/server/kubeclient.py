@@ -1,0 +1,137 @@
+"""The proxy's own calls to kube-apiserver (SubjectAccessReview, TokenReview, the readiness check): small
+JSON requests over the same upstream pool, with the proxy's credentials, rate-limited like client-go
+(``--kube-client-qps``/``--kube-client-burst``), retried once after a 401 with a re-read token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Final
+
+from kube_oidc_proxy.authz.checker import ReviewError
+from kube_oidc_proxy.errors import UpstreamError
+from kube_oidc_proxy.http1.events import Body, MessageEnd, ResponseEvent, ResponseHead
+from kube_oidc_proxy.http1.headers import Headers
+from kube_oidc_proxy.http1.serialize import request_head
+from kube_oidc_proxy.kube.credentials import BearerToken
+from kube_oidc_proxy.server.upstream import UpstreamPool
+
+TIMEOUT_SECONDS: Final = 10.0  # the Go proxy's TokenReview timeout
+MAX_RESPONSE_BYTES: Final = 1024 * 1024
+SUBJECT_ACCESS_REVIEWS: Final = b"/apis/authorization.k8s.io/v1/subjectaccessreviews"
+TOKEN_REVIEWS: Final = b"/apis/authentication.k8s.io/v1/tokenreviews"
+
+
+class CollectingSink:
+    """Collects one upstream response (a ResponseSink for the proxy's own requests)."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.body = bytearray()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_response_events(self, events: list[ResponseEvent]) -> None:
+        for event in events:
+            if isinstance(event, ResponseHead):
+                self.status = event.status
+            elif isinstance(event, Body):
+                if len(self.body) + len(event.data) > MAX_RESPONSE_BYTES:
+                    self.on_upstream_lost(UpstreamError("response too large"))
+                    return
+                self.body += event.data
+            elif isinstance(event, MessageEnd) and not self.done.done():
+                self.done.set_result(None)
+
+    def on_upstream_lost(self, error: UpstreamError) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+
+class RateLimiter:
+    """A token bucket: ``burst`` at once, then ``qps`` per second; qps <= 0 means no limit."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self._qps = qps
+        self._burst = max(burst, 1)
+        self._tokens = float(self._burst)
+        self._last = time.monotonic()
+
+    async def take(self) -> None:
+        if self._qps <= 0:
+            return
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
+        self._last = now
+        self._tokens -= 1
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self._qps)
+
+
+class KubeClient:
+    def __init__(self, pool: UpstreamPool, credentials: BearerToken, *, qps: float = 50.0, burst: int = 100) -> None:
+        self._pool = pool
+        self._credentials = credentials
+        self._limiter = RateLimiter(qps, burst)
+
+    async def request(self, method: bytes, path: bytes, body: Any = None) -> tuple[int, bytes]:
+        """Status and body of one request; retried once after a 401 with a freshly read token."""
+        await self._limiter.take()
+        data = json.dumps(body).encode() if body is not None else b""
+        for attempt in (1, 2):
+            status, payload = await asyncio.wait_for(self._once(method, path, data), TIMEOUT_SECONDS)
+            if status == 401 and attempt == 1:
+                self._credentials.unauthorized()
+                continue
+            return status, payload
+        raise AssertionError("unreachable")
+
+    async def _once(self, method: bytes, path: bytes, data: bytes) -> tuple[int, bytes]:
+        headers: Headers = [
+            (b"host", self._pool.target.authority.encode()),
+            (b"accept", b"application/json"),
+            (b"user-agent", b"kube-oidc-proxy"),
+        ]
+        if data:
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        authorization = self._credentials.authorization()
+        if authorization is not None:
+            headers.append((b"authorization", authorization))
+        conn = await self._pool.acquire()
+        sink = CollectingSink()
+        conn.begin(sink, head_only=False)
+        conn.write(request_head(method, path, headers) + data)
+        try:
+            await sink.done
+        except BaseException:
+            conn.close()
+            raise
+        self._pool.release(conn)
+        return sink.status, bytes(sink.body)
+
+    async def create(self, path: bytes, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            status, payload = await self.request(b"POST", path, body)
+        except (UpstreamError, TimeoutError) as exc:
+            raise ReviewError(f"{path.decode()}: {exc}") from exc
+        if status not in (200, 201):
+            raise ReviewError(f"{path.decode()}: HTTP {status}: {payload[:200].decode(errors='replace')}")
+        try:
+            result = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise ReviewError(f"{path.decode()}: not JSON") from exc
+        if not isinstance(result, dict):
+            raise ReviewError(f"{path.decode()}: not a JSON object")
+        return result
+
+    async def subject_access_review(self, body: dict[str, Any]) -> bool:
+        result = await self.create(SUBJECT_ACCESS_REVIEWS, body)
+        return bool(result.get("status", {}).get("allowed"))
+
+    async def token_review(self, token: str, audiences: tuple[str, ...]) -> dict[str, Any]:
+        spec: dict[str, Any] = {"token": token}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+        status = (await self.create(TOKEN_REVIEWS, body)).get("status", {})
+        return status if isinstance(status, dict) else {}

@@ -1,0 +1,157 @@
+"""kubectl --as through the proxy: every requested value is checked with a SubjectAccessReview about the
+caller, as kube-apiserver does it; the target goes out, the caller is kept in originaluser extras."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.conftest import PROXY_SA_TOKEN, ProxyHandle
+from tests.support.client import get
+
+SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+def forwarded(proxy: ProxyHandle) -> list[Any]:
+    return [r for r in proxy.upstream.requests if not r.target.startswith("/apis/authorization.k8s.io")]
+
+
+def allow(*names: str) -> Any:
+    return lambda spec: spec["resourceAttributes"]["name"] in names
+
+
+async def test_an_allowed_as_goes_out_as_the_target_with_the_caller_recorded(proxy: ProxyHandle) -> None:
+    proxy.upstream.sar_policy = allow("bob", "ops", "uid-7", "blue")
+    headers = [
+        ("Impersonate-User", "bob"),
+        ("Impersonate-Group", "ops"),
+        ("Impersonate-Uid", "uid-7"),
+        ("Impersonate-Extra-Acme.com%2Fteam", "blue"),
+    ]
+    response = await get(proxy.port, proxy.ca_file, "/api/v1/pods", token=proxy.issuer.token(jti="j1"), headers=headers)
+    assert response.status == 200, response.body
+    seen = forwarded(proxy)[-1]
+    assert seen.all("authorization") == [f"Bearer {PROXY_SA_TOKEN}"]
+    assert seen.all("impersonate-user") == ["bob"]
+    assert seen.all("impersonate-uid") == ["uid-7"]
+    assert seen.all("impersonate-group") == ["ops", "system:authenticated"]
+    assert seen.all("impersonate-extra-acme.com%2Fteam") == ["blue"]
+    assert seen.all("impersonate-extra-originaluser.jetstack.io-user") == ["alice"]
+    assert seen.all("impersonate-extra-originaluser.jetstack.io-groups") == ["dev", "ops"]
+    original_extra = json.loads(seen.one("impersonate-extra-originaluser.jetstack.io-extra") or "")
+    assert original_extra == {"authentication.kubernetes.io/credential-id": ["JTI=j1"]}
+    line = await proxy.access.wait_for("AuSuccess")
+    assert "inbound:[alice / dev|ops|system:authenticated / authentication.kubernetes.io/credential-id=JTI=j1]" in line
+    assert " outbound:[bob / ops / uid-7 / acme.com/team=blue originaluser.jetstack.io-user=alice" in line
+
+
+async def test_the_reviews_ask_about_the_caller_exactly_as_kube_apiserver_does(proxy: ProxyHandle) -> None:
+    proxy.upstream.sar_policy = lambda spec: True
+    headers = [
+        ("Impersonate-User", "system:serviceaccount:apps:deployer"),
+        ("Impersonate-Uid", "u1"),
+        ("Impersonate-Extra-Scopes", "view"),
+        ("Impersonate-Extra-Scopes", "edit"),
+    ]
+    response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(jti="j2"), headers=headers)
+    assert response.status == 200
+    attributes = sorted(
+        (
+            s["resourceAttributes"]["group"],
+            s["resourceAttributes"]["resource"],
+            s["resourceAttributes"]["subresource"],
+            s["resourceAttributes"]["namespace"],
+            s["resourceAttributes"]["name"],
+        )
+        for s in proxy.upstream.sars
+    )
+    assert attributes == [
+        ("", "serviceaccounts", "", "apps", "deployer"),
+        ("authentication.k8s.io", "uids", "", "", "u1"),
+        ("authentication.k8s.io", "userextras", "scopes", "", "edit"),
+        ("authentication.k8s.io", "userextras", "scopes", "", "view"),
+    ]
+    for spec in proxy.upstream.sars:
+        assert spec["resourceAttributes"]["verb"] == "impersonate"
+        assert spec["user"] == "alice"
+        assert spec["groups"] == ["dev", "ops", "system:authenticated"]
+        assert spec["extra"] == {"authentication.kubernetes.io/credential-id": ["JTI=j2"]}
+    seen = forwarded(proxy)[-1]
+    # a service account with no groups asked gets its own, as kube-apiserver gives them
+    assert seen.all("impersonate-group") == [
+        "system:serviceaccounts",
+        "system:serviceaccounts:apps",
+        "system:authenticated",
+    ]
+
+
+async def test_a_denied_as_is_a_403_in_kube_apiservers_words_and_nothing_goes_out(proxy: ProxyHandle) -> None:
+    proxy.upstream.sar_policy = allow("bob")
+    users = 'User "alice" cannot impersonate resource'
+    cases = [
+        (
+            [("Impersonate-User", "root")],
+            f'users "root" is forbidden: {users} "users" in API group "" at the cluster scope',
+        ),
+        (
+            [("Impersonate-User", "bob"), ("Impersonate-Group", "system:masters")],
+            'groups "system:masters" is forbidden',
+        ),
+        (
+            [("Impersonate-User", "system:serviceaccount:kube-system:admin")],
+            f'serviceaccounts "admin" is forbidden: {users} "serviceaccounts" in API group ""'
+            ' in the namespace "kube-system"',
+        ),
+        ([("Impersonate-User", "bob"), ("Impersonate-Extra-Scopes", "all")], 'userextras/scopes "all" is forbidden'),
+        (
+            [("Impersonate-User", "bob"), ("Impersonate-Uid", "0")],
+            f'uids "0" is forbidden: {users} "uids" in API group "authentication.k8s.io"',
+        ),
+    ]
+    for headers, message in cases:
+        response = await get(proxy.port, proxy.ca_file, "/api/v1/secrets", token=proxy.issuer.token(), headers=headers)
+        assert response.status == 403, headers
+        status = response.json()
+        assert status["reason"] == "Forbidden"
+        assert message in status["message"], status["message"]
+    assert forwarded(proxy) == []
+    await proxy.access.wait_for("AuFail src:[127.0.0.1 / ] URI:/api/v1/secrets")
+
+
+async def test_groups_or_extras_without_a_user_are_a_400(proxy: ProxyHandle) -> None:
+    for headers in (
+        [("Impersonate-Group", "ops")],
+        [("Impersonate-Extra-Scopes", "x")],
+        [("Impersonate-Uid", "1")],
+        [("Impersonate-User", "bob"), ("Impersonate-Whatever", "x")],
+        [("Impersonate-User", "bob"), ("Impersonate-User", "carol")],
+    ):
+        response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=headers)
+        assert response.status == 400, headers
+        assert response.json()["reason"] == "BadRequest"
+    assert proxy.upstream.requests == []
+
+
+async def test_review_answers_are_reused_briefly(proxy: ProxyHandle) -> None:
+    proxy.upstream.sar_policy = allow("bob")
+    token = proxy.issuer.token()
+    for _ in range(5):
+        response = await get(proxy.port, proxy.ca_file, "/api", token=token, headers=[("Impersonate-User", "bob")])
+        assert response.status == 200
+    assert len(proxy.upstream.sars) == 1
+    assert len(forwarded(proxy)) == 5
+
+
+async def test_a_failing_review_api_is_a_503_not_an_allow(proxy: ProxyHandle) -> None:
+    proxy.upstream.sar_failure = 500
+    response = await get(
+        proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=[("Impersonate-User", "bob")]
+    )
+    assert response.status == 503
+    assert forwarded(proxy) == []
+
+
+async def test_an_unauthenticated_as_is_a_401_and_asks_nothing(proxy: ProxyHandle) -> None:
+    response = await get(proxy.port, proxy.ca_file, "/api", token="nope", headers=[("Impersonate-User", "bob")])
+    assert response.status == 401
+    assert proxy.upstream.requests == []
