@@ -71,11 +71,69 @@ def test_rbac_follows_the_oidc_groups(alice: Kubectl, bob: Kubectl) -> None:
     assert bob.run("auth", "can-i", "list", "secrets", "-A").stdout.strip() == b"no"
 
 
-def test_kubectl_as_is_refused(alice: Kubectl) -> None:
-    # the Go e2e "impersonation" case (jetstack): --as through the proxy is refused with 403
-    result = alice.run("get", "pods", "--as=system:admin")
-    assert result.returncode != 0
-    assert b"Forbidden" in result.stderr and b"impersonation" in result.stderr
+def test_kubectl_as_is_checked_with_subject_access_reviews(alice: Kubectl, bob: Kubectl) -> None:
+    # the Go e2e "impersonation" case (Tremolo): allowed user+group works, the rest is refused
+    as_bob = ("--as=bob@example.com", "--as-group=oidc:viewers")
+    assert b"pod/web" in alice.run("get", "pods", "-o", "name", *as_bob, check=True).stdout
+    refused_by_rbac = alice.run("get", "configmaps", *as_bob)  # bob may not, so neither may alice-as-bob
+    assert refused_by_rbac.returncode != 0 and b'User "bob@example.com" cannot list' in refused_by_rbac.stderr
+    not_allowed = alice.run("get", "pods", "--as=root")
+    assert not_allowed.returncode != 0
+    assert b'users "root" is forbidden' in not_allowed.stderr or b'users "root" is forbidden' in not_allowed.stderr
+    wrong_group = alice.run("get", "pods", "--as=bob@example.com", "--as-group=system:masters")
+    assert wrong_group.returncode != 0 and b"groups" in wrong_group.stderr and b"forbidden" in wrong_group.stderr
+    assert bob.run("get", "pods", "--as=alice@example.com").returncode != 0
+
+
+def test_as_uid_and_the_original_user_reach_the_api_server(alice: Kubectl, cluster: Cluster) -> None:
+    whoami = alice.run(
+        "auth", "whoami", "--as=bob@example.com", "--as-group=oidc:viewers", "--as-uid=1001", "-o", "json", check=True
+    )
+    info = json.loads(whoami.stdout)["status"]["userInfo"]
+    assert info["username"] == "bob@example.com" and info["uid"] == "1001"
+    assert info["extra"]["originaluser.jetstack.io-user"] == ["alice@example.com"]
+    assert "oidc:developers" in info["extra"]["originaluser.jetstack.io-groups"]
+    alice.run("get", "pod", "web", "--as=bob@example.com", "--as-group=oidc:viewers", check=True)
+    events = _audit_events(
+        cluster,
+        lambda e: (
+            e.get("objectRef", {}).get("name") == "web"
+            and e.get("impersonatedUser", {}).get("username") == "bob@example.com"
+        ),
+    )
+    assert events
+    impersonated = events[-1]["impersonatedUser"]
+    assert impersonated["extra"]["originaluser.jetstack.io-user"] == ["alice@example.com"]
+    assert impersonated["groups"] == ["oidc:viewers", "system:authenticated"]
+
+
+def test_a_service_account_token_passes_through_with_token_passthrough(cluster: Cluster) -> None:
+    # the Go e2e "passthrough" case: without the flag a TokenRequest token is refused, with it it works
+    api = cluster.api()
+    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ci", "namespace": "e2e"}})
+    api.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "ci-viewer", "namespace": "e2e"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "viewer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "ci", "namespace": "e2e"}],
+        }
+    )
+    token = api.token("e2e", "ci")
+    passthrough = Proxy(cluster)
+    passthrough.start("--token-passthrough")
+    try:
+        status, body = _get(passthrough, "/api/v1/namespaces/e2e/pods/web", token)
+        assert status == 200 and body["metadata"]["name"] == "web"
+        status, _ = _get(passthrough, "/api/v1/namespaces/e2e/secrets", token)
+        assert status == 403  # RBAC of the service account itself
+    finally:
+        passthrough.stop()
+    events = _audit_events(
+        cluster, lambda e: e["user"]["username"] == "system:serviceaccount:e2e:ci" and "impersonatedUser" not in e
+    )
+    assert events
 
 
 def test_extra_user_headers_reach_the_api_server(cluster: Cluster, proxy: Proxy, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from kube_oidc_proxy.config import Config
 from tests.conftest import start_proxy
 from tests.support.certs import CertFiles
 from tests.support.client import get
+from tests.support.execplugin import plugin
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
 
@@ -72,3 +73,34 @@ async def test_a_client_certificate_authenticates_the_proxy(
     finally:
         await handle.running.stop(grace=1)
         mtls.close()
+
+
+async def test_a_kubeconfig_exec_plugin_supplies_the_proxy_token(
+    tmp_path: Path, issuer: TestIssuer, upstream: RecordingUpstream, config: Config
+) -> None:
+    script = plugin(tmp_path, expires_in=None)
+    kubeconfig = tmp_path / "kubeconfig"
+    ca_file = config.client.certificate_authority
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        f'clusters: [{{name: c, cluster: {{server: "{upstream.url}", certificate-authority: "{ca_file}"}}}}]\n'
+        f'users: [{{name: u, user: {{exec: {{apiVersion: client.authentication.k8s.io/v1, command: "{script}"}}}}}}]\n'
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    cfg = replace(
+        config, client=replace(config.client, kubeconfig=str(kubeconfig), server="", token="", certificate_authority="")
+    )
+    handle = await start_proxy(cfg, issuer, upstream)
+    try:
+        assert (await get(handle.port, handle.ca_file, "/api", token=issuer.token())).status == 200
+        assert upstream.requests[-1].one("authorization") == "Bearer TOKEN-1"
+        # kube-apiserver refuses it: the plugin runs again and the next requests carry its new token
+        assert (await get(handle.port, handle.ca_file, "/status/401", token=issuer.token())).status == 401
+        for _ in range(100):
+            await get(handle.port, handle.ca_file, "/api", token=issuer.token())
+            if upstream.requests[-1].one("authorization") == "Bearer TOKEN-2":
+                break
+            await asyncio.sleep(0.05)
+        assert upstream.requests[-1].one("authorization") == "Bearer TOKEN-2"
+    finally:
+        await handle.running.stop(grace=1)

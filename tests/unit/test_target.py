@@ -354,11 +354,10 @@ def test_tls_server_name_comes_from_the_cluster_and_the_flag_overrides_it(tmp_pa
 @pytest.mark.parametrize(
     ("fields", "what"),
     [
-        ({"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "aws"}}, "exec"),
         ({"auth-provider": {"name": "oidc", "config": {}}}, "auth-provider"),
         ({"username": "admin", "password": "secret"}, "username"),
     ],
-    ids=["exec", "auth-provider", "basic-auth"],
+    ids=["auth-provider", "basic-auth"],
 )
 def test_a_user_with_a_credential_plugin_gives_a_clear_not_supported_yet_error(
     tmp_path: Path, fields: dict[str, Any], what: str

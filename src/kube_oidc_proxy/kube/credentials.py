@@ -1,4 +1,4 @@
-"""The bearer token the proxy sends as itself, kept fresh when it lives in a file.
+"""The bearer token the proxy sends as itself, kept fresh when it lives in a file or comes from an exec plugin.
 
 Projected service-account tokens are rotated by the kubelet (every ~hour) and TokenRequest-based setups
 rewrite the file; so the file is re-read when it changes (checked every ``check_interval``), at least
@@ -13,6 +13,8 @@ import os
 import time
 from collections.abc import Callable
 from typing import Final
+
+from kube_oidc_proxy.kube.execcredential import ExecCredential
 
 log = logging.getLogger("kop.credentials")
 
@@ -29,7 +31,9 @@ class BearerToken:
         clock: Callable[[], float] = time.monotonic,
         check_interval: float = CHECK_INTERVAL_SECONDS,
         max_age: float = MAX_AGE_SECONDS,
+        exec_plugin: ExecCredential | None = None,
     ) -> None:
+        self._exec = exec_plugin
         self._file = token_file
         self._clock = clock
         self._check_interval = check_interval
@@ -44,6 +48,11 @@ class BearerToken:
 
     def authorization(self) -> bytes | None:
         """The ``Authorization`` header value to send now, or None without a token."""
+        if self._exec is not None:
+            token = self._exec.token()
+            if self._header is None or self._header[7:] != token.encode():
+                self._header = b"Bearer " + token.encode()
+            return self._header
         if self._file:
             now = self._clock()
             stale = now - self._read_at >= self._max_age
@@ -52,7 +61,9 @@ class BearerToken:
         return self._header
 
     def unauthorized(self) -> None:
-        """kube-apiserver rejected our token: re-read the file before the next request."""
+        """kube-apiserver rejected our token: re-read the file (or run the plugin) before the next request."""
+        if self._exec is not None:
+            self._exec.schedule_refresh()
         if self._file:
             self._checked_at = self._read_at = -float("inf")
 

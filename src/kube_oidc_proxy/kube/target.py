@@ -20,6 +20,7 @@ import yaml
 
 from kube_oidc_proxy.config import ClientConfig
 from kube_oidc_proxy.errors import StartupError
+from kube_oidc_proxy.kube.execcredential import ExecConfig, ExecCredentialError
 
 SERVICE_ACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -37,6 +38,7 @@ class UpstreamTarget:
     token: str = ""
     token_file: str = ""
     request_timeout: float = 0.0
+    exec_config: ExecConfig | None = None
 
     @property
     def authority(self) -> str:
@@ -150,7 +152,7 @@ def from_kubeconfig(client: ClientConfig, environ: Mapping[str, str]) -> Upstrea
     cluster_base = origin.get(f"clusters/{cluster_name}", Path.cwd())
     user_base = origin.get(f"users/{user_name}", Path.cwd())
 
-    for unsupported in ("exec", "auth-provider", "username", "password"):
+    for unsupported in ("auth-provider", "username", "password"):
         if user.get(unsupported) and not (client.token or client.client_certificate):
             raise StartupError(
                 f"kubeconfig user {user_name!r} uses {unsupported!r}, which is not supported yet; "
@@ -181,6 +183,12 @@ def from_kubeconfig(client: ClientConfig, environ: Mapping[str, str]) -> Upstrea
         if bool(cert) != bool(key):
             raise StartupError(f"kubeconfig user {user_name!r} needs both a client certificate and a key")
 
+    exec_config = None
+    if user.get("exec") and not (client.token or client.client_certificate or user.get("token")):
+        try:
+            exec_config = ExecConfig.from_kubeconfig(user["exec"], {"server": server})
+        except ExecCredentialError as exc:
+            raise StartupError(f"kubeconfig user {user_name!r}: {exc}") from None
     token = client.token or (user.get("token") or "")
     token_file = "" if client.token else str(user.get("tokenFile") or "")
     if token_file:
@@ -198,6 +206,7 @@ def from_kubeconfig(client: ClientConfig, environ: Mapping[str, str]) -> Upstrea
         token=token,
         token_file=token_file,
         request_timeout=client.request_timeout,
+        exec_config=exec_config,
     )
 
 

@@ -35,6 +35,7 @@ from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.gate import Gate
 from kube_oidc_proxy.impersonation import Rewriter
 from kube_oidc_proxy.kube.credentials import BearerToken
+from kube_oidc_proxy.kube.execcredential import ExecCredential, ExecCredentialError
 from kube_oidc_proxy.kube.target import UpstreamTarget, load_target
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.server.kubeclient import KubeClient
@@ -88,6 +89,17 @@ def _read_oidc_ca(path: str) -> bytes | None:
         raise StartupError(f"cannot read --oidc-ca-file {path!r}: {exc.strerror}") from None
 
 
+def _exec_plugin(target: UpstreamTarget) -> ExecCredential | None:
+    if target.exec_config is None:
+        return None
+    plugin = ExecCredential(target.exec_config)
+    try:
+        plugin.run_now()
+    except ExecCredentialError as exc:
+        raise StartupError(str(exc)) from None
+    return plugin
+
+
 def _upstream_context(target: UpstreamTarget, alpn: tuple[str, ...]) -> ssl.SSLContext:
     return client_context(
         target.ca_pem,
@@ -119,7 +131,7 @@ def load(config: Config, access_log: AccessLog | None = None) -> App:
     )
     access_log = access_log or AccessLog()
     pool = UpstreamPool(target, upstream_ssl)
-    credentials = BearerToken(target.token, target.token_file)
+    credentials = BearerToken(target.token, target.token_file, exec_plugin=_exec_plugin(target))
     client = KubeClient(
         pool,
         credentials,
@@ -211,7 +223,15 @@ async def start(app: App, *, reuse_port: bool = False) -> Running:
                 f"cannot listen on readiness port {config.proxy.readiness_probe_port}: {exc.strerror}"
             ) from None
     target = app.target
-    credential = "token file" if target.token_file else ("token" if target.token else "client certificate")
+    credential = (
+        "exec plugin"
+        if target.exec_config
+        else "token file"
+        if target.token_file
+        else "token"
+        if target.token
+        else "client certificate"
+    )
     log.info(
         "serving on %s, forwarding to %s://%s with the %s as identity",
         ", ".join(f"{h}:{p}" for h, p in addresses),
