@@ -1,0 +1,71 @@
+"""Reading kubectl --as headers under kube-apiserver's rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from kube_oidc_proxy.authz.requested import (
+    BadImpersonation,
+    ImpersonationRequest,
+    requested_impersonation,
+    unescape_extra_key,
+)
+
+
+def test_no_impersonation_headers_is_none() -> None:
+    assert requested_impersonation([(b"authorization", b"Bearer x"), (b"accept", b"*/*")]) is None
+
+
+def test_every_kind_of_header_is_read() -> None:
+    request = requested_impersonation(
+        [
+            (b"impersonate-user", b"bob"),
+            (b"impersonate-group", b"a"),
+            (b"impersonate-group", b"b"),
+            (b"impersonate-uid", b"42"),
+            (b"impersonate-extra-scopes", b"view"),
+            (b"impersonate-extra-scopes", b"edit"),
+            (b"impersonate-extra-acme.com%2Fproject", b"p1"),
+        ]
+    )
+    assert request == ImpersonationRequest(
+        user="bob",
+        uid="42",
+        groups=("a", "b"),
+        extra={"scopes": ("view", "edit"), "acme.com/project": ("p1",)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("escaped", "key"),
+    [
+        (b"scopes", "scopes"),
+        (b"Scopes", "scopes"),
+        (b"acme.com%2Fproject", "acme.com/project"),
+        (b"acme.com%2fproject", "acme.com/project"),
+        (b"a%20b", "a b"),
+        (b"bad%zzescape", "bad%zzescape"),
+        (b"caf%C3%A9", "café"),
+        (b"half%C3", "half%c3"),
+    ],
+)
+def test_extra_keys_are_lowercased_and_unescaped_like_kube_apiserver(escaped: bytes, key: str) -> None:
+    assert unescape_extra_key(escaped) == key
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"impersonate-group", b"ops")],
+        [(b"impersonate-uid", b"1")],
+        [(b"impersonate-extra-scopes", b"x")],
+        [(b"impersonate-user", b""), (b"impersonate-group", b"ops")],
+        [(b"impersonate-user", b"a"), (b"impersonate-user", b"b")],
+        [(b"impersonate-user", b"a"), (b"impersonate-uid", b"1"), (b"impersonate-uid", b"2")],
+        [(b"impersonate-user", b"a"), (b"impersonate-foo", b"x")],
+        [(b"impersonate-user", b"a"), (b"impersonate-extra-", b"x")],
+    ],
+)
+def test_nonsense_is_a_bad_request(headers: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(BadImpersonation):
+        requested_impersonation(headers)

@@ -1,0 +1,111 @@
+"""Which SubjectAccessReviews an impersonation needs, how a denial reads, who goes out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from kube_oidc_proxy.authn.model import UserInfo
+from kube_oidc_proxy.authz.checker import ImpersonationChecker
+from kube_oidc_proxy.authz.requested import ImpersonationRequest
+from kube_oidc_proxy.authz.review import Attributes, review_body, reviews_for, target_user
+
+ALICE = UserInfo("alice", uid="u-a", groups=("dev",), extra={"k": ("v",)})
+
+
+def request(user: str = "bob", **kwargs: Any) -> ImpersonationRequest:
+    return ImpersonationRequest(
+        user=user, uid=kwargs.get("uid", ""), groups=kwargs.get("groups", ()), extra=kwargs.get("extra", {})
+    )
+
+
+def test_service_account_users_are_checked_as_namespaced_serviceaccounts() -> None:
+    assert reviews_for(request("system:serviceaccount:ns:sa")) == [Attributes("serviceaccounts", "sa", namespace="ns")]
+    # not a well-formed service-account name: an ordinary user
+    assert reviews_for(request("system:serviceaccount:ns")) == [Attributes("users", "system:serviceaccount:ns")]
+
+
+def test_uids_and_extras_are_in_the_authentication_group() -> None:
+    checks = reviews_for(request(uid="7", extra={"scopes": ("a", "b")}))
+    assert checks[1:] == [
+        Attributes("uids", "7", group="authentication.k8s.io"),
+        Attributes("userextras", "a", group="authentication.k8s.io", subresource="scopes"),
+        Attributes("userextras", "b", group="authentication.k8s.io", subresource="scopes"),
+    ]
+
+
+def test_the_review_describes_the_caller_with_system_authenticated() -> None:
+    spec = review_body(ALICE, Attributes("users", "bob"))["spec"]
+    assert spec["user"] == "alice" and spec["uid"] == "u-a"
+    assert spec["groups"] == ["dev", "system:authenticated"]
+    assert spec["extra"] == {"k": ["v"]}
+    assert spec["resourceAttributes"] == {
+        "verb": "impersonate", "group": "", "resource": "users", "subresource": "", "name": "bob", "namespace": "",
+    }  # fmt: skip
+
+
+def test_denials_read_like_kube_apiservers() -> None:
+    assert Attributes("userextras", "v", "authentication.k8s.io", "scopes").forbidden_message("alice") == (
+        'userextras/scopes "v" is forbidden: User "alice" cannot impersonate resource "userextras/scopes" '
+        'in API group "authentication.k8s.io" at the cluster scope'
+    )
+
+
+def test_the_target_carries_the_caller_in_originaluser_extras() -> None:
+    target = target_user(request(groups=("ops",), uid="9", extra={"scopes": ("x",)}), ALICE)
+    assert (target.username, target.uid, target.groups) == ("bob", "9", ("ops",))
+    assert target.extra["scopes"] == ("x",)
+    assert target.extra["originaluser.jetstack.io-user"] == ("alice",)
+    assert target.extra["originaluser.jetstack.io-groups"] == ("dev",)
+    assert target.extra["originaluser.jetstack.io-uid"] == ("u-a",)
+    assert json.loads(target.extra["originaluser.jetstack.io-extra"][0]) == {"k": ["v"]}
+    sa = target_user(request("system:serviceaccount:apps:web"), UserInfo("alice"))
+    assert sa.groups == ("system:serviceaccounts", "system:serviceaccounts:apps")
+    assert "originaluser.jetstack.io-groups" not in sa.extra
+
+
+class FakeReviewer:
+    def __init__(self, allowed: set[str]) -> None:
+        self.allowed = allowed
+        self.bodies: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def subject_access_review(self, body: dict[str, Any]) -> bool:
+        self.bodies.append(body)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        return str(body["spec"]["resourceAttributes"]["name"]) in self.allowed
+
+
+async def test_reviews_run_concurrently_and_the_first_denied_value_is_named() -> None:
+    reviewer = FakeReviewer({"bob", "a"})
+    checker = ImpersonationChecker(reviewer)
+    denied = await checker.first_denied(ALICE, request(groups=("a", "b", "c")))
+    assert denied == Attributes("groups", "b")
+    assert reviewer.max_in_flight == 4
+
+
+async def test_answers_are_cached_per_caller_for_a_while() -> None:
+    now = [0.0]
+    reviewer = FakeReviewer({"bob"})
+    checker = ImpersonationChecker(reviewer, ttl=10, clock=lambda: now[0])
+    assert await checker.first_denied(ALICE, request()) is None
+    assert await checker.first_denied(ALICE, request()) is None
+    assert len(reviewer.bodies) == 1
+    assert await checker.first_denied(UserInfo("mallory"), request()) is None  # another caller: asked again
+    assert len(reviewer.bodies) == 2
+    now[0] = 11
+    assert await checker.first_denied(ALICE, request()) is None
+    assert len(reviewer.bodies) == 3
+
+
+async def test_the_cache_is_bounded() -> None:
+    reviewer = FakeReviewer({f"u{i}" for i in range(50)})
+    checker = ImpersonationChecker(reviewer, max_entries=10)
+    for i in range(50):
+        await checker.first_denied(ALICE, request(f"u{i}"))
+    assert len(checker._cache) <= 10
