@@ -78,13 +78,11 @@ class KubeClient:
         """Status and body of one request; retried once after a 401 with a freshly read token."""
         await self._limiter.take()
         data = json.dumps(body).encode() if body is not None else b""
-        for attempt in (1, 2):
+        status, payload = await asyncio.wait_for(self._once(method, path, data), TIMEOUT_SECONDS)
+        if status == 401:
+            self._credentials.unauthorized()
             status, payload = await asyncio.wait_for(self._once(method, path, data), TIMEOUT_SECONDS)
-            if status == 401 and attempt == 1:
-                self._credentials.unauthorized()
-                continue
-            return status, payload
-        raise AssertionError("unreachable")
+        return status, payload
 
     async def _once(self, method: bytes, path: bytes, data: bytes) -> tuple[int, bytes]:
         headers: Headers = [
