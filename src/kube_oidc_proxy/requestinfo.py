@@ -78,12 +78,11 @@ def request_info(method: str, target: str) -> RequestInfo:
         parts = parts[1:]
 
     namespace = ""
-    if parts[0] == "namespaces":
-        if len(parts) > 1:
-            namespace = parts[1]
-            # namespaces/<ns> and namespaces/<ns>/status are about the namespace itself
-            if len(parts) > 2 and parts[2] not in _NAMESPACE_SUBRESOURCES:
-                parts = parts[2:]
+    if parts[0] == "namespaces" and len(parts) > 1:
+        namespace = parts[1]
+        # namespaces/<ns> and namespaces/<ns>/status are about the namespace itself
+        if len(parts) > 2 and parts[2] not in _NAMESPACE_SUBRESOURCES:
+            parts = parts[2:]
     resource = parts[0] if parts else ""
     name = parts[1] if len(parts) > 1 else ""
     subresource = parts[2] if len(parts) > 2 else ""
