@@ -45,6 +45,7 @@ class Deny:
     code: int
     message: str
     reason: str
+    user: UserInfo | None = None  # the caller, when it was authenticated (for the audit event)
 
 
 def is_websocket(head: RequestHead) -> bool:
@@ -90,21 +91,24 @@ class Gate:
         if self.disable_impersonation:
             return self._as_caller(head, result.user, peer_ip)
 
+        caller = result.user
         try:
             requested = requested_impersonation(head.headers)
         except BadImpersonation as exc:
-            return Deny(400, str(exc), f"bad impersonation headers: {exc}")
+            return Deny(400, str(exc), f"bad impersonation headers: {exc}", caller)
         target = None
         if requested is not None:
             if self.checker is None:
-                return Deny(403, "impersonation (kubectl --as) is not enabled", "no impersonation checker")
+                return Deny(403, "impersonation (kubectl --as) is not enabled", "no impersonation checker", caller)
             try:
-                denied = await self.checker.first_denied(result.user, requested)
+                denied = await self.checker.first_denied(caller, requested)
             except ReviewError as exc:
-                return Deny(503, "cannot check the impersonation right now", f"SubjectAccessReview failed: {exc}")
+                return Deny(
+                    503, "cannot check the impersonation right now", f"SubjectAccessReview failed: {exc}", caller
+                )
             if denied is not None:
-                message = denied.forbidden_message(result.user.username)
-                return Deny(403, message, message)
+                message = denied.forbidden_message(caller.username)
+                return Deny(403, message, message, caller)
             target = target_user(requested, result.user)
         try:
             headers = self.rewriter.upstream_headers(
@@ -116,7 +120,7 @@ class Gate:
             )
         except CredentialLeak as exc:
             log.error("refusing a request: %s", exc)  # noqa: TRY400 - a named condition, no traceback needed
-            return Deny(500, "internal error while preparing the request", str(exc))
+            return Deny(500, "internal error while preparing the request", str(exc), caller)
         return Admit(result.user, headers, outbound=target)
 
     def _as_caller(self, head: RequestHead, user: UserInfo, peer_ip: str) -> Admit:

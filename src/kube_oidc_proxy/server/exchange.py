@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
+from kube_oidc_proxy.audit.event import AuditRecord
 from kube_oidc_proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
 from kube_oidc_proxy.gate import Admit, Deny
 from kube_oidc_proxy.http1.events import (
@@ -28,7 +31,7 @@ from kube_oidc_proxy.http1.events import (
     ResponseHead,
     Upgraded,
 )
-from kube_oidc_proxy.http1.headers import Headers, connection_options, get_all, is_hop_by_hop
+from kube_oidc_proxy.http1.headers import Headers, connection_options, get_all, get_one, is_hop_by_hop
 from kube_oidc_proxy.http1.serialize import (
     CONTINUE_100,
     LAST_CHUNK,
@@ -41,6 +44,7 @@ from kube_oidc_proxy.requestinfo import is_long_running
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstream import UpstreamConnection
 from kube_oidc_proxy.server.upstream_h2 import H2Stream
+from kube_oidc_proxy.status import REASONS
 
 if TYPE_CHECKING:
     from kube_oidc_proxy.server.connection import ClientConnection
@@ -63,6 +67,8 @@ class _ClientGone(Exception):
 class Exchange:
     # Slots: thousands of watches each hold one of these for hours.
     __slots__ = (
+        "_audit",
+        "_audit_waits",
         "_body",
         "_body_buffered",
         "_body_waiter",
@@ -70,6 +76,7 @@ class Exchange:
         "_done",
         "_long_running",
         "_outbound",
+        "_received",
         "_xff",
         "at_boundary",
         "body_done",
@@ -107,6 +114,9 @@ class Exchange:
         self.task: asyncio.Task[None] | None = None
         self._outbound: Headers | None = None  # the headers for kube-apiserver, kept until answered
         self._long_running = is_long_running(head.method, head.target)
+        self._received = time.time()
+        self._audit: AuditRecord | None = None
+        self._audit_waits: list[Awaitable[None]] = []
         self._xff: list[bytes] = []
 
     # -- the request path, top to bottom ----------------------------------------------------------
@@ -123,8 +133,11 @@ class Exchange:
             raise
         except Exception:
             log.exception("internal error while proxying %s", self.head.target.decode("latin-1"))
+            self._audit_stage("Panic", 500, "internal error")
             self._fail(ProxyError("internal error"))
         finally:
+            if self._audit_waits:
+                await asyncio.gather(*self._audit_waits, return_exceptions=True)
             self.conn.exchange_finished(self)
 
     async def _run(self) -> None:
@@ -132,6 +145,8 @@ class Exchange:
         decision = await server.gate.decide(self.head, self.conn.peer_ip)
         head = self.head
         self._xff = get_all(head.headers, b"x-forwarded-for")
+        if server.auditor is not None:
+            self._begin_audit(decision)
         # From here on the request's headers (with the caller's token) are not needed, and a watch can live
         # for hours. The list belongs to this request alone (the reader started a new one), so empty it.
         head.headers.clear()
@@ -139,21 +154,72 @@ class Exchange:
             server.access_log.failure(self.conn.peer_ip, self._xff, head.target)
             log.info("rejected %s %s: %s", head.method.decode(), head.target.decode("latin-1"), decision.reason)
             self._respond_status(decision.code, decision.message)
+            # kube-apiserver audits a failed authentication as one ResponseStarted event
+            if decision.code != 401:
+                self._audit_stage("RequestReceived")
+            self._audit_stage(
+                "ResponseStarted" if decision.code == 401 else "ResponseComplete", decision.code, decision.message
+            )
             return
         server.access_log.success(self.conn.peer_ip, self._xff, head.target, decision.user, decision.outbound)
         self.user_description = decision.user.username
         self._outbound = self._outbound_head(decision)
         del decision
+        if self._audit is not None:
+            self._audit_stage("RequestReceived")
+            if self._audit_waits:  # a blocking webhook hears of the request before kube-apiserver does
+                await asyncio.gather(*self._audit_waits)
+                self._audit_waits.clear()
         if head.upgrade:
             await self._upgrade()
         else:
             await self._forward()
 
     def _outbound_head(self, admit: Admit) -> Headers:
+        headers = admit.headers
+        if self._audit is not None:
+            headers = [*headers, (b"audit-id", self._audit.audit_id.encode())]  # kube-apiserver adopts it
         authorization = self.server.credentials.authorization() if admit.own_credentials else None
         if authorization is None:
-            return admit.headers
-        return [*admit.headers, (b"authorization", authorization)]
+            return headers
+        return [*headers, (b"authorization", authorization)]
+
+    # -- audit ------------------------------------------------------------------------------------
+
+    def _begin_audit(self, decision: Admit | Deny) -> None:
+        auditor = self.server.auditor
+        assert auditor is not None
+        head = self.head
+        self._audit = auditor.record(
+            method=head.method,
+            target=head.target,
+            user=decision.user,
+            impersonated=decision.outbound if isinstance(decision, Admit) else None,
+            peer_ip=self.conn.peer_ip,
+            xff=self._xff,
+            real_ip=get_one(head.headers, b"x-real-ip"),
+            user_agent=get_one(head.headers, b"user-agent"),
+            received=self._received,
+        )
+
+    def _tunnel_ended(self) -> None:
+        self._audit_stage("ResponseComplete")
+        for wait in self._audit_waits:  # nobody awaits a finished exchange: let a blocking webhook finish alone
+            asyncio.ensure_future(wait)
+        self._audit_waits.clear()
+
+    def _audit_stage(self, stage: str, code: int = 0, message: str = "") -> None:
+        record = self._audit
+        auditor = self.server.auditor
+        if record is None or auditor is None:
+            return
+        if code:
+            record.status = {"metadata": {}, "code": code}
+            if code >= 400:
+                record.status |= {"status": "Failure", "message": message, "reason": REASONS.get(code, "")}
+        wait = auditor.emit(record, stage)
+        if wait is not None:
+            self._audit_waits.append(wait)
 
     async def _forward(self) -> None:
         head = self.head
@@ -253,6 +319,8 @@ class Exchange:
             while self._body:
                 data = self._body.popleft()
                 self._body_buffered -= len(data)
+                if self._audit is not None and self._audit.request_body is not None:
+                    self._audit.request_body = self._audit.capture(self._audit.request_body, data)
                 if chunked:
                     upstream.writelines(chunk(data))
                 else:
@@ -310,12 +378,17 @@ class Exchange:
                 return
             self.response_started = True
             self.conn.write(response_head(101, response.reason, response.headers))
+            self._audit_stage("ResponseStarted", 101)
             return
         if self.head.upgrade or not self.body_done or self.conn.stopping:
             self.keep_alive = False
         headers = self._response_headers(response)
         self.response_started = True
         self.conn.write(response_head(response.status, response.reason, headers))
+        if self._audit is not None:
+            self._audit.status = {"metadata": {}, "code": response.status}
+            if self.is_stream:
+                self._audit_stage("ResponseStarted")
 
     def _response_headers(self, response: ResponseHead) -> Headers:
         dropped = connection_options(response.headers)
@@ -339,9 +412,14 @@ class Exchange:
             self.conn.release_reader()
         if not self.keep_alive:
             headers.append((b"Connection", b"close"))
+        if self._audit is not None and not any(n.lower() == b"audit-id" for n, _ in headers):
+            headers.append((b"Audit-Id", self._audit.audit_id.encode()))
         return headers
 
     def _relay_body(self, data: bytes) -> None:
+        record = self._audit
+        if record is not None and record.response_body is not None and not self.is_stream:
+            record.response_body = record.capture(record.response_body, data)
         if self._chunked:
             self.at_boundary = False
             self.conn.writelines(chunk(data))
@@ -353,6 +431,7 @@ class Exchange:
             return
         if self._chunked:
             self.conn.write(LAST_CHUNK)
+        self._audit_stage("ResponseComplete")
         upstream = self.upstream
         self.upstream = None
         if isinstance(upstream, H2Stream):
@@ -382,6 +461,8 @@ class Exchange:
             self.server.tunnel_closed,
             description=f"{self.user_description} {self.head.target.decode('latin-1')}",
         )
+        if self._audit is not None:
+            tunnel.on_end = self._tunnel_ended
         self.server.tunnel_opened(tunnel)
         self.conn.start_tunnel(tunnel)
         if upstream_tail:
@@ -427,6 +508,7 @@ class Exchange:
         self.server.access_log.failure(self.conn.peer_ip, self._xff, self.head.target)
         log.warning("%s %s failed: %s", self.head.method.decode(), self.head.target.decode("latin-1"), exc.detail)
         self._respond_status(exc.code, exc.message)
+        self._audit_stage("ResponseComplete", exc.code, exc.message)
 
     def _respond_status(self, code: int, message: str) -> None:
         if not self.body_done or self.head.upgrade:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, Final
 
+from kube_oidc_proxy.audit.auditor import Auditor
 from kube_oidc_proxy.gate import Gate
 from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.observe.accesslog import AccessLog
@@ -40,7 +41,9 @@ class ProxyServer:
         access_log: AccessLog,
         request_timeout: float = 0.0,
         h2: H2Pool | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
+        self.auditor = auditor
         self.gate = gate
         self.pool = pool
         self.h2 = h2

@@ -24,6 +24,7 @@ class Tunnel:
         "client",
         "closed",
         "description",
+        "on_end",
         "started",
         "upstream",
         "upstream_transport",
@@ -47,6 +48,7 @@ class Tunnel:
         self.bytes_down = 0
         self.closed = False
         self._on_closed = on_closed
+        self.on_end: Callable[[], None] | None = None  # the audit event when the stream is over
         upstream.raw = self
 
     # client side ----------------------------------------------------------------------------------
@@ -96,3 +98,5 @@ class Tunnel:
         self.upstream.close()
         self.client.close()
         self._on_closed(self)
+        if self.on_end is not None:
+            self.on_end()

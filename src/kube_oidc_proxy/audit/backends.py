@@ -1,0 +1,242 @@
+"""Where audit events go: a log file (kube-apiserver's rotation flags) or a webhook (an EventList POSTed to
+the server of a kubeconfig), each in ``blocking`` or ``batch`` mode.
+
+Batch mode never makes a request wait: events go into a bounded buffer that a thread drains in batches of
+up to ``max_size`` every ``max_wait`` (throttled when asked); a full buffer drops the event, counts it and
+logs it. Blocking mode writes the log line at once (a small buffered write) or POSTs the event before the
+request goes on, as kube-apiserver does. The webhook is retried with exponential backoff from
+``initial_backoff``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import http.client
+import logging
+import os
+import queue
+import shutil
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final, Protocol
+from urllib.parse import urlsplit
+
+log = logging.getLogger("kop.audit")
+
+WEBHOOK_RETRIES: Final = 5  # kube-apiserver: wait.Backoff{Factor: 1.5, Steps: 5}
+WEBHOOK_TIMEOUT_SECONDS: Final = 30.0
+
+
+class Sink(Protocol):
+    name: str
+
+    def write(self, events: list[bytes]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LogFile:
+    """JSON or legacy lines appended to a file (or stdout for ``-``), rotated like lumberjack."""
+
+    name = "log"
+
+    def __init__(
+        self, path: str, *, max_size_mb: int = 0, max_backups: int = 0, max_age_days: int = 0, compress: bool = False
+    ) -> None:
+        self.path = path
+        self._max_bytes = max_size_mb * 1024 * 1024
+        self._max_backups = max_backups
+        self._max_age = max_age_days * 86400
+        self._compress = compress
+        self._lock = threading.Lock()
+        self._file: BinaryIO = sys.stdout.buffer if path == "-" else open(path, "ab")  # noqa: SIM115
+        self._size = 0 if path == "-" else os.fstat(self._file.fileno()).st_size
+
+    def write(self, events: list[bytes]) -> None:
+        data = b"".join(events)
+        with self._lock:
+            if self._max_bytes and self.path != "-" and self._size and self._size + len(data) > self._max_bytes:
+                self._rotate()
+            self._file.write(data)
+            self._file.flush()
+            self._size += len(data)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        base, ext = os.path.splitext(self.path)
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+        backup = f"{base}-{stamp}{ext}"
+        os.rename(self.path, backup)
+        if self._compress:
+            with open(backup, "rb") as src, gzip.open(backup + ".gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.remove(backup)
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+        self._prune(base, ext)
+
+    def _prune(self, base: str, ext: str) -> None:
+        directory = Path(self.path).parent
+        prefix = Path(base).name + "-"
+        backups = sorted(
+            (p for p in directory.iterdir() if p.name.startswith(prefix) and p.name != Path(self.path).name),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        now = time.time()
+        for index, backup in enumerate(backups):
+            too_many = self._max_backups and index >= self._max_backups
+            too_old = self._max_age and now - backup.stat().st_mtime > self._max_age
+            if too_many or too_old:
+                backup.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.flush()
+            if self.path != "-":
+                self._file.close()
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    url: str
+    ssl_context: ssl.SSLContext | None
+    token: str = ""
+    server_hostname: str = ""
+
+
+class Webhook:
+    """POSTs an ``audit.k8s.io/v1`` EventList per batch to the kubeconfig's server."""
+
+    name = "webhook"
+
+    def __init__(self, target: WebhookTarget, *, initial_backoff: float = 10.0) -> None:
+        self.target = target
+        self._initial_backoff = initial_backoff
+        self.posts = 0
+        self.failures = 0
+
+    def write(self, events: list[bytes]) -> None:
+        body = (
+            b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":['
+            + b",".join(e.rstrip(b"\n") for e in events)
+            + b"]}"
+        )
+        delay = self._initial_backoff
+        for attempt in range(1, WEBHOOK_RETRIES + 1):
+            try:
+                status = self._post(body)
+                if status < 300:
+                    self.posts += 1
+                    return
+                error = f"HTTP {status}"
+            except (OSError, http.client.HTTPException) as exc:
+                error = str(exc)
+            if attempt == WEBHOOK_RETRIES:
+                break
+            time.sleep(delay)
+            delay *= 1.5
+        self.failures += 1
+        log.error("audit webhook failed after %d attempts (%s): %d events lost", WEBHOOK_RETRIES, error, len(events))
+
+    def _post(self, body: bytes) -> int:
+        url = urlsplit(self.target.url)
+        host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+        conn: http.client.HTTPConnection
+        if url.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                host, port, timeout=WEBHOOK_TIMEOUT_SECONDS, context=self.target.ssl_context
+            )
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=WEBHOOK_TIMEOUT_SECONDS)
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        if self.target.token:
+            headers["Authorization"] = f"Bearer {self.target.token}"
+        try:
+            conn.request("POST", (url.path or "/") + (f"?{url.query}" if url.query else ""), body, headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    buffer_size: int = 10_000
+    max_size: int = 400
+    max_wait: float = 30.0
+    throttle_qps: float = 0.0  # 0: no throttle
+    throttle_burst: int = 0
+
+
+class Batcher:
+    """A bounded buffer drained by a thread, in batches; never blocks the caller."""
+
+    def __init__(self, sink: Sink, settings: BatchSettings, on_drop: Callable[[str], None]) -> None:
+        self._sink = sink
+        self._settings = settings
+        self._on_drop = on_drop
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=settings.buffer_size)
+        self._thread = threading.Thread(target=self._run, name=f"audit-{sink.name}", daemon=True)
+        self._last_batch = 0.0
+        self._thread.start()
+
+    def add(self, event: bytes) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._on_drop(self._sink.name)
+
+    def _run(self) -> None:
+        settings = self._settings
+        while True:
+            batch: list[bytes] = []
+            first = self._queue.get()  # sleep until there is something to send
+            deadline = time.monotonic() + settings.max_wait
+            stop = first is None
+            if first is not None:
+                batch.append(first)
+            while not stop and len(batch) < settings.max_size:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            if batch:
+                self._throttle()
+                self._sink.write(batch)
+            if stop:
+                rest = []
+                while not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if item is not None:
+                        rest.append(item)
+                if rest:
+                    self._sink.write(rest)
+                return
+
+    def _throttle(self) -> None:
+        qps = self._settings.throttle_qps
+        if qps > 0:
+            wait = self._last_batch + 1.0 / qps - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._last_batch = time.monotonic()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._sink.close()

@@ -1,0 +1,181 @@
+"""Audit events (audit.k8s.io/v1 ``Event``) for one request, and their two log formats.
+
+``AuditRecord`` is created once the policy says a request is audited; it collects what the stages need and
+``event()`` turns it into the event of a stage. User is the authenticated caller; ``impersonatedUser`` is
+the target of ``kubectl --as``; sourceIPs are the X-Forwarded-For chain, X-Real-Ip, then the peer, as
+kube-apiserver lists them. At Request level the request body is kept (JSON, bounded), at
+RequestResponse the response body too; ``managedFields`` are dropped when the policy says so.
+Pure: the clock is passed in; serialisation uses orjson (the request path pays for it).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from kube_oidc_proxy.audit.policy import Decision
+from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
+from kube_oidc_proxy.requestinfo import RequestInfo
+
+MAX_CAPTURED_BODY: Final = 1024 * 1024  # bodies above this are left out of Request/RequestResponse events
+API_VERSION: Final = "audit.k8s.io/v1"
+
+
+def new_audit_id() -> str:
+    return str(uuid.uuid4())
+
+
+def timestamp(unix: float) -> str:
+    when = datetime.datetime.fromtimestamp(unix, datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def user_info(user: UserInfo, *, authenticated: bool = True) -> dict[str, Any]:
+    groups = list(user.groups)
+    if authenticated and SYSTEM_AUTHENTICATED not in groups:
+        groups.append(SYSTEM_AUTHENTICATED)
+    info: dict[str, Any] = {"username": user.username}
+    if user.uid:
+        info["uid"] = user.uid
+    info["groups"] = groups
+    if user.extra:
+        info["extra"] = {k: list(v) for k, v in user.extra.items()}
+    return info
+
+
+def source_ips(xff: list[bytes], real_ip: bytes | None, peer: str) -> list[str]:
+    ips: list[str] = []
+    for value in xff:
+        ips += [ip.strip() for ip in value.decode("latin-1").split(",") if ip.strip()]
+    if real_ip:
+        ips.append(real_ip.decode("latin-1").strip())
+    ips.append(peer)
+    return list(dict.fromkeys(ips))
+
+
+def object_ref(info: RequestInfo) -> dict[str, str] | None:
+    if not info.is_resource_request:
+        return None
+    ref = {"resource": info.resource}
+    for key, value in (
+        ("namespace", info.namespace),
+        ("name", info.name),
+        ("apiGroup", info.api_group),
+        ("apiVersion", info.api_version),
+        ("subresource", info.subresource),
+    ):
+        if value:
+            ref[key] = value
+    return ref
+
+
+def _without_managed_fields(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        metadata = obj.get("metadata")
+        if isinstance(metadata, dict) and "managedFields" in metadata:
+            obj = {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
+        if isinstance(obj.get("items"), list):
+            obj = {**obj, "items": [_without_managed_fields(i) for i in obj["items"]]}
+    return obj
+
+
+@dataclass
+class AuditRecord:
+    decision: Decision
+    audit_id: str
+    request_uri: str
+    verb: str
+    user: dict[str, Any] | None
+    source_ips: list[str]
+    user_agent: str
+    received: float
+    object_ref: dict[str, str] | None = None
+    impersonated: dict[str, Any] | None = None
+    request_body: bytearray | None = None
+    response_body: bytearray | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def wants_request(self) -> bool:
+        return self.decision.level in ("Request", "RequestResponse")
+
+    @property
+    def wants_response(self) -> bool:
+        return self.decision.level == "RequestResponse"
+
+    def capture(self, buffer: bytearray | None, data: bytes) -> bytearray | None:
+        """Keep ``data`` for the event while the body stays small; None once it is too large."""
+        if buffer is None or len(buffer) + len(data) > MAX_CAPTURED_BODY:
+            return None
+        buffer += data
+        return buffer
+
+    def _object(self, body: bytearray | None) -> Any:
+        if not body:
+            return None
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        return _without_managed_fields(obj) if self.decision.omit_managed_fields else obj
+
+    def event(self, stage: str, now: float) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "kind": "Event",
+            "apiVersion": API_VERSION,
+            "level": self.decision.level,
+            "auditID": self.audit_id,
+            "stage": stage,
+            "requestURI": self.request_uri,
+            "verb": self.verb,
+            "user": self.user or {},
+            "sourceIPs": self.source_ips,
+        }
+        if self.impersonated is not None:
+            event["impersonatedUser"] = self.impersonated
+        if self.user_agent:
+            event["userAgent"] = self.user_agent
+        if self.object_ref is not None:
+            event["objectRef"] = self.object_ref
+        if stage != "RequestReceived" and self.status:
+            event["responseStatus"] = self.status
+        if self.wants_request and (obj := self._object(self.request_body)) is not None:
+            event["requestObject"] = obj
+        if (
+            stage == "ResponseComplete"
+            and self.wants_response
+            and (obj := self._object(self.response_body)) is not None
+        ):
+            event["responseObject"] = obj
+        event["requestReceivedTimestamp"] = timestamp(self.received)
+        event["stageTimestamp"] = timestamp(now)
+        return event
+
+
+def to_json_line(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event) + b"\n"
+
+
+def to_legacy_line(event: dict[str, Any]) -> bytes:
+    """kube-apiserver's ``--audit-log-format=legacy`` line."""
+    user = event.get("user") or {}
+    impersonated = event.get("impersonatedUser")
+    groups = ",".join(f'"{g}"' for g in user.get("groups", []))
+    as_groups = ",".join(f'"{g}"' for g in impersonated.get("groups", [])) if impersonated else "<lookup>"
+    response = str(event["responseStatus"]["code"]) if "responseStatus" in event else "<deferred>"
+
+    def q(value: str) -> str:
+        return orjson.dumps(value).decode()
+
+    ip = event["sourceIPs"][0] if event["sourceIPs"] else "<unknown>"
+    return (
+        f"{event['stageTimestamp']} AUDIT: id={q(event['auditID'])} stage={q(event['stage'])} ip={q(ip)} "
+        f"method={q(event['verb'])} user={q(user.get('username', '<none>'))} groups={q(groups)} "
+        f"as={q(impersonated['username'] if impersonated else '<self>')} asgroups={q(as_groups)} "
+        f"user-agent={q(event.get('userAgent', ''))} namespace={q(event.get('objectRef', {}).get('namespace', ''))} "
+        f'uri={q(event["requestURI"])} response="{response}"\n'
+    ).encode()
