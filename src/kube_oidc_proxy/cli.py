@@ -18,7 +18,16 @@ from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
 from kube_oidc_proxy import __version__
-from kube_oidc_proxy.config import ClientConfig, Config, OIDCConfig, ProxyConfig, ServingConfig, SNICertKey
+from kube_oidc_proxy.config import (
+    AuditBatchConfig,
+    AuditConfig,
+    ClientConfig,
+    Config,
+    OIDCConfig,
+    ProxyConfig,
+    ServingConfig,
+    SNICertKey,
+)
 from kube_oidc_proxy.durations import parse_duration
 from kube_oidc_proxy.errors import ConfigError, StartupError
 
@@ -169,6 +178,47 @@ def _add_client_flags(p: argparse.ArgumentParser) -> None:
     client.add_argument("--kube-client-burst", type=int, default=0, help="Burst of the proxy's own API calls; 0: 100.")
 
 
+def _add_audit_flags(p: argparse.ArgumentParser) -> None:
+    """kube-apiserver's audit flags (k8s.io/apiserver pkg/server/options/audit.go), names and defaults."""
+    audit = p.add_argument_group("Audit")
+    audit.add_argument("--audit-policy-file", default="", help="Audit policy (audit.k8s.io/v1 Policy); none: no audit.")
+    audit.add_argument("--audit-log-path", default="", help="Audit log file; '-' for stdout.")
+    audit.add_argument("--audit-log-maxage", type=int, default=0, help="Days to keep rotated audit logs.")
+    audit.add_argument("--audit-log-maxbackup", type=int, default=0, help="Rotated audit logs to keep.")
+    audit.add_argument("--audit-log-maxsize", type=int, default=0, help="Megabytes before the audit log rotates.")
+    audit.add_argument("--audit-log-format", default="json", help="json (default) or legacy.")
+    audit.add_argument("--audit-log-mode", default="blocking", help="blocking (default), blocking-strict or batch.")
+    _flag_bool(audit, "--audit-log-compress", help="Gzip rotated audit logs.")
+    audit.add_argument("--audit-log-version", default="audit.k8s.io/v1", help="Only audit.k8s.io/v1.")
+    audit.add_argument("--audit-webhook-config-file", default="", help="Kubeconfig of the audit webhook.")
+    audit.add_argument("--audit-webhook-mode", default="batch", help="batch (default), blocking or blocking-strict.")
+    audit.add_argument("--audit-webhook-initial-backoff", type=_duration, default=10.0, help="First retry wait.")
+    audit.add_argument(
+        "--audit-webhook-batch-initial-backoff",
+        dest="audit_webhook_initial_backoff",
+        type=_duration,
+        help=argparse.SUPPRESS,
+    )  # deprecated alias, as in kube-apiserver
+    audit.add_argument("--audit-webhook-version", default="audit.k8s.io/v1", help="Only audit.k8s.io/v1.")
+    for backend, defaults in (
+        ("log", (10_000, 1, 0.0, False, 10.0, 15)),
+        ("webhook", (10_000, 400, 30.0, True, 10.0, 15)),
+    ):
+        buffer_size, max_size, max_wait, throttle, qps, burst = defaults
+        prefix = f"--audit-{backend}-batch"
+        audit.add_argument(
+            f"{prefix}-buffer-size", type=int, default=buffer_size, help=f"Events buffered ({buffer_size})."
+        )
+        audit.add_argument(f"{prefix}-max-size", type=int, default=max_size, help=f"Events per batch ({max_size}).")
+        audit.add_argument(
+            f"{prefix}-max-wait", type=_duration, default=max_wait, help="Longest wait for a full batch."
+        )
+        _flag_bool(audit, f"{prefix}-throttle-enable", help="Throttle batches.")
+        audit.set_defaults(**{f"audit_{backend}_batch_throttle_enable": throttle})
+        audit.add_argument(f"{prefix}-throttle-qps", type=float, default=qps, help="Batches per second.")
+        audit.add_argument(f"{prefix}-throttle-burst", type=int, default=burst, help="Throttle burst.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
@@ -282,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_client_flags(p)
+    _add_audit_flags(p)
 
     misc = p.add_argument_group("Misc")
     misc.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="Log verbosity (0-10).")
@@ -363,7 +414,36 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             burst=ns.kube_client_burst,
             explicit=explicit,
         ),
+        audit=_audit_config(ns),
         verbosity=ns.verbosity,
+    )
+
+
+_BATCH_FIELDS = ("buffer_size", "max_size", "max_wait", "throttle_enable", "throttle_qps", "throttle_burst")
+
+
+def _audit_config(ns: argparse.Namespace) -> AuditConfig:
+    def batch(backend: str) -> AuditBatchConfig:
+        values = {name: getattr(ns, f"audit_{backend}_batch_{name}") for name in _BATCH_FIELDS}
+        return AuditBatchConfig(**values)
+
+    for flag in ("audit_log_version", "audit_webhook_version"):
+        if getattr(ns, flag) != "audit.k8s.io/v1":
+            raise ConfigError(f"--{flag.replace('_', '-')}: only audit.k8s.io/v1 is supported")
+    return AuditConfig(
+        policy_file=ns.audit_policy_file,
+        log_path=ns.audit_log_path,
+        log_max_age=ns.audit_log_maxage,
+        log_max_backup=ns.audit_log_maxbackup,
+        log_max_size=ns.audit_log_maxsize,
+        log_format=ns.audit_log_format,
+        log_mode=ns.audit_log_mode,
+        log_compress=ns.audit_log_compress,
+        log_batch=batch("log"),
+        webhook_config_file=ns.audit_webhook_config_file,
+        webhook_mode=ns.audit_webhook_mode,
+        webhook_initial_backoff=ns.audit_webhook_initial_backoff,
+        webhook_batch=batch("webhook"),
     )
 
 

@@ -166,16 +166,64 @@ class ClientConfig:
         return errors
 
 
+AUDIT_MODES: Final = ("batch", "blocking", "blocking-strict")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditBatchConfig:
+    buffer_size: int = 10_000
+    max_size: int = 1
+    max_wait: float = 0.0
+    throttle_enable: bool = False
+    throttle_qps: float = 0.0
+    throttle_burst: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """kube-apiserver's --audit-* flags, with its defaults."""
+
+    policy_file: str = ""
+    log_path: str = ""
+    log_max_age: int = 0
+    log_max_backup: int = 0
+    log_max_size: int = 0
+    log_format: str = "json"
+    log_mode: str = "blocking"
+    log_compress: bool = False
+    log_batch: AuditBatchConfig = field(default_factory=AuditBatchConfig)
+    webhook_config_file: str = ""
+    webhook_mode: str = "batch"
+    webhook_initial_backoff: float = 10.0
+    webhook_batch: AuditBatchConfig = field(default_factory=lambda: AuditBatchConfig(10_000, 400, 30.0, True, 10.0, 15))
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if self.log_format not in ("json", "legacy"):
+            errors.append(f"--audit-log-format must be json or legacy, got {self.log_format!r}")
+        for flag, mode in (("--audit-log-mode", self.log_mode), ("--audit-webhook-mode", self.webhook_mode)):
+            if mode not in AUDIT_MODES:
+                errors.append(f"{flag} must be one of {', '.join(AUDIT_MODES)}, got {mode!r}")
+        if (self.log_path or self.webhook_config_file) and not self.policy_file:
+            errors.append("--audit-log-path and --audit-webhook-config-file need --audit-policy-file")
+        for name, batch in (("log", self.log_batch), ("webhook", self.webhook_batch)):
+            if batch.buffer_size < 1 or batch.max_size < 1:
+                errors.append(f"--audit-{name}-batch-buffer-size and -max-size must be positive")
+        return errors
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     oidc: OIDCConfig = field(default_factory=OIDCConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     verbosity: int = 0
 
     def validate(self) -> list[str]:
         errors = self.oidc.validate() + self.serving.validate() + self.proxy.validate() + self.client.validate()
+        errors += self.audit.validate()
         if self.proxy.readiness_probe_port == self.serving.secure_port:
             errors.append(f"--secure-port and --readiness-probe-port must differ (both are {self.serving.secure_port})")
         return errors

@@ -244,3 +244,38 @@ def load_target(client: ClientConfig, environ: Mapping[str, str], sa_dir: Path =
         # No kubeconfig, but in a pod: client-go falls back to the in-cluster config with the flags applied.
         return _with_overrides(in_cluster(client, environ, sa_dir), client)
     return from_kubeconfig(client, environ)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookKubeconfig:
+    """The server and credentials of a webhook kubeconfig (the audit webhook's --audit-webhook-config-file)."""
+
+    url: str
+    ca_pem: bytes | None
+    insecure: bool
+    client_cert_pem: bytes | None
+    client_key_pem: bytes | None
+    token: str
+
+
+def webhook_kubeconfig(path: str) -> WebhookKubeconfig:
+    merged, origin = _load_kubeconfig_files([path])
+    context_name = merged["current-context"] or next(iter(merged["contexts"]), "")
+    context = merged["contexts"].get(context_name, {})
+    cluster_name = context.get("cluster") or next(iter(merged["clusters"]), "")
+    user_name = context.get("user") or next(iter(merged["users"]), "")
+    cluster = merged["clusters"].get(cluster_name, {})
+    user = merged["users"].get(user_name, {})
+    url = str(cluster.get("server") or "")
+    if not url.startswith(("https://", "http://")):
+        raise StartupError(f"webhook kubeconfig {path!r} has no http(s) server")
+    base = origin.get(f"clusters/{cluster_name}", Path(path).parent)
+    user_base = origin.get(f"users/{user_name}", Path(path).parent)
+    return WebhookKubeconfig(
+        url=url,
+        ca_pem=_data_or_file(cluster, base, "certificate-authority", "certificate authority"),
+        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        client_cert_pem=_data_or_file(user, user_base, "client-certificate", "client certificate"),
+        client_key_pem=_data_or_file(user, user_base, "client-key", "client key"),
+        token=str(user.get("token") or ""),
+    )

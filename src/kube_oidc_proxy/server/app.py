@@ -24,19 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from kube_oidc_proxy.audit.auditor import Auditor, Output
+from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, LogFile, Sink, Webhook, WebhookTarget
+from kube_oidc_proxy.audit.policy import PolicyError, parse_policy
 from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
 from kube_oidc_proxy.authn.cache import TokenCache
 from kube_oidc_proxy.authn.jwks import KeySource
 from kube_oidc_proxy.authn.oidc import JWTAuthenticator
 from kube_oidc_proxy.authn.passthrough import Passthrough
 from kube_oidc_proxy.authz.checker import ImpersonationChecker
-from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.gate import Gate
 from kube_oidc_proxy.impersonation import Rewriter
 from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.kube.execcredential import ExecCredential, ExecCredentialError
-from kube_oidc_proxy.kube.target import UpstreamTarget, load_target
+from kube_oidc_proxy.kube.target import UpstreamTarget, load_target, webhook_kubeconfig
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.server.kubeclient import KubeClient
 from kube_oidc_proxy.server.probe import Readiness, start_probe_server
@@ -110,6 +113,57 @@ def _upstream_context(target: UpstreamTarget, alpn: tuple[str, ...]) -> ssl.SSLC
     )
 
 
+def _auditor(config: AuditConfig) -> Auditor | None:
+    if not config.policy_file:
+        return None
+    try:
+        policy = parse_policy(Path(config.policy_file).read_text())
+    except OSError as exc:
+        raise StartupError(f"cannot read --audit-policy-file {config.policy_file!r}: {exc.strerror}") from None
+    except PolicyError as exc:
+        raise StartupError(f"--audit-policy-file {config.policy_file!r}: {exc}") from None
+    auditor = Auditor(policy, [])
+
+    def output(sink: Sink, fmt: str, mode: str, batch: AuditBatchConfig) -> Output:
+        batcher = None
+        if mode == "batch":
+            settings = BatchSettings(
+                batch.buffer_size,
+                batch.max_size,
+                batch.max_wait,
+                batch.throttle_qps if batch.throttle_enable else 0.0,
+                batch.throttle_burst,
+            )
+            batcher = Batcher(sink, settings, auditor.dropped_event)
+        return Output(sink, "legacy" if fmt == "legacy" else "json", "batch" if batcher else "blocking", batcher)
+
+    if config.log_path:
+        try:
+            sink: Sink = LogFile(
+                config.log_path,
+                max_size_mb=config.log_max_size,
+                max_backups=config.log_max_backup,
+                max_age_days=config.log_max_age,
+                compress=config.log_compress,
+            )
+        except OSError as exc:
+            raise StartupError(f"cannot open --audit-log-path {config.log_path!r}: {exc.strerror}") from None
+        auditor.outputs.append(output(sink, config.log_format, config.log_mode, config.log_batch))
+    if config.webhook_config_file:
+        hook = webhook_kubeconfig(config.webhook_config_file)
+        context = client_context(
+            hook.ca_pem,
+            insecure=hook.insecure,
+            client_cert_pem=hook.client_cert_pem,
+            client_key_pem=hook.client_key_pem,
+            what="the audit webhook",
+        )
+        target = WebhookTarget(hook.url, context, hook.token)
+        webhook = Webhook(target, initial_backoff=config.webhook_initial_backoff)
+        auditor.outputs.append(output(webhook, "json", config.webhook_mode, config.webhook_batch))
+    return auditor
+
+
 def load(config: Config, access_log: AccessLog | None = None) -> App:
     """Read files and build the parts; every failure is a StartupError naming what is wrong."""
     tls = ServingTLS(config.serving)
@@ -154,6 +208,7 @@ def load(config: Config, access_log: AccessLog | None = None) -> App:
         access_log=access_log,
         request_timeout=target.request_timeout,
         h2=H2Pool(target, upstream_h2_ssl) if target.scheme == "https" else None,
+        auditor=_auditor(config.audit),
     )
     return App(config, tls, target, proxy, [keys], access_log, client)
 
@@ -193,6 +248,8 @@ class Running:
         await self.app.proxy.stop(grace if grace is not None else self.app.config.proxy.shutdown_grace)
         for source in self.app.key_sources:
             await source.close()
+        if self.app.proxy.auditor is not None:
+            await asyncio.to_thread(self.app.proxy.auditor.close)
 
 
 async def start(app: App, *, reuse_port: bool = False) -> Running:

@@ -205,7 +205,7 @@ class Exchange:
     def _tunnel_ended(self) -> None:
         self._audit_stage("ResponseComplete")
         for wait in self._audit_waits:  # nobody awaits a finished exchange: let a blocking webhook finish alone
-            asyncio.ensure_future(wait)
+            self.server.spawn(_awaited(wait))
         self._audit_waits.clear()
 
     def _audit_stage(self, stage: str, code: int = 0, message: str = "") -> None:
@@ -515,3 +515,7 @@ class Exchange:
             self.keep_alive = False
         self.response_started = True
         self.conn.write(status_response(code, message, close=not self.keep_alive))
+
+
+async def _awaited(wait: Awaitable[None]) -> None:
+    await wait
