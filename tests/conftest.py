@@ -110,7 +110,7 @@ async def start_proxy(
     config: Config, issuer: TestIssuer, upstream: RecordingUpstream, *, wait_for_keys: bool = True
 ) -> ProxyHandle:
     captured = CapturedLog()
-    app = load(config, AccessLog(captured))
+    app = load(config, AccessLog(captured, json=config.proxy.log_format == "json"))
     running = await start(app)
     for _ in range(500 if wait_for_keys else 0):
         if all(k.ready for k in app.key_sources):

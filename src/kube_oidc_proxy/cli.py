@@ -336,6 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     misc = p.add_argument_group("Misc")
     misc.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="Log verbosity (0-10).")
+    misc.add_argument(
+        "--log-format",
+        default="text",
+        help="Access log on stdout: text (AuSuccess/AuFail lines, default) or json (one object per request).",
+    )
+    misc.add_argument(
+        "--metrics-bind-address",
+        default="",
+        metavar="HOST:PORT",
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. :9090); empty (default) for none.",
+    )
     misc.add_argument("--version", action="store_true", help="Print version information and exit.")
 
     compat = p.add_argument_group("Accepted for compatibility with the Go proxy (no effect)")
@@ -396,6 +407,8 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             token_passthrough=ns.token_passthrough,
             token_passthrough_audiences=tuple(ns.token_passthrough_audiences),
             disable_impersonation=ns.disable_impersonation,
+            metrics_bind_address=ns.metrics_bind_address,
+            log_format=ns.log_format,
         ),
         client=ClientConfig(
             kubeconfig=ns.kubeconfig,

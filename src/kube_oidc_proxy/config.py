@@ -14,6 +14,19 @@ from kube_oidc_proxy.authn.model import SUPPORTED_SIGNING_ALGS, ClaimMapping, JW
 from kube_oidc_proxy.tlsnames import TLS_VERSIONS, unknown_cipher_suites
 
 MAX_WORKERS: Final = 64
+LOG_FORMATS: Final = ("text", "json")
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port``, as Go's net.SplitHostPort."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port or :port, got {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address needs brackets ([::1]:9090), got {address!r}")
+    return host, int(port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +123,18 @@ class ProxyConfig:
     token_passthrough: bool = False
     token_passthrough_audiences: tuple[str, ...] = ()
     disable_impersonation: bool = False
+    metrics_bind_address: str = ""  # host:port of the /metrics listener; empty: no metrics
+    log_format: str = "text"
 
     def validate(self) -> list[str]:
         errors: list[str] = []
+        if self.log_format not in LOG_FORMATS:
+            errors.append(f"--log-format must be text or json, got {self.log_format!r}")
+        if self.metrics_bind_address:
+            try:
+                split_host_port(self.metrics_bind_address)
+            except ValueError as exc:
+                errors.append(f"--metrics-bind-address: {exc}")
         if self.shutdown_grace < 0:
             errors.append("--shutdown-grace-period must not be negative")
         if self.readiness_probe_port is not None and not 0 <= self.readiness_probe_port <= 65535:
@@ -226,4 +248,8 @@ class Config:
         errors += self.audit.validate()
         if self.proxy.readiness_probe_port == self.serving.secure_port:
             errors.append(f"--secure-port and --readiness-probe-port must differ (both are {self.serving.secure_port})")
+        if self.proxy.metrics_bind_address and not self.proxy.validate():
+            port = split_host_port(self.proxy.metrics_bind_address)[1]
+            if port and port in (self.serving.secure_port, self.proxy.readiness_probe_port):
+                errors.append(f"--metrics-bind-address needs a port of its own ({port} is taken)")
         return errors

@@ -28,6 +28,7 @@ from kube_oidc_proxy.authz.review import target_user
 from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.headers import Headers, get_one
 from kube_oidc_proxy.impersonation import CredentialLeak, Rewriter
+from kube_oidc_proxy.observe.metrics import Metrics
 
 log = logging.getLogger("kop.gate")
 
@@ -62,7 +63,9 @@ class Gate:
         checker: ImpersonationChecker | None = None,
         passthrough: Passthrough | None = None,
         disable_impersonation: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.authenticator = authenticator
         self.rewriter = rewriter
         self.checker = checker
@@ -78,7 +81,10 @@ class Gate:
         if token is None:
             return Deny(401, "Unauthorized", "no bearer token")
 
-        result = self.authenticator.lookup(token) or await self.authenticator.authenticate(token)
+        cached = self.authenticator.lookup(token)
+        if self.metrics is not None:
+            self.metrics.token_cache.labels("hit" if cached else "miss").inc()
+        result = cached or await self.authenticator.authenticate(token)
         if isinstance(result, NotMine):
             if self.passthrough is None:
                 return Deny(401, "Unauthorized", result.reason)

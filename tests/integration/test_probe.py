@@ -19,7 +19,8 @@ async def probe(port: int | None, path: str, method: str = "GET") -> tuple[int, 
     raw = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), json.loads(body)
+    status = int(head.split(b" ")[1])
+    return status, json.loads(body) if b"application/json" in head else {"text": body.decode()}
 
 
 async def test_ready_when_keys_are_loaded_and_the_api_server_answers(proxy: ProxyHandle) -> None:

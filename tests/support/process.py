@@ -69,7 +69,12 @@ class ProxyProcess:
 
 
 def start_process(
-    tmp: str, issuer: TestIssuer, upstream: RecordingUpstream, certs: CertFiles, *extra: str
+    tmp: str,
+    issuer: TestIssuer,
+    upstream: RecordingUpstream,
+    certs: CertFiles,
+    *extra: str,
+    env: dict[str, str] | None = None,
 ) -> ProxyProcess:
     port, probe_port = free_port(), free_port()
     args = [
@@ -92,5 +97,5 @@ def start_process(
     ]
     out, err = os.path.join(tmp, f"proxy-{port}.out"), os.path.join(tmp, f"proxy-{port}.err")
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr)
+        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, env=env)
     return ProxyProcess(proc, port, probe_port, certs.ca, out, err, args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Final
 import pytest
 
 from kube_oidc_proxy.authn.model import UserInfo
-from kube_oidc_proxy.observe.accesslog import AccessLog, forwarded_chain
+from kube_oidc_proxy.observe.accesslog import AccessLog, AccessRecord, forwarded_chain
 
 STAMP: Final = re.compile(r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}\]")
 
@@ -240,3 +241,26 @@ def test_a_broken_stream_does_not_stop_the_writer_or_the_caller() -> None:
     log.success("10.0.0.1", [], b"/b", UserInfo("a"))
     log.close(timeout=5)
     assert not log._thread.is_alive()
+
+
+# ---------------------------------------------------------------------------------------------------- json
+
+
+def test_json_objects_keep_crafted_text_as_data(stream: MemoryStream) -> None:
+    access = AccessLog(stream, json=True)
+    user = UserInfo("eve\ud800", groups=("g]|[",), extra={"k": ("v\n",)})
+    access.answered(AccessRecord(0.0, "10.0.0.1", True, b"GET", b"/api?x=\x1b", 200, 0.5, [b"10.0.0.1, 1.2.3.4"], user))
+    access.success("10.0.0.1", [], b"/ignored", user)  # the text line is not written in json format
+    (line,) = written(access, stream)
+    entry = json.loads(line)
+    assert entry["time"] == "1970-01-01T00:00:00.000000Z"
+    assert entry["user"] == {"username": "eve\ud800", "uid": "", "groups": ["g]|[", "system:authenticated"],
+                             "extra": {"k": ["v\n"]}}  # fmt: skip
+    assert (entry["uri"], entry["forwardedFor"], entry["durationSeconds"]) == ("/api?x=\x1b", ["1.2.3.4"], 0.5)
+
+
+def test_text_format_writes_no_json_objects(log: AccessLog, stream: MemoryStream) -> None:
+    log.answered(AccessRecord(0.0, "10.0.0.1", True, b"GET", b"/api", 200))
+    log.malformed("10.0.0.1", 400, "bad framing")
+    (line,) = written(log, stream)
+    assert without_stamp(line) == " AuFail src:[10.0.0.1 / ] URI:-"

@@ -61,6 +61,8 @@ def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         ("proxy.extra_user_headers", ()),
         ("proxy.workers", 1),
         ("proxy.shutdown_grace", 20.0),
+        ("proxy.metrics_bind_address", ""),  # metrics are off unless asked for
+        ("proxy.log_format", "text"),  # the Go proxy's AuSuccess/AuFail lines
         ("oidc.issuer_url", ""),
         ("oidc.client_id", ""),
         ("oidc.ca_file", ""),
@@ -123,6 +125,8 @@ STRING_FLAGS = [
     ("--cluster", "client.cluster"),
     ("--user", "client.user"),
     ("--tls-server-name", "client.tls_server_name"),
+    ("--metrics-bind-address", "proxy.metrics_bind_address"),
+    ("--log-format", "proxy.log_format"),
 ]
 
 

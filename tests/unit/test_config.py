@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kube_oidc_proxy.config import ClientConfig, Config, OIDCConfig, ProxyConfig, ServingConfig
+from kube_oidc_proxy.config import ClientConfig, Config, OIDCConfig, ProxyConfig, ServingConfig, split_host_port
 
 VALID = Config(
     oidc=OIDCConfig(issuer_url="https://issuer.example/realms/k8s", client_id="kube"),
@@ -69,6 +69,12 @@ def test_the_minimal_valid_config_has_no_errors() -> None:
         pytest.param(with_proxy(workers=0), "--workers must be between 1 and 64, got 0", id="workers-0"),
         pytest.param(with_proxy(workers=65), "--workers must be between 1 and 64, got 65", id="workers-65"),
         pytest.param(with_proxy(shutdown_grace=-1.0), "--shutdown-grace-period", id="negative-grace"),
+        pytest.param(with_proxy(log_format="logfmt"), "--log-format must be text or json", id="log-format"),
+        pytest.param(with_proxy(metrics_bind_address="9090"), "--metrics-bind-address", id="metrics-no-colon"),
+        pytest.param(with_proxy(metrics_bind_address=":http"), "--metrics-bind-address", id="metrics-named-port"),
+        pytest.param(with_proxy(metrics_bind_address="::1:9090"), "needs brackets", id="metrics-bare-ipv6"),
+        pytest.param(with_proxy(metrics_bind_address=":6443"), "needs a port of its own", id="metrics-secure-port"),
+        pytest.param(with_proxy(metrics_bind_address=":8080"), "needs a port of its own", id="metrics-probe-port"),
         pytest.param(with_proxy(extra_user_headers=(("", ("v",)),)), "--extra-user-headers", id="extra-no-key"),
         pytest.param(with_client(client_certificate="/c.crt"), "--client-key must be given", id="cert-no-key"),
         pytest.param(with_client(client_key="/c.key"), "--client-certificate and --client-key", id="key-no-cert"),
@@ -160,3 +166,12 @@ def test_errors_in_every_group_are_all_collected() -> None:
 def test_a_config_is_immutable() -> None:
     with pytest.raises(AttributeError):
         VALID.oidc.client_id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [(":9090", ("", 9090)), ("127.0.0.1:9090", ("127.0.0.1", 9090)), ("[::1]:9090", ("::1", 9090)), (":0", ("", 0))],
+)
+def test_the_metrics_address_is_go_style_host_and_port(address: str, expected: tuple[str, int]) -> None:
+    assert split_host_port(address) == expected
+    assert with_proxy(metrics_bind_address=address).validate() == []

@@ -52,10 +52,13 @@ class Auditor:
         self._clock = clock
         self.dropped: dict[str, int] = {}
         self.emitted = 0
+        self.on_dropped: Callable[[str], None] | None = None  # told the backend of each dropped event (metrics)
 
     def dropped_event(self, backend: str) -> None:
         count = self.dropped.get(backend, 0) + 1
         self.dropped[backend] = count
+        if self.on_dropped is not None:
+            self.on_dropped(backend)
         if count == 1 or count % 1000 == 0:
             log.warning("audit %s buffer full: %d events dropped so far", backend, count)
 

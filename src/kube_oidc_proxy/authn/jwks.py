@@ -113,9 +113,11 @@ class KeySource:
         self.keys: KeySet | None = None
         self.last_error = ""
         self.fetch_count = 0
+        self.fetched_at = 0.0  # wall-clock time the keys in use were fetched; 0: none yet
         self._inflight: asyncio.Task[bool] | None = None
         self._last_attempt = -float("inf")
         self._runner: asyncio.Task[None] | None = None
+        self.on_fetch: Callable[[bool], None] | None = None  # told each fetch's outcome (for metrics)
 
     @property
     def ready(self) -> bool:
@@ -168,11 +170,16 @@ class KeySource:
             self.last_error = str(exc) or type(exc).__name__
             state = "keeping the last good keys" if self.keys else "no keys yet"
             log.warning("fetching signing keys of %s failed (%s): %s", self.issuer_url, state, exc)
+            if self.on_fetch is not None:
+                self.on_fetch(False)
             return False
         if self.keys is None:
             log.info("loaded %d signing keys of %s", len(keys.all_keys), self.issuer_url)
         self.keys = keys
+        self.fetched_at = self._clock()
         self.last_error = ""
+        if self.on_fetch is not None:
+            self.on_fetch(True)
         return True
 
     async def refetch_for_unknown_kid(self) -> bool:

@@ -15,10 +15,12 @@ import logging.handlers
 import os
 import queue
 import resource
+import shutil
 import signal
 import socket
 import ssl
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +35,18 @@ from kube_oidc_proxy.authn.jwks import KeySource
 from kube_oidc_proxy.authn.oidc import JWTAuthenticator
 from kube_oidc_proxy.authn.passthrough import Passthrough
 from kube_oidc_proxy.authz.checker import ImpersonationChecker
-from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config
+from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config, split_host_port
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.gate import Gate
+from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.impersonation import Rewriter
 from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.kube.execcredential import ExecCredential, ExecCredentialError
 from kube_oidc_proxy.kube.target import UpstreamTarget, load_target, webhook_kubeconfig
 from kube_oidc_proxy.observe.accesslog import AccessLog
+from kube_oidc_proxy.observe.metrics import MULTIPROC_ENV, Metrics, forget_worker
 from kube_oidc_proxy.server.kubeclient import KubeClient
+from kube_oidc_proxy.server.plainhttp import Handler, Reply, start_plain_server
 from kube_oidc_proxy.server.probe import Readiness, start_probe_server
 from kube_oidc_proxy.server.proxy import ProxyServer
 from kube_oidc_proxy.server.tls import ServingTLS, client_context
@@ -81,6 +86,7 @@ class App:
     key_sources: list[KeySource]
     access_log: AccessLog
     client: KubeClient
+    metrics: Metrics | None = None
 
 
 def _read_oidc_ca(path: str) -> bytes | None:
@@ -164,8 +170,12 @@ def _auditor(config: AuditConfig) -> Auditor | None:
     return auditor
 
 
-def load(config: Config, access_log: AccessLog | None = None) -> App:
-    """Read files and build the parts; every failure is a StartupError naming what is wrong."""
+def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: bool = True) -> App:
+    """Read files and build the parts; every failure is a StartupError naming what is wrong.
+
+    ``with_metrics=False`` is for the parent of ``--workers``, which checks the configuration but must not
+    create metric files of its own."""
+    metrics = Metrics() if config.proxy.metrics_bind_address and with_metrics else None
     tls = ServingTLS(config.serving)
     target = load_target(config.client, os.environ)
     upstream_ssl = _upstream_context(target, ("http/1.1",))
@@ -174,6 +184,8 @@ def load(config: Config, access_log: AccessLog | None = None) -> App:
     oidc_ssl = client_context(ca_pem, what="the OIDC issuer (--oidc-ca-file)")
     spec = config.oidc.to_spec(ca_pem)
     keys = KeySource(spec.issuer_url, oidc_ssl, discovery_url=spec.discovery_url)
+    if metrics is not None:
+        keys.on_fetch = metrics.jwks_fetch_counter(spec.issuer_url)
     authenticator = TokenAuthenticator(
         [JWTAuthenticator(spec, keys, allow_system_identities=config.oidc.allow_system_identities)],
         TokenCache(),
@@ -183,7 +195,7 @@ def load(config: Config, access_log: AccessLog | None = None) -> App:
         static_extra=dict(config.proxy.extra_user_headers),
         client_ip_extra=config.proxy.extra_user_header_client_ip,
     )
-    access_log = access_log or AccessLog()
+    access_log = access_log or AccessLog(json=config.proxy.log_format == "json")
     pool = UpstreamPool(target, upstream_ssl)
     credentials = BearerToken(target.token, target.token_file, exec_plugin=_exec_plugin(target))
     client = KubeClient(
@@ -191,6 +203,7 @@ def load(config: Config, access_log: AccessLog | None = None) -> App:
         credentials,
         qps=config.client.qps or DEFAULT_CLIENT_QPS,
         burst=config.client.burst or DEFAULT_CLIENT_BURST,
+        metrics=metrics,
     )
     gate = Gate(
         authenticator,
@@ -200,7 +213,11 @@ def load(config: Config, access_log: AccessLog | None = None) -> App:
         if config.proxy.token_passthrough
         else None,
         disable_impersonation=config.proxy.disable_impersonation,
+        metrics=metrics,
     )
+    auditor = _auditor(config.audit)
+    if auditor is not None and metrics is not None:
+        auditor.on_dropped = metrics.audit_dropped_counter()
     proxy = ProxyServer(
         gate=gate,
         pool=pool,
@@ -208,15 +225,21 @@ def load(config: Config, access_log: AccessLog | None = None) -> App:
         access_log=access_log,
         request_timeout=target.request_timeout,
         h2=H2Pool(target, upstream_h2_ssl) if target.scheme == "https" else None,
-        auditor=_auditor(config.audit),
+        auditor=auditor,
+        metrics=metrics,
     )
-    return App(config, tls, target, proxy, [keys], access_log, client)
+    return App(config, tls, target, proxy, [keys], access_log, client, metrics)
 
 
-async def _poll_tls(tls: ServingTLS) -> None:
+async def _housekeeping(app: App) -> None:
+    """Every few seconds: reload rotated serving certificates, update the key-set age gauges."""
     while True:
         await asyncio.sleep(TLS_RELOAD_POLL_SECONDS)
-        tls.reload_if_changed()
+        app.tls.reload_if_changed()
+        if app.metrics is not None:
+            for source in app.key_sources:
+                if source.fetched_at:
+                    app.metrics.jwks_age.labels(source.issuer_url).set(time.time() - source.fetched_at)
 
 
 @dataclass
@@ -227,6 +250,7 @@ class Running:
     addresses: list[tuple[str, int]]
     probe: asyncio.Server | None
     poller: asyncio.Future[None]
+    metrics_server: asyncio.Server | None = None
 
     @property
     def port(self) -> int:
@@ -234,22 +258,54 @@ class Running:
 
     @property
     def probe_port(self) -> int | None:
-        """The IPv4 port of the probe listener (with port 0 each address family gets its own)."""
         if self.probe is None:
             return None
-        ports: list[int] = [s.getsockname()[1] for s in self.probe.sockets if s.family == socket.AF_INET]
-        return ports[0] if ports else int(self.probe.sockets[0].getsockname()[1])
+        return _ipv4_port(self.probe)
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics_server is None else _ipv4_port(self.metrics_server)
 
     async def stop(self, grace: float | None = None) -> None:
         log.info("shutting down")
         self.poller.cancel()
-        if self.probe is not None:
-            self.probe.close()
+        for listener in (self.probe, self.metrics_server):
+            if listener is not None:
+                listener.close()
         await self.app.proxy.stop(grace if grace is not None else self.app.config.proxy.shutdown_grace)
         for source in self.app.key_sources:
             await source.close()
         if self.app.proxy.auditor is not None:
             await asyncio.to_thread(self.app.proxy.auditor.close)
+
+
+def _ipv4_port(server: asyncio.Server) -> int:
+    """The IPv4 port of a listener (with port 0 each address family gets its own)."""
+    ports: list[int] = [s.getsockname()[1] for s in server.sockets if s.family == socket.AF_INET]
+    return ports[0] if ports else int(server.sockets[0].getsockname()[1])
+
+
+def _metrics_handler(metrics: Metrics) -> Handler:
+    async def answer(head: RequestHead) -> Reply:
+        if head.target.split(b"?", 1)[0] != b"/metrics":
+            return Reply(404, b"text/plain", b"not found; metrics are at /metrics\n")
+        body = await asyncio.to_thread(metrics.exposition)  # multiprocess mode reads every worker's files
+        return Reply(200, metrics.content_type, body)
+
+    return answer
+
+
+async def _start_metrics_server(app: App, reuse_port: bool) -> asyncio.Server | None:
+    if app.metrics is None:
+        return None
+    address = app.config.proxy.metrics_bind_address
+    host, port = split_host_port(address)
+    try:
+        return await start_plain_server(
+            host, port, _metrics_handler(app.metrics), app.proxy.tasks, reuse_port=reuse_port
+        )
+    except OSError as exc:
+        raise StartupError(f"cannot listen on --metrics-bind-address {address}: {exc.strerror}") from None
 
 
 async def start(app: App, *, reuse_port: bool = False) -> Running:
@@ -279,6 +335,13 @@ async def start(app: App, *, reuse_port: bool = False) -> Running:
             raise StartupError(
                 f"cannot listen on readiness port {config.proxy.readiness_probe_port}: {exc.strerror}"
             ) from None
+    try:
+        metrics_server = await _start_metrics_server(app, reuse_port)
+    except StartupError:
+        if probe is not None:
+            probe.close()
+        await app.proxy.stop(0)
+        raise
     target = app.target
     credential = (
         "exec plugin"
@@ -296,7 +359,9 @@ async def start(app: App, *, reuse_port: bool = False) -> Running:
         target.authority,
         credential,
     )
-    return Running(app, addresses, probe, asyncio.ensure_future(_poll_tls(app.tls)))
+    if metrics_server is not None:
+        log.info("metrics at http://%s/metrics", config.proxy.metrics_bind_address)
+    return Running(app, addresses, probe, asyncio.ensure_future(_housekeeping(app)), metrics_server)
 
 
 def _install_uvloop() -> None:
@@ -339,7 +404,24 @@ def run_worker(config: Config, *, reuse_port: bool) -> int:
 
 
 def _run_workers(config: Config) -> int:
-    load(config).access_log.close()  # fail fast, in the parent, on anything unreadable
+    load(config, with_metrics=False).access_log.close()  # fail fast, in the parent, on anything unreadable
+    metrics_dir = _shared_metrics_dir() if config.proxy.metrics_bind_address else None
+    try:
+        return _supervise(config, metrics_dir)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _shared_metrics_dir() -> str:
+    """Workers write their metrics to files here and any of them serves the sum (prometheus-client's
+    multiprocess mode). A fresh directory for every run: stale files would be counted."""
+    path = tempfile.mkdtemp(prefix="kube-oidc-proxy-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+def _supervise(config: Config, metrics_dir: str | None) -> int:
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
 
@@ -376,6 +458,8 @@ def _run_workers(config: Config) -> int:
             break
         index = children.pop(pid, -1)
         code = os.waitstatus_to_exitcode(status)
+        if metrics_dir is not None:
+            forget_worker(pid)  # its open-connection and watch gauges no longer count
         if stopping:
             exit_code = max(exit_code, code if code > 0 else 0)
             continue
@@ -400,6 +484,7 @@ def _raise_open_file_limit() -> None:
 def run(config: Config) -> int:
     listener = setup_logging(config.verbosity)
     _raise_open_file_limit()
+    os.environ.pop(MULTIPROC_ENV, None)  # one process: plain in-memory metrics, whatever the environment says
     try:
         if config.proxy.workers > 1:
             return _run_workers(config)

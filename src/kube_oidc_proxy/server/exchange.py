@@ -40,7 +40,8 @@ from kube_oidc_proxy.http1.serialize import (
     response_head,
     status_response,
 )
-from kube_oidc_proxy.requestinfo import is_long_running
+from kube_oidc_proxy.observe.accesslog import AccessRecord
+from kube_oidc_proxy.requestinfo import is_long_running, request_info
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstream import UpstreamConnection
 from kube_oidc_proxy.server.upstream_h2 import H2Stream
@@ -73,10 +74,14 @@ class Exchange:
         "_body_buffered",
         "_body_waiter",
         "_chunked",
+        "_code",
         "_done",
+        "_logged",
         "_long_running",
         "_outbound",
         "_received",
+        "_sent",
+        "_started",
         "_xff",
         "at_boundary",
         "body_done",
@@ -115,6 +120,10 @@ class Exchange:
         self._outbound: Headers | None = None  # the headers for kube-apiserver, kept until answered
         self._long_running = is_long_running(head.method, head.target)
         self._received = time.time()
+        self._started = time.monotonic()
+        self._sent = 0.0  # when the request went upstream, for the upstream latency metric
+        self._code = 0
+        self._logged: AccessRecord | None = None  # for --log-format json, written when answered
         self._audit: AuditRecord | None = None
         self._audit_waits: list[Awaitable[None]] = []
         self._xff: list[bytes] = []
@@ -138,15 +147,32 @@ class Exchange:
         finally:
             if self._audit_waits:
                 await asyncio.gather(*self._audit_waits, return_exceptions=True)
+            self._count()
+            self._log_answered()
             self.conn.exchange_finished(self)
 
     async def _run(self) -> None:
         server = self.server
         decision = await server.gate.decide(self.head, self.conn.peer_ip)
+        if server.metrics is not None:
+            server.metrics.authenticated(None if decision.user is not None else decision.reason)
         head = self.head
         self._xff = get_all(head.headers, b"x-forwarded-for")
         if server.auditor is not None:
             self._begin_audit(decision)
+        if server.access_log.json:
+            self._logged = AccessRecord(
+                self._received,
+                self.conn.peer_ip,
+                isinstance(decision, Admit),
+                head.method,
+                head.target,
+                xff=self._xff,
+                user=decision.user,
+                outbound=decision.outbound if isinstance(decision, Admit) else None,
+                audit_id=self._audit.audit_id if self._audit is not None else "",
+                reason=decision.reason if isinstance(decision, Deny) else "",
+            )
         # From here on the request's headers (with the caller's token) are not needed, and a watch can live
         # for hours. The list belongs to this request alone (the reader started a new one), so empty it.
         head.headers.clear()
@@ -201,6 +227,31 @@ class Exchange:
             user_agent=get_one(head.headers, b"user-agent"),
             received=self._received,
         )
+
+    def _count(self) -> None:
+        metrics = self.server.metrics
+        if metrics is None or not self._code:
+            return
+        verb = request_info(self.head.method.decode("latin-1"), self.head.target.decode("latin-1")).verb
+        metrics.request_done(verb, self._code, self._started, long_running=self.is_stream or self.head.upgrade)
+        if self.is_stream:
+            metrics.watches.dec()
+
+    def _log_answered(self) -> None:
+        record = self._logged
+        if record is None:
+            return
+        record.status = self._code  # 0: the client left before the response began
+        record.duration = time.monotonic() - self._started
+        self.server.access_log.answered(record)
+
+    def _note_audit_id(self, headers: Headers) -> None:
+        """Without our own audit, log kube-apiserver's Audit-Id: it names the request in its audit log."""
+        if self._logged is not None and not self._logged.audit_id:
+            for name, value in headers:
+                if name.lower() == b"audit-id":
+                    self._logged.audit_id = value.decode("latin-1")
+                    return
 
     def _tunnel_ended(self) -> None:
         self._audit_stage("ResponseComplete")
@@ -257,6 +308,7 @@ class Exchange:
             (b":path", self.head.target),
         ]
         headers += [(n, v) for n, v in self._outbound if n != b"host"]
+        self._sent = time.monotonic()
         stream = await self.server.h2.open_stream(self, headers)
         del headers
         if stream is None:
@@ -273,6 +325,7 @@ class Exchange:
         await self._wait_response()
 
     def _attach(self, upstream: UpstreamConnection, *, head_only: bool) -> None:
+        self._sent = time.monotonic()
         self.upstream = upstream
         upstream.begin(self, head_only=head_only)
 
@@ -371,12 +424,14 @@ class Exchange:
         self.server.upstream_answered(response.status)
         if response.status == 401:
             self.server.credentials.unauthorized()
+        self._note_audit_id(response.headers)
         if response.status == 101:
             if not self.head.upgrade:
                 self._drop_upstream()
                 self._done.set_exception(UpstreamError("kube-apiserver switched protocols unasked"))
                 return
             self.response_started = True
+            self._code = 101
             self.conn.write(response_head(101, response.reason, response.headers))
             self._audit_stage("ResponseStarted", 101)
             return
@@ -384,6 +439,13 @@ class Exchange:
             self.keep_alive = False
         headers = self._response_headers(response)
         self.response_started = True
+        self._code = response.status
+        metrics = self.server.metrics
+        if metrics is not None:
+            if self._sent:
+                metrics.upstream_duration.observe(time.monotonic() - self._sent)
+            if self.is_stream:
+                metrics.watches.inc()
         self.conn.write(response_head(response.status, response.reason, headers))
         if self._audit is not None:
             self._audit.status = {"metadata": {}, "code": response.status}
@@ -506,11 +568,14 @@ class Exchange:
             self.conn.abort()
             return
         self.server.access_log.failure(self.conn.peer_ip, self._xff, self.head.target)
+        if self._logged is not None:
+            self._logged.reason = exc.detail
         log.warning("%s %s failed: %s", self.head.method.decode(), self.head.target.decode("latin-1"), exc.detail)
         self._respond_status(exc.code, exc.message)
         self._audit_stage("ResponseComplete", exc.code, exc.message)
 
     def _respond_status(self, code: int, message: str) -> None:
+        self._code = code
         if not self.body_done or self.head.upgrade:
             self.keep_alive = False
         self.response_started = True

@@ -15,6 +15,7 @@ from kube_oidc_proxy.http1.events import Body, MessageEnd, ResponseEvent, Respon
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.http1.serialize import request_head
 from kube_oidc_proxy.kube.credentials import BearerToken
+from kube_oidc_proxy.observe.metrics import Metrics
 from kube_oidc_proxy.server.upstream import UpstreamPool
 
 TIMEOUT_SECONDS: Final = 10.0  # the Go proxy's TokenReview timeout
@@ -69,7 +70,16 @@ class RateLimiter:
 
 
 class KubeClient:
-    def __init__(self, pool: UpstreamPool, credentials: BearerToken, *, qps: float = 50.0, burst: int = 100) -> None:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        credentials: BearerToken,
+        *,
+        qps: float = 50.0,
+        burst: int = 100,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
         self._pool = pool
         self._credentials = credentials
         self._limiter = RateLimiter(qps, burst)
@@ -108,11 +118,17 @@ class KubeClient:
         return sink.status, bytes(sink.body)
 
     async def create(self, path: bytes, body: dict[str, Any]) -> dict[str, Any]:
+        kind = path.rsplit(b"/", 1)[-1].decode()
+        started = time.monotonic()
         try:
             status, payload = await self.request(b"POST", path, body)
         except (UpstreamError, TimeoutError) as exc:
+            self._failed(kind)
             raise ReviewError(f"{path.decode()}: {exc}") from exc
+        if self._metrics is not None:
+            self._metrics.reviews.labels(kind).observe(time.monotonic() - started)
         if status not in (200, 201):
+            self._failed(kind)
             raise ReviewError(f"{path.decode()}: HTTP {status}: {payload[:200].decode(errors='replace')}")
         try:
             result = json.loads(payload)
@@ -121,6 +137,10 @@ class KubeClient:
         if not isinstance(result, dict):
             raise ReviewError(f"{path.decode()}: not a JSON object")
         return result
+
+    def _failed(self, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.review_failures.labels(kind).inc()
 
     async def subject_access_review(self, body: dict[str, Any]) -> bool:
         result = await self.create(SUBJECT_ACCESS_REVIEWS, body)

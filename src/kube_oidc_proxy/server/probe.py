@@ -13,14 +13,13 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from typing import Final, cast
+from typing import Final
 
 from kube_oidc_proxy.authn.jwks import KeySource
-from kube_oidc_proxy.errors import ClientProtocolError, UpstreamError
+from kube_oidc_proxy.errors import UpstreamError
 from kube_oidc_proxy.http1.events import RequestHead
-from kube_oidc_proxy.http1.request import RequestReader
-from kube_oidc_proxy.http1.serialize import response_head
 from kube_oidc_proxy.server.kubeclient import KubeClient
+from kube_oidc_proxy.server.plainhttp import Handler, Reply, start_plain_server
 from kube_oidc_proxy.server.proxy import ProxyServer
 
 UPSTREAM_FRESH_SECONDS: Final = 10.0
@@ -67,71 +66,24 @@ class Readiness:
             self._proxy.upstream_answered(status)
 
 
-class ProbeConnection(asyncio.Protocol):
-    """One probe request per connection; answered, then closed."""
-
-    def __init__(self, readiness: Readiness, tasks: set[asyncio.Task[None]]) -> None:
-        self._readiness = readiness
-        self._tasks = tasks
-        self._reader = RequestReader(max_head_bytes=8192, max_headers=64)
-        self._transport: asyncio.Transport | None = None
-        self._answered = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's SSL transport is not registered as an asyncio.Transport subclass: cast, don't check
-        self._transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self._answered:
-            return
-        try:
-            events = self._reader.feed(data)
-        except ClientProtocolError:
-            self._reply(400, {"error": "bad request"})
-            return
-        for event in events:
-            if isinstance(event, RequestHead):
-                self._answered = True
-                task = asyncio.ensure_future(self._answer(event))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                return
-
-    async def _answer(self, head: RequestHead) -> None:
+def probe_handler(readiness: Readiness) -> Handler:
+    async def answer(head: RequestHead) -> Reply:
         path = head.target.split(b"?", 1)[0]
-        if head.method not in (b"GET", b"HEAD"):
-            self._reply(405, {"error": "method not allowed"})
-        elif path in LIVE_PATHS:
-            self._reply(200, {"status": "ok"})
-        elif path in READY_PATHS:
-            ready, checks = await self._readiness.check()
-            self._reply(200 if ready else 503, {"status": "ok" if ready else "not ready", "checks": checks})
-        else:
-            self._reply(404, {"error": "not found"})
+        if path in LIVE_PATHS:
+            return _json(200, {"status": "ok"})
+        if path in READY_PATHS:
+            ready, checks = await readiness.check()
+            return _json(200 if ready else 503, {"status": "ok" if ready else "not ready", "checks": checks})
+        return _json(404, {"error": "not found"})
 
-    def _reply(self, status: int, body_obj: object) -> None:
-        if self._transport is None or self._transport.is_closing():
-            return
-        body = json.dumps(body_obj).encode()
-        self._transport.write(
-            response_head(
-                status,
-                b"",
-                [
-                    (b"Content-Type", b"application/json"),
-                    (b"Content-Length", str(len(body)).encode()),
-                    (b"Connection", b"close"),
-                ],
-            )
-            + body
-        )
-        self._transport.close()
+    return answer
+
+
+def _json(status: int, body: object) -> Reply:
+    return Reply(status, b"application/json", json.dumps(body).encode())
 
 
 async def start_probe_server(
     host: str, port: int, readiness: Readiness, tasks: set[asyncio.Task[None]], *, reuse_port: bool = False
 ) -> asyncio.Server:
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: ProbeConnection(readiness, tasks), host=host or None, port=port, reuse_port=reuse_port
-    )
+    return await start_plain_server(host, port, probe_handler(readiness), tasks, reuse_port=reuse_port)

@@ -20,6 +20,7 @@ from kube_oidc_proxy.audit.auditor import Auditor
 from kube_oidc_proxy.gate import Gate
 from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.observe.accesslog import AccessLog
+from kube_oidc_proxy.observe.metrics import Metrics
 from kube_oidc_proxy.server.connection import ClientConnection
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstream import UpstreamPool
@@ -42,8 +43,10 @@ class ProxyServer:
         request_timeout: float = 0.0,
         h2: H2Pool | None = None,
         auditor: Auditor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.auditor = auditor
+        self.metrics = metrics
         self.gate = gate
         self.pool = pool
         self.h2 = h2
@@ -112,20 +115,30 @@ class ProxyServer:
 
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
+        if self.metrics is not None:
+            self.metrics.connections.inc()
         self._all_closed.clear()
         if self.stopping:
             conn.shutdown()
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
+        if self.metrics is not None:
+            self.metrics.connections.dec()
         if not self.connections:
             self._all_closed.set()
 
     def tunnel_opened(self, tunnel: Tunnel) -> None:
         self.tunnels.add(tunnel)
+        if self.metrics is not None:
+            self.metrics.tunnels.inc()
 
     def tunnel_closed(self, tunnel: Tunnel) -> None:
         self.tunnels.discard(tunnel)
+        if self.metrics is not None:
+            self.metrics.tunnels.dec()
+            self.metrics.tunnel_bytes.labels("up").inc(tunnel.bytes_up)
+            self.metrics.tunnel_bytes.labels("down").inc(tunnel.bytes_down)
 
     def upstream_answered(self, status: int) -> None:
         if status != 401:

@@ -1,0 +1,234 @@
+"""Prometheus metrics (prometheus-client), served on their own listener (``--metrics-bind-address``).
+
+With ``--workers N`` the parent points ``PROMETHEUS_MULTIPROC_DIR`` at a private directory before the
+workers start, and any worker's ``/metrics`` answers for all of them (prometheus-client's multiprocess
+mode: counters and histograms are summed, gauges are summed over live processes).
+
+Label values are bounded: verbs are kube-apiserver's verbs, codes are status codes, authentication
+reasons are a fixed set of categories (never a username or a path).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
+
+NAMESPACE: Final = "kube_oidc_proxy"
+LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+# Why a token was refused (free text, first match wins) -> a small fixed set of label values.
+_REASON_CATEGORIES: Final = (
+    ("TokenReview failed", "token_review_error"),  # --token-passthrough: the review's verdict is what counts
+    ("TokenReview", "token_review_rejected"),
+    ("no bearer token", "no_token"),
+    ("not a JWT", "malformed"),
+    ("not ASCII", "malformed"),
+    ("Authorization", "malformed"),
+    ("bearer token", "malformed"),  # the WebSocket subprotocol form
+    ("has expired", "expired"),
+    ("not valid yet", "not_yet_valid"),
+    ("signing algorithm", "bad_algorithm"),
+    ("signature is invalid", "bad_signature"),
+    ("no signing key", "unknown_key"),
+    ("not loaded yet", "keys_unavailable"),
+    ("issuer", "wrong_issuer"),
+    ("audience", "wrong_audience"),
+    ("system: namespace", "system_identity"),
+    ("required claim", "required_claim"),
+    ("email_verified", "unverified_email"),
+    ("username claim", "missing_username"),
+)
+KNOWN_REASONS: Final = frozenset(category for _, category in _REASON_CATEGORIES) | {"bad_claims"}
+
+
+def reason_category(reason: str) -> str:
+    for needle, category in _REASON_CATEGORIES:
+        if needle in reason:
+            return category
+    return "bad_claims"  # exp, nbf, groups, control characters
+
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def forget_worker(pid: int) -> None:
+    """A worker exited: drop its live gauges (counters and histograms keep its counts)."""
+    from prometheus_client import multiprocess  # noqa: PLC0415
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+class Metrics:
+    """Imports prometheus-client only when metrics are on, and after ``PROMETHEUS_MULTIPROC_DIR`` is set
+    (the library picks its storage when it is first imported)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram  # noqa: PLC0415
+
+        self.content_type = CONTENT_TYPE_LATEST.encode()
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "http_requests",
+            "Requests answered, by verb and status code.",
+            ["verb", "code"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from request head to response end (long-running requests excluded).",
+            ["verb"],
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.upstream_duration = Histogram(
+            "upstream_response_duration_seconds",
+            "Time kube-apiserver took to start its response.",
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.authentications = Counter(
+            "authentications",
+            "Authentication results, by result and reason.",
+            ["result", "reason"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.token_cache = Counter(
+            "token_cache_lookups",
+            "Verified-token cache lookups, by result (hit or miss).",
+            ["result"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.jwks_fetches = Counter(
+            "jwks_fetches",
+            "Fetches of the issuer's signing keys, by result.",
+            ["issuer", "result"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.jwks_age = Gauge(
+            "jwks_age_seconds",
+            "Age of the signing keys in use.",
+            ["issuer"],
+            namespace=NAMESPACE,
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.reviews = Histogram(
+            "review_duration_seconds",
+            "SubjectAccessReview and TokenReview latency.",
+            ["kind"],
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.review_failures = Counter(
+            "review_failures", "Reviews kube-apiserver did not answer.", ["kind"], namespace=NAMESPACE, registry=r
+        )
+        self.connections = Gauge(
+            "open_connections", "Open client connections.", namespace=NAMESPACE, registry=r, multiprocess_mode="livesum"
+        )
+        self.watches = Gauge(
+            "active_watches",
+            "Watches and followed logs being streamed.",
+            namespace=NAMESPACE,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.tunnels = Gauge(
+            "active_tunnels",
+            "exec, attach, cp and port-forward streams open.",
+            namespace=NAMESPACE,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.tunnel_bytes = Counter(
+            "tunnel_bytes",
+            "Bytes through exec/attach/port-forward tunnels.",
+            ["direction"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.audit_dropped = Counter(
+            "audit_events_dropped",
+            "Audit events dropped because a batch buffer was full.",
+            ["backend"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self._verbs: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def request_done(self, verb: str, code: int, started: float, *, long_running: bool) -> None:
+        key = (verb, code)
+        children = self._verbs.get(key)
+        if children is None:
+            children = self._verbs[key] = (self.requests.labels(verb, str(code)), self.request_duration.labels(verb))
+        children[0].inc()
+        if not long_running:
+            children[1].observe(time.monotonic() - started)
+
+    def authenticated(self, refusal: str | None) -> None:
+        """Count one authentication: ``refusal`` is None when the caller was authenticated (whether or not
+        the request was then allowed), else the reason the token was refused."""
+        if refusal is None:
+            self.authentications.labels("success", "ok").inc()
+        else:
+            self.authentications.labels("failure", reason_category(refusal)).inc()
+
+    def jwks_fetch_counter(self, issuer: str) -> Callable[[bool], None]:
+        succeeded = self.jwks_fetches.labels(issuer, "success")
+        failed = self.jwks_fetches.labels(issuer, "failure")
+        age = self.jwks_age.labels(issuer)
+
+        def fetched(ok: bool) -> None:
+            if ok:
+                succeeded.inc()
+                age.set(0)
+            else:
+                failed.inc()
+
+        return fetched
+
+    def audit_dropped_counter(self) -> Callable[[str], None]:
+        return lambda backend: self.audit_dropped.labels(backend).inc()
+
+    def exposition(self) -> bytes:
+        """The text exposition; across workers in multiprocess mode."""
+        from prometheus_client import CollectorRegistry, generate_latest, multiprocess  # noqa: PLC0415
+
+        if multiprocess_dir():
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)

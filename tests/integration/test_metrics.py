@@ -1,0 +1,269 @@
+"""Prometheus metrics on their own listener: what an on-call engineer's dashboard reads, scraped as
+Prometheus does and parsed by prometheus-client's own parser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config
+from tests.conftest import ProxyHandle, start_proxy
+from tests.support.certs import CertFiles
+from tests.support.client import Client, get
+from tests.support.issuer import TestIssuer
+from tests.support.process import free_port, start_process
+from tests.support.upstream import RecordingUpstream
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+SPDY_EXEC = (
+    "POST /api/v1/namespaces/ns/pods/web/exec?command=sh HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+    "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def scrape_text(port: int | None, path: str = "/metrics") -> tuple[int, str, str]:
+    assert port is not None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+async def scrape(port: int | None) -> Samples:
+    status, _, text = await asyncio.to_thread(scrape_text, port)
+    assert status == 200
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((f"kube_oidc_proxy_{name}", frozenset(labels.items())), 0.0)
+
+
+async def eventually(check: Any, port: int | None, timeout: float = 5) -> Samples:
+    """Scrape until ``check(samples)`` holds (gauges move when the event loop gets to it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = await scrape(port)
+        if check(samples) or time.monotonic() > deadline:
+            return samples
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def proxy(config: Config, issuer: TestIssuer, upstream: RecordingUpstream) -> AsyncIterator[ProxyHandle]:
+    metered = replace(config, proxy=replace(config.proxy, metrics_bind_address="127.0.0.1:0"))
+    handle = await start_proxy(metered, issuer, upstream)
+    yield handle
+    await handle.running.stop(grace=1)
+    handle.app.access_log.close()
+
+
+async def test_requests_authentications_and_the_token_cache_are_counted(proxy: ProxyHandle) -> None:
+    port, token = proxy.running.metrics_port, proxy.issuer.token()
+    assert (await get(proxy.port, proxy.ca_file, "/api/v1/namespaces/ns/pods", token=token)).status == 200
+    for _ in range(2):
+        assert (await get(proxy.port, proxy.ca_file, "/api/v1/namespaces/ns/pods/web", token=token)).status == 200
+    assert (await get(proxy.port, proxy.ca_file, "/api/v1/secrets", token="not-a-jwt")).status == 401
+    expired = proxy.issuer.token(exp=int(time.time()) - 600)
+    assert (await get(proxy.port, proxy.ca_file, "/api/v1/secrets", token=expired)).status == 401
+    assert (await get(proxy.port, proxy.ca_file, "/status/503", token=token)).status == 503
+
+    samples = await scrape(port)
+    assert value(samples, "http_requests_total", verb="list", code="200") == 1
+    assert value(samples, "http_requests_total", verb="get", code="200") == 2
+    assert value(samples, "http_requests_total", verb="list", code="401") == 2
+    assert value(samples, "http_requests_total", verb="get", code="503") == 1
+    assert value(samples, "http_request_duration_seconds_count", verb="get") == 3
+    assert value(samples, "upstream_response_duration_seconds_count") == 4
+    assert value(samples, "authentications_total", result="success", reason="ok") == 4
+    assert value(samples, "authentications_total", result="failure", reason="malformed") == 1
+    assert value(samples, "authentications_total", result="failure", reason="expired") == 1
+    # the first use of a token verifies it; later uses are served from the cache
+    assert value(samples, "token_cache_lookups_total", result="hit") == 3
+    assert value(samples, "token_cache_lookups_total", result="miss") == 3
+    issuer = proxy.issuer.url
+    assert value(samples, "jwks_fetches_total", issuer=issuer, result="success") >= 1
+    assert 0 <= value(samples, "jwks_age_seconds", issuer=issuer) < 60
+
+
+async def test_the_listener_serves_only_metrics(proxy: ProxyHandle) -> None:
+    status, content_type, text = await asyncio.to_thread(scrape_text, proxy.running.metrics_port)
+    assert status == 200 and content_type.startswith("text/plain; version=")
+    assert "# TYPE kube_oidc_proxy_http_requests_total counter" in text
+    status, _, text = await asyncio.to_thread(scrape_text, proxy.running.metrics_port, "/debug")
+    assert status == 404 and "/metrics" in text
+
+
+async def test_watches_connections_and_tunnels_are_gauged(proxy: ProxyHandle) -> None:
+    port, token = proxy.running.metrics_port, proxy.issuer.token()
+    watcher = await Client.connect(proxy.port, proxy.ca_file)
+    await watcher.send_raw(
+        f"GET /api/v1/pods?watch=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    await asyncio.wait_for(watcher.reader.readuntil(b"\r\n\r\n"), 10)
+    samples = await eventually(lambda s: value(s, "active_watches") == 1, port)
+    assert value(samples, "active_watches") == 1
+    assert value(samples, "open_connections") == 1
+
+    execing = await Client.connect(proxy.port, proxy.ca_file)
+    await execing.send_raw(SPDY_EXEC.format(token=token).encode())
+    assert (await asyncio.wait_for(execing.reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 101")
+    execing.writer.write(b"x" * 1000)
+    assert await asyncio.wait_for(execing.reader.readexactly(1000), 5) == b"x" * 1000  # echoed by the upstream
+    samples = await eventually(lambda s: value(s, "active_tunnels") == 1, port)
+    assert value(samples, "active_tunnels") == 1
+    assert value(samples, "open_connections") == 2
+
+    await watcher.close()
+    await execing.close()
+    samples = await eventually(
+        lambda s: (
+            value(s, "active_tunnels") == 0 and value(s, "active_watches") == 0 and not value(s, "open_connections")
+        ),
+        port,
+    )
+    assert (value(samples, "active_watches"), value(samples, "active_tunnels")) == (0, 0)
+    assert value(samples, "open_connections") == 0
+    assert value(samples, "tunnel_bytes_total", direction="up") == 1000
+    assert value(samples, "tunnel_bytes_total", direction="down") == 1000
+    assert value(samples, "http_requests_total", verb="watch", code="200") == 1
+    assert value(samples, "http_requests_total", verb="create", code="101") == 1
+    assert value(samples, "http_request_duration_seconds_count", verb="watch") == 0  # long-running: not a latency
+
+
+async def test_review_latency_and_failures(proxy: ProxyHandle) -> None:
+    port, token = proxy.running.metrics_port, proxy.issuer.token()
+    proxy.upstream.sar_policy = lambda spec: True
+    as_bob = [("impersonate-user", "bob")]
+    assert (await get(proxy.port, proxy.ca_file, "/api/v1/pods", token=token, headers=as_bob)).status == 200
+    proxy.upstream.sar_failure = 500
+    as_carol = [("impersonate-user", "carol")]
+    assert (await get(proxy.port, proxy.ca_file, "/api/v1/pods", token=token, headers=as_carol)).status >= 500
+    samples = await scrape(port)
+    assert value(samples, "review_duration_seconds_count", kind="subjectaccessreviews") == 2
+    assert value(samples, "review_failures_total", kind="subjectaccessreviews") == 1
+
+
+class SlowSink:
+    """An audit webhook that takes a second to answer each batch."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(1)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/audit"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+
+@pytest.fixture
+def slow_sink() -> Iterator[SlowSink]:
+    sink = SlowSink()
+    yield sink
+    sink.server.shutdown()
+
+
+async def test_audit_events_dropped_by_a_full_buffer_are_counted(
+    tmp_path: Path, config: Config, issuer: TestIssuer, upstream: RecordingUpstream, slow_sink: SlowSink
+) -> None:
+    (tmp_path / "policy.yaml").write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n")
+    hook = tmp_path / "webhook.kubeconfig"
+    hook.write_text(
+        f"apiVersion: v1\nkind: Config\nclusters: [{{name: s, cluster: {{server: '{slow_sink.url}'}}}}]\n"
+        "users: [{name: s, user: {}}]\ncurrent-context: s\ncontexts: [{name: s, context: {cluster: s, user: s}}]\n"
+    )
+    audit = AuditConfig(
+        policy_file=str(tmp_path / "policy.yaml"),
+        webhook_config_file=str(hook),
+        webhook_batch=AuditBatchConfig(buffer_size=1, max_size=1, max_wait=0.0),
+    )
+    metered = replace(config, audit=audit, proxy=replace(config.proxy, metrics_bind_address="127.0.0.1:0"))
+    handle = await start_proxy(metered, issuer, upstream)
+    try:
+        token = issuer.token()
+        for i in range(5):  # 10 events; the sink is busy with the first for a second, the buffer holds one
+            assert (await get(handle.port, handle.ca_file, f"/api/v1/pods?i={i}", token=token)).status == 200
+        samples = await scrape(handle.running.metrics_port)
+    finally:
+        await handle.running.stop(grace=1)
+        handle.app.access_log.close()
+    dropped = value(samples, "audit_events_dropped_total", backend="webhook")
+    assert dropped >= 6
+    assert handle.app.proxy.auditor is not None and dropped == handle.app.proxy.auditor.dropped["webhook"]
+
+
+def _served_by(shared_dir: str, pid: int, tmp_path: Path) -> float:
+    """One worker's own count, read from its file alone with prometheus-client's multiprocess reader."""
+    alone = tmp_path / f"worker-{pid}"
+    alone.mkdir()
+    shutil.copy(Path(shared_dir) / f"counter_{pid}.db", alone)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(alone))  # type: ignore[no-untyped-call]
+    return registry.get_sample_value("kube_oidc_proxy_http_requests_total", {"verb": "get", "code": "200"}) or 0.0
+
+
+def _worker_pids(parent: int) -> list[int]:
+    return [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+
+
+async def test_workers_share_one_view_of_the_metrics(
+    tmp_path: Path, issuer: TestIssuer, upstream: RecordingUpstream, server_certs: CertFiles
+) -> None:
+    metrics_port = free_port()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    process = start_process(
+        str(tmp_path), issuer, upstream, server_certs,
+        "--workers=2", f"--metrics-bind-address=127.0.0.1:{metrics_port}",
+        env={**os.environ, "TMPDIR": str(temp)},
+    )  # fmt: skip
+    try:
+        process.wait_ready()
+        workers = _worker_pids(process.proc.pid)
+        (shared_dir,) = map(str, temp.glob("kube-oidc-proxy-metrics-*"))
+        token = issuer.token()
+        responses = await asyncio.gather(
+            *(get(process.port, process.ca_file, f"/api/v1/namespaces/ns/pods/p{i}", token=token) for i in range(40))
+        )
+        assert {r.status for r in responses} == {200}
+        # both workers served some; each scrape lands on either worker, and every answer counts all 40
+        served = [_served_by(shared_dir, pid, tmp_path) for pid in workers]
+        assert min(served) > 0 and sum(served) == 40, served
+        for _ in range(6):
+            samples = await scrape(metrics_port)
+            assert value(samples, "http_requests_total", verb="get", code="200") == 40
+        assert os.path.isdir(shared_dir)
+        assert await asyncio.to_thread(process.stop) == 0
+    finally:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait()
+    assert not os.path.exists(shared_dir)  # removed by the parent on exit

@@ -1,0 +1,59 @@
+"""observe.metrics: refusal reasons become a small fixed set of label values (never a username or a claim)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kube_oidc_proxy.observe.metrics import KNOWN_REASONS, Metrics, reason_category
+
+
+@pytest.mark.parametrize(
+    ("reason", "category"),
+    [
+        ("no bearer token", "no_token"),
+        ("bearer token is not a JWT: not three base64url parts", "malformed"),
+        ("Authorization is not a Bearer token", "malformed"),
+        ("more than one Authorization header", "malformed"),
+        ("bearer token subprotocol is not base64url of UTF-8", "malformed"),
+        ("bearer token is not ASCII", "malformed"),
+        ("token has expired", "expired"),
+        ("token is not valid yet (nbf is in the future)", "not_yet_valid"),
+        ("signing algorithm 'HS256' is not allowed", "bad_algorithm"),
+        ("token signature is invalid", "bad_signature"),
+        ("no signing key matches kid 'k9' and alg RS256", "unknown_key"),
+        ("signing keys of https://issuer.example are not loaded yet (connection refused)", "keys_unavailable"),
+        ("token issuer is not a trusted issuer", "wrong_issuer"),
+        ("token issuer does not match the configured issuer", "wrong_issuer"),
+        ("token audience does not include the client id", "wrong_audience"),
+        ("username 'system:admin' is in the reserved system: namespace", "system_identity"),
+        ("required claim 'hd' is missing or does not match", "required_claim"),
+        ("username claim 'email' is missing, empty or not a string", "missing_username"),
+        ("email_verified is not true for the email username claim", "unverified_email"),
+        ("token has no numeric exp claim", "bad_claims"),
+        ("an identity claim contains control characters", "bad_claims"),
+        ("groups claim 'groups' is not a string or a list of strings", "bad_claims"),
+        # --token-passthrough: the TokenReview's verdict decides, not the OIDC one before it
+        ("token issuer is not a trusted issuer; TokenReview: not authenticated", "token_review_rejected"),
+        ("bearer token is not a JWT: x; TokenReview failed: HTTP 500", "token_review_error"),
+    ],
+)
+def test_refusal_reasons_map_to_fixed_categories(reason: str, category: str) -> None:
+    assert reason_category(reason) == category
+    assert category in KNOWN_REASONS
+
+
+def test_a_claim_value_in_a_reason_never_becomes_a_label() -> None:
+    assert reason_category("token issuer 'https://evil.example/\"}' does not match") == "wrong_issuer"
+    assert reason_category("anything else at all: alice@example.com") == "bad_claims"
+
+
+def test_request_counts_and_latency_are_kept_per_verb_and_code() -> None:
+    metrics = Metrics()
+    metrics.request_done("get", 200, 0.0, long_running=False)
+    metrics.request_done("get", 200, 0.0, long_running=False)
+    metrics.request_done("watch", 200, 0.0, long_running=True)
+    sample = metrics.registry.get_sample_value
+    assert sample("kube_oidc_proxy_http_requests_total", {"verb": "get", "code": "200"}) == 2
+    assert sample("kube_oidc_proxy_http_requests_total", {"verb": "watch", "code": "200"}) == 1
+    assert sample("kube_oidc_proxy_http_request_duration_seconds_count", {"verb": "get"}) == 2
+    assert not sample("kube_oidc_proxy_http_request_duration_seconds_count", {"verb": "watch"})  # long-running
