@@ -11,6 +11,8 @@ pinned to core 1 and the load generators and upstream to core 0, so they do not 
   latency      500 requests/s open loop (bench/loadgen): p50/p99 direct, through the proxy, and added
   new token    sequential requests each with a never-seen token vs one cached token: the median
                difference is what verifying a new token costs
+  audit        plain proxy, audit at Metadata level to a file (blocking, the default), and audit + metrics +
+               JSON access lines, taking turns in 2 s wrk runs: median ratios and CPU time per request
   watches      N idle watches held open through the proxy: the proxy's resident memory
 
 Every figure is printed with the command that produced it; results also go to bench/results/latest.json.
@@ -26,6 +28,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,6 +112,53 @@ def loadgen(binary: Path, *args: str) -> dict[str, Any]:
     return dict(json.loads(out))
 
 
+def interleaved(proxies: dict[str, tuple[int, int]], path: str, token: str, seconds: int) -> dict[str, Any]:
+    """Throughput of proxies that differ in one setting, as ratios to the first. This machine's speed drifts
+    by tens of percent within a minute, so the variants take turns in short runs and medians are compared;
+    CPU time per request (the proxy is CPU-bound) is reported beside them."""
+    rounds = max(3, seconds // 2)
+    rps: dict[str, list[float]] = {name: [] for name in proxies}
+    cpu_us: dict[str, list[float]] = {name: [] for name in proxies}
+    for _ in range(rounds):
+        for name, (pid, port) in proxies.items():
+            before = cpu_seconds(pid)  # taskset execs the proxy: the same pid
+            result = wrk(f"https://localhost:{port}{path}", token, 2, 32)
+            rps[name].append(result["rps"])
+            cpu_us[name].append((cpu_seconds(pid) - before) / (result["rps"] * 2) * 1e6)
+    base = statistics.median(rps[next(iter(proxies))])
+    return {
+        name: {
+            "rps": statistics.median(values),
+            "ratio": statistics.median(values) / base,
+            "cpu_us_per_request": statistics.median(cpu_us[name]),
+            "runs": values,
+        }
+        for name, values in rps.items()
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_proxy(flags: list[str], stderr: Path) -> tuple[subprocess.Popen[Any], int]:
+    """The real command, pinned to its core, ready to serve; access lines are discarded."""
+    port, probe = free_port(), free_port()
+    cmd = [*PIN_PROXY, sys.executable, "-m", "kube_oidc_proxy", *flags, f"--secure-port={port}"]
+    cmd.append(f"--readiness-probe-port={probe}")
+    say("starting the proxy: " + " ".join(cmd[len(PIN_PROXY) :]))
+    proxy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(stderr, "wb"))  # noqa: SIM115
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{probe}/ready", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.05)
+    return proxy, port
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs and 2,000 watches")
@@ -139,24 +189,14 @@ def main() -> int:
         procs.append(up)
         assert up.stdout is not None
         up_port = int(up.stdout.readline())
-        port, probe = free_port(), free_port()
-        proxy_cmd = [
-            *PIN_PROXY, sys.executable, "-m", "kube_oidc_proxy",
+        base_flags = [
             f"--oidc-issuer-url={issuer.url}", "--oidc-client-id=kube", f"--oidc-ca-file={certs.ca}",
-            "--oidc-groups-claim=groups", "--bind-address=127.0.0.1", f"--secure-port={port}",
-            f"--readiness-probe-port={probe}", f"--tls-cert-file={certs.cert}", f"--tls-private-key-file={certs.key}",
-            f"--server=https://127.0.0.1:{up_port}", f"--certificate-authority={certs.ca}", "--token=bench-sa-token",
+            "--oidc-groups-claim=groups", "--bind-address=127.0.0.1", f"--tls-cert-file={certs.cert}",
+            f"--tls-private-key-file={certs.key}", f"--server=https://127.0.0.1:{up_port}",
+            f"--certificate-authority={certs.ca}", "--token=bench-sa-token",
         ]  # fmt: skip
-        say("starting the proxy: " + " ".join(proxy_cmd[len(PIN_PROXY) :]))
-        proxy = subprocess.Popen(proxy_cmd, stdout=subprocess.DEVNULL, stderr=open(work / "proxy.err", "wb"))  # noqa: SIM115
+        proxy, port = start_proxy(base_flags, work / "proxy.err")
         procs.append(proxy)
-        for _ in range(200):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{probe}/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.05)
         token = issuer.token()
         path = "/api/v1/namespaces/default/pods/bench"
         direct_url, proxy_url = f"https://localhost:{up_port}{path}", f"https://localhost:{port}{path}"
@@ -165,6 +205,28 @@ def main() -> int:
         say(f"throughput: wrk -t1 -c32 -d{seconds}s --latency, direct and through the proxy")
         direct, proxied = wrk(direct_url, token, seconds, 32), wrk(proxy_url, token, seconds, 32)
         results["throughput"] = {"direct": direct, "proxy": proxied, "ratio": proxied["rps"] / direct["rps"]}
+
+        say("observability: plain, audited (Metadata to a file, blocking) and everything on, interleaved")
+        policy = work / "audit-policy.yaml"
+        policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n")
+        audit_flags = [f"--audit-policy-file={policy}", f"--audit-log-path={work / 'audit.log'}"]
+        all_flags = [
+            f"--audit-policy-file={policy}", f"--audit-log-path={work / 'audit-all.log'}",
+            f"--metrics-bind-address=127.0.0.1:{free_port()}", "--log-format=json",
+        ]  # fmt: skip
+        audited, audited_port = start_proxy([*base_flags, *audit_flags], work / "audited.err")
+        procs.append(audited)
+        everything, everything_port = start_proxy([*base_flags, *all_flags], work / "everything.err")
+        procs.append(everything)
+        variants = {
+            "plain": (proxy.pid, port),
+            "audit": (audited.pid, audited_port),
+            "everything": (everything.pid, everything_port),
+        }
+        results["observability"] = interleaved(variants, path, token, seconds)
+        for p in (audited, everything):
+            p.send_signal(signal.SIGTERM)
+            p.wait(30)
 
         say(f"latency: loadgen -mode rate -rate 500 -duration {seconds}s, direct and through the proxy")
         common = ["-ca", certs.ca, "-token", token, "-rate", "500", "-duration", f"{seconds}s"]
@@ -217,11 +279,18 @@ def main() -> int:
 
 
 def report(r: dict[str, Any]) -> None:
-    t, lat, tok, w = r["throughput"], r["latency_500rps"], r["new_token"], r["watches"]
+    t, lat, tok, w, o = r["throughput"], r["latency_500rps"], r["new_token"], r["watches"], r["observability"]
     rows = [
         ("requests/s direct", f"{t['direct']['rps']:.0f}", ""),
         ("requests/s through the proxy", f"{t['proxy']['rps']:.0f}", ">= 4000"),
         ("ratio proxy/direct", f"{t['ratio']:.2f}", ""),
+        ("audit (Metadata, file): ratio to plain", f"{o['audit']['ratio']:.2f}", ">= 0.90"),
+        (
+            "CPU per request plain / audited (us)",
+            f"{o['plain']['cpu_us_per_request']:.0f} / {o['audit']['cpu_us_per_request']:.0f}",
+            "",
+        ),
+        ("audit + metrics + json logs: ratio", f"{o['everything']['ratio']:.2f}", ""),
         ("p50 / p99 at full load, proxy (ms)", f"{t['proxy']['p50_ms']:.2f} / {t['proxy']['p99_ms']:.2f}", ""),
         (
             "p99 at 500 req/s direct / proxy (ms)",

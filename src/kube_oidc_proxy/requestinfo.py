@@ -14,8 +14,7 @@ upgrades, handled apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 _TRUE: Final = frozenset({b"true", b"1"})
@@ -25,8 +24,7 @@ _VERBS: Final = {"POST": "create", "PUT": "update", "PATCH": "patch", "GET": "ge
 _NAMESPACE_SUBRESOURCES: Final = frozenset({"status", "finalize"})
 
 
-@dataclass(frozen=True, slots=True)
-class RequestInfo:
+class RequestInfo(NamedTuple):  # a tuple: built for every audited or metered request, so cheaply
     is_resource_request: bool
     path: str
     verb: str
@@ -59,7 +57,10 @@ def is_long_running(method: bytes, target: bytes) -> bool:
 def request_info(method: str, target: str) -> RequestInfo:
     path, _, query = target.partition("?")
     non_resource = RequestInfo(False, path, method.lower())
-    parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+    trimmed = path.strip("/")
+    parts = trimmed.split("/") if trimmed else []
+    if "%" in trimmed:
+        parts = [unquote(p) for p in parts]
     if len(parts) < 2 or parts[0] not in API_PREFIXES:
         return non_resource
     prefix, parts = parts[0], parts[1:]

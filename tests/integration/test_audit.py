@@ -66,6 +66,25 @@ async def test_a_request_is_audited_with_the_oidc_user_and_one_audit_id(
     assert "responseStatus" not in received and "requestObject" not in complete
 
 
+async def test_blocking_mode_writes_the_event_before_the_request_goes_on(
+    tmp_path: Path, config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    handle = await audited_proxy(tmp_path, config, issuer, upstream)  # --audit-log-mode defaults to blocking
+    try:
+        response = await get(handle.port, handle.ca_file, "/api/v1/pods", token=issuer.token())
+        # read while the proxy runs: RequestReceived was written before kube-apiserver saw the request
+        stages = [e["stage"] for e in events(tmp_path / "audit.log")]
+        assert stages[0] == "RequestReceived" and response.status == 200
+        for _ in range(100):
+            if len(stages) == 2:
+                break
+            await asyncio.sleep(0.01)
+            stages = [e["stage"] for e in events(tmp_path / "audit.log")]
+        assert stages == ["RequestReceived", "ResponseComplete"]
+    finally:
+        await handle.running.stop(grace=1)
+
+
 async def test_the_go_proxy_audit_case(
     tmp_path: Path, config: Config, issuer: TestIssuer, upstream: RecordingUpstream
 ) -> None:

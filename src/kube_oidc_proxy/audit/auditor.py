@@ -1,8 +1,9 @@
 """The request path's view of auditing: decide with the policy, build records, emit stages to the outputs.
 
 ``record()`` returns None when the policy's level is None, so an unaudited request costs one policy
-lookup. ``emit()`` hands the event to every output: batch outputs queue it; a blocking log writes it; a
-blocking webhook returns an awaitable the exchange waits for before it goes on, as kube-apiserver waits.
+lookup. ``emit()`` hands the event to every output: batch outputs queue it (never waiting); blocking
+outputs return an awaitable the exchange waits for, as kube-apiserver waits. With ``blocking-strict`` a
+RequestReceived event that cannot be written fails the request (500), as in kube-apiserver.
 """
 
 from __future__ import annotations
@@ -12,26 +13,33 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-from kube_oidc_proxy.audit.backends import Batcher, Sink
+from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, Sink
 from kube_oidc_proxy.audit.event import (
     AuditRecord,
     new_audit_id,
     object_ref,
     source_ips,
-    to_json_line,
     to_legacy_line,
     user_info,
 )
+from kube_oidc_proxy.audit.groupcommit import GroupCommit
 from kube_oidc_proxy.audit.policy import Policy
 from kube_oidc_proxy.authn.model import UserInfo
-from kube_oidc_proxy.requestinfo import request_info
+from kube_oidc_proxy.errors import ProxyError
+from kube_oidc_proxy.requestinfo import RequestInfo
 
 log = logging.getLogger("kop.audit")
 
+FAILURE_LOG_INTERVAL_SECONDS: Final = 10.0
+
 Format = Literal["json", "legacy"]
 Mode = Literal["batch", "blocking", "blocking-strict"]
+
+
+class AuditFailed(ProxyError):
+    """blocking-strict: the request's RequestReceived event could not be written."""
 
 
 @dataclass
@@ -39,10 +47,8 @@ class Output:
     sink: Sink
     format: Format = "json"
     mode: Mode = "batch"
-    batcher: Batcher | None = None
-
-    def line(self, event: dict[str, object]) -> bytes:
-        return to_legacy_line(event) if self.format == "legacy" else to_json_line(event)
+    batcher: Batcher | None = None  # batch mode
+    group: GroupCommit | None = None  # blocking modes
 
 
 class Auditor:
@@ -51,8 +57,11 @@ class Auditor:
         self.outputs = outputs
         self._clock = clock
         self.dropped: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
         self.emitted = 0
         self.on_dropped: Callable[[str], None] | None = None  # told the backend of each dropped event (metrics)
+        self.on_failed: Callable[[str, int], None] | None = None  # told of events a backend failed to write
+        self._failure_logged: dict[str, float] = {}
 
     def dropped_event(self, backend: str) -> None:
         count = self.dropped.get(backend, 0) + 1
@@ -62,10 +71,29 @@ class Auditor:
         if count == 1 or count % 1000 == 0:
             log.warning("audit %s buffer full: %d events dropped so far", backend, count)
 
+    def add_output(self, sink: Sink, *, format: Format, mode: Mode, batch: BatchSettings) -> None:
+        """An output delivering in ``mode``: batch through a buffer and a thread, blocking by group commit."""
+        if mode == "batch":
+            batcher = Batcher(sink, batch, self.dropped_event, self.write_failed)
+            self.outputs.append(Output(sink, format, mode, batcher=batcher))
+        else:
+            group = GroupCommit(sink, self.write_failed, in_thread=sink.name != "log")  # a POST must not stall the loop
+            self.outputs.append(Output(sink, format, mode, group=group))
+
+    def write_failed(self, backend: str, error: BaseException, count: int) -> None:
+        total = self.failed.get(backend, 0) + count
+        self.failed[backend] = total
+        if self.on_failed is not None:
+            self.on_failed(backend, count)
+        now = time.monotonic()
+        if now - self._failure_logged.get(backend, -FAILURE_LOG_INTERVAL_SECONDS) >= FAILURE_LOG_INTERVAL_SECONDS:
+            self._failure_logged[backend] = now
+            log.error("audit %s: writing events failed (%s): %d events lost so far", backend, error, total)
+
     def record(
         self,
         *,
-        method: bytes,
+        info: RequestInfo,
         target: bytes,
         user: UserInfo | None,
         impersonated: UserInfo | None,
@@ -76,15 +104,13 @@ class Auditor:
         received: float,
         audit_id: str | None = None,
     ) -> AuditRecord | None:
-        uri = target.decode("latin-1")
-        info = request_info(method.decode("latin-1"), uri)
         decision = self.policy.decide(user, info)
         if decision.level == "None":
             return None
         return AuditRecord(
             decision=decision,
             audit_id=audit_id or new_audit_id(),
-            request_uri=uri,
+            request_uri=target.decode("latin-1"),
             verb=info.verb,
             user=user_info(user) if user is not None else None,
             impersonated=user_info(impersonated) if impersonated is not None else None,
@@ -96,23 +122,28 @@ class Auditor:
             response_body=bytearray() if decision.level == "RequestResponse" else None,
         )
 
-    def emit(self, record: AuditRecord, stage: str) -> Awaitable[None] | None:
+    def emit(self, record: AuditRecord, stage: str) -> Awaitable[bool] | None:
         if stage in record.decision.omit_stages:
             return None
-        event = record.event(stage, self._clock())
+        now = self._clock()
         self.emitted += 1
-        waits: list[Awaitable[None]] = []
+        waits: list[Awaitable[bool]] = []
+        json_line = b""
         for output in self.outputs:
-            line = output.line(event)
+            if output.format == "legacy":
+                line = to_legacy_line(record.event(stage, now))
+            else:
+                json_line = json_line or record.json_line(stage, now)
+                line = json_line
             if output.batcher is not None:
                 output.batcher.add(line)
-            elif output.sink.name == "log":
-                output.sink.write([line])
-            else:
-                waits.append(asyncio.to_thread(output.sink.write, [line]))
+            elif output.group is not None:
+                written = output.group.add(line)
+                strict = output.mode == "blocking-strict" and stage == "RequestReceived"
+                waits.append(_required(written, output.sink.name) if strict else written)
         if not waits:
             return None
-        return _all(waits)
+        return waits[0] if len(waits) == 1 else _all(waits)
 
     def close(self) -> None:
         for output in self.outputs:
@@ -122,5 +153,12 @@ class Auditor:
                 output.sink.close()
 
 
-async def _all(waits: list[Awaitable[None]]) -> None:
-    await asyncio.gather(*waits)
+async def _all(waits: list[Awaitable[bool]]) -> bool:
+    results = await asyncio.gather(*waits)
+    return all(results)
+
+
+async def _required(written: Awaitable[bool], backend: str) -> bool:
+    if not await written:
+        raise AuditFailed("the request could not be audited", f"audit {backend}: the RequestReceived event was lost")
+    return True

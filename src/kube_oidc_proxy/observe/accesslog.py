@@ -35,12 +35,12 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import orjson
 
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
+from kube_oidc_proxy.rfc3339 import timestamp
 
 _UNSAFE: Final = re.compile(r"[\x00-\x1f\x7f]")
 # In identity fields also the characters that delimit fields, so a username cannot forge a section.
@@ -110,9 +110,7 @@ class AccessRecord:
 
     def to_json(self) -> str:
         obj: dict[str, Any] = {
-            "time": datetime.fromtimestamp(self.received, UTC)
-            .isoformat(timespec="microseconds")
-            .replace("+00:00", "Z"),
+            "time": timestamp(self.received),
             "result": "AuSuccess" if self.admitted else "AuFail",
             "sourceIP": self.peer_ip,
             "forwardedFor": forwarded_entries(self.xff, self.peer_ip),

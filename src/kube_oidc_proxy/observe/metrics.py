@@ -187,6 +187,13 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.audit_failed = Counter(
+            "audit_events_failed",
+            "Audit events a backend could not write (disk full, webhook down after its retries).",
+            ["backend"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self._verbs: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def request_done(self, verb: str, code: int, started: float, *, long_running: bool) -> None:
@@ -222,6 +229,9 @@ class Metrics:
 
     def audit_dropped_counter(self) -> Callable[[str], None]:
         return lambda backend: self.audit_dropped.labels(backend).inc()
+
+    def audit_failed_counter(self) -> Callable[[str, int], None]:
+        return lambda backend, count: self.audit_failed.labels(backend).inc(count)
 
     def exposition(self) -> bytes:
         """The text exposition; across workers in multiprocess mode."""

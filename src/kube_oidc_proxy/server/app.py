@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from kube_oidc_proxy.audit.auditor import Auditor, Output
-from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, LogFile, Sink, Webhook, WebhookTarget
+from kube_oidc_proxy.audit.auditor import Auditor, Format, Mode
+from kube_oidc_proxy.audit.backends import BatchSettings, LogFile, Sink, Webhook, WebhookTarget
 from kube_oidc_proxy.audit.policy import PolicyError, parse_policy
 from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
 from kube_oidc_proxy.authn.cache import TokenCache
@@ -119,6 +119,10 @@ def _upstream_context(target: UpstreamTarget, alpn: tuple[str, ...]) -> ssl.SSLC
     )
 
 
+def _mode(flag: str) -> Mode:
+    return "batch" if flag == "batch" else "blocking-strict" if flag == "blocking-strict" else "blocking"
+
+
 def _auditor(config: AuditConfig) -> Auditor | None:
     if not config.policy_file:
         return None
@@ -130,18 +134,9 @@ def _auditor(config: AuditConfig) -> Auditor | None:
         raise StartupError(f"--audit-policy-file {config.policy_file!r}: {exc}") from None
     auditor = Auditor(policy, [])
 
-    def output(sink: Sink, fmt: str, mode: str, batch: AuditBatchConfig) -> Output:
-        batcher = None
-        if mode == "batch":
-            settings = BatchSettings(
-                batch.buffer_size,
-                batch.max_size,
-                batch.max_wait,
-                batch.throttle_qps if batch.throttle_enable else 0.0,
-                batch.throttle_burst,
-            )
-            batcher = Batcher(sink, settings, auditor.dropped_event)
-        return Output(sink, "legacy" if fmt == "legacy" else "json", "batch" if batcher else "blocking", batcher)
+    def settings(batch: AuditBatchConfig) -> BatchSettings:
+        throttle = batch.throttle_qps if batch.throttle_enable else 0.0
+        return BatchSettings(batch.buffer_size, batch.max_size, batch.max_wait, throttle, batch.throttle_burst)
 
     if config.log_path:
         try:
@@ -154,7 +149,8 @@ def _auditor(config: AuditConfig) -> Auditor | None:
             )
         except OSError as exc:
             raise StartupError(f"cannot open --audit-log-path {config.log_path!r}: {exc.strerror}") from None
-        auditor.outputs.append(output(sink, config.log_format, config.log_mode, config.log_batch))
+        log_format: Format = "legacy" if config.log_format == "legacy" else "json"
+        auditor.add_output(sink, format=log_format, mode=_mode(config.log_mode), batch=settings(config.log_batch))
     if config.webhook_config_file:
         hook = webhook_kubeconfig(config.webhook_config_file)
         context = client_context(
@@ -166,7 +162,9 @@ def _auditor(config: AuditConfig) -> Auditor | None:
         )
         target = WebhookTarget(hook.url, context, hook.token)
         webhook = Webhook(target, initial_backoff=config.webhook_initial_backoff)
-        auditor.outputs.append(output(webhook, "json", config.webhook_mode, config.webhook_batch))
+        auditor.add_output(
+            webhook, format="json", mode=_mode(config.webhook_mode), batch=settings(config.webhook_batch)
+        )
     return auditor
 
 
@@ -218,6 +216,7 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
     auditor = _auditor(config.audit)
     if auditor is not None and metrics is not None:
         auditor.on_dropped = metrics.audit_dropped_counter()
+        auditor.on_failed = metrics.audit_failed_counter()
     proxy = ProxyServer(
         gate=gate,
         pool=pool,
@@ -276,6 +275,7 @@ class Running:
         for source in self.app.key_sources:
             await source.close()
         if self.app.proxy.auditor is not None:
+            await asyncio.sleep(0)  # events of this loop turn reach their batch or group write first
             await asyncio.to_thread(self.app.proxy.auditor.close)
 
 
@@ -404,7 +404,10 @@ def run_worker(config: Config, *, reuse_port: bool) -> int:
 
 
 def _run_workers(config: Config) -> int:
-    load(config, with_metrics=False).access_log.close()  # fail fast, in the parent, on anything unreadable
+    checked = load(config, with_metrics=False)  # fail fast, in the parent, on anything unreadable
+    checked.access_log.close()
+    if checked.proxy.auditor is not None:
+        checked.proxy.auditor.close()  # its threads and files belong to the workers, not the parent
     metrics_dir = _shared_metrics_dir() if config.proxy.metrics_bind_address else None
     try:
         return _supervise(config, metrics_dir)

@@ -13,6 +13,7 @@ complete. A request whose body was not read to the end is answered with ``Connec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -41,7 +42,7 @@ from kube_oidc_proxy.http1.serialize import (
     status_response,
 )
 from kube_oidc_proxy.observe.accesslog import AccessRecord
-from kube_oidc_proxy.requestinfo import is_long_running, request_info
+from kube_oidc_proxy.requestinfo import RequestInfo, is_long_running, request_info
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstream import UpstreamConnection
 from kube_oidc_proxy.server.upstream_h2 import H2Stream
@@ -82,6 +83,7 @@ class Exchange:
         "_received",
         "_sent",
         "_started",
+        "_verb",
         "_xff",
         "at_boundary",
         "body_done",
@@ -123,9 +125,10 @@ class Exchange:
         self._started = time.monotonic()
         self._sent = 0.0  # when the request went upstream, for the upstream latency metric
         self._code = 0
+        self._verb = ""  # kube-apiserver's verb, when audit or metrics need it
         self._logged: AccessRecord | None = None  # for --log-format json, written when answered
         self._audit: AuditRecord | None = None
-        self._audit_waits: list[Awaitable[None]] = []
+        self._audit_waits: list[Awaitable[bool]] = []
         self._xff: list[bytes] = []
 
     # -- the request path, top to bottom ----------------------------------------------------------
@@ -145,8 +148,9 @@ class Exchange:
             self._audit_stage("Panic", 500, "internal error")
             self._fail(ProxyError("internal error"))
         finally:
-            if self._audit_waits:
-                await asyncio.gather(*self._audit_waits, return_exceptions=True)
+            for wait in self._audit_waits:  # blocking audit: the exchange ends when its events are written
+                with contextlib.suppress(Exception):
+                    await wait
             self._count()
             self._log_answered()
             self.conn.exchange_finished(self)
@@ -158,8 +162,11 @@ class Exchange:
             server.metrics.authenticated(None if decision.user is not None else decision.reason)
         head = self.head
         self._xff = get_all(head.headers, b"x-forwarded-for")
-        if server.auditor is not None:
-            self._begin_audit(decision)
+        if server.auditor is not None or server.metrics is not None:
+            info = request_info(head.method.decode("latin-1"), head.target.decode("latin-1"))
+            self._verb = info.verb
+            if server.auditor is not None:
+                self._begin_audit(decision, info)
         if server.access_log.json:
             self._logged = AccessRecord(
                 self._received,
@@ -193,9 +200,9 @@ class Exchange:
         del decision
         if self._audit is not None:
             self._audit_stage("RequestReceived")
-            if self._audit_waits:  # a blocking webhook hears of the request before kube-apiserver does
-                await asyncio.gather(*self._audit_waits)
-                self._audit_waits.clear()
+            waits, self._audit_waits = self._audit_waits, []
+            for wait in waits:  # blocking audit: the event is written before kube-apiserver hears of the request
+                await wait
         if head.upgrade:
             await self._upgrade()
         else:
@@ -212,12 +219,12 @@ class Exchange:
 
     # -- audit ------------------------------------------------------------------------------------
 
-    def _begin_audit(self, decision: Admit | Deny) -> None:
+    def _begin_audit(self, decision: Admit | Deny, info: RequestInfo) -> None:
         auditor = self.server.auditor
         assert auditor is not None
         head = self.head
         self._audit = auditor.record(
-            method=head.method,
+            info=info,
             target=head.target,
             user=decision.user,
             impersonated=decision.outbound if isinstance(decision, Admit) else None,
@@ -232,8 +239,7 @@ class Exchange:
         metrics = self.server.metrics
         if metrics is None or not self._code:
             return
-        verb = request_info(self.head.method.decode("latin-1"), self.head.target.decode("latin-1")).verb
-        metrics.request_done(verb, self._code, self._started, long_running=self.is_stream or self.head.upgrade)
+        metrics.request_done(self._verb, self._code, self._started, long_running=self.is_stream or self.head.upgrade)
         if self.is_stream:
             metrics.watches.dec()
 
@@ -582,5 +588,6 @@ class Exchange:
         self.conn.write(status_response(code, message, close=not self.keep_alive))
 
 
-async def _awaited(wait: Awaitable[None]) -> None:
-    await wait
+async def _awaited(wait: Awaitable[bool]) -> None:
+    with contextlib.suppress(Exception):  # a failed write is counted and logged by the auditor
+        await wait

@@ -1,0 +1,90 @@
+"""rfc3339 and audit.event: the fast timestamp and audit-ID helpers say exactly what the slow standard ones would."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import random
+import uuid
+
+import pytest
+
+from kube_oidc_proxy.audit.event import AuditRecord, new_audit_id, user_info
+from kube_oidc_proxy.audit.policy import Decision, Level
+from kube_oidc_proxy.authn.model import UserInfo
+from kube_oidc_proxy.rfc3339 import timestamp
+
+
+@pytest.mark.parametrize(
+    "unix",
+    [0.0, 1_000_000_000.999999, 1_764_403_200.5, 1_764_403_200.000001, 1_764_403_200.9999996, 1_764_403_199.9999999],
+)
+def test_timestamps_match_datetime_including_its_rounding(unix: float) -> None:
+    assert timestamp(unix) == datetime.datetime.fromtimestamp(unix, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_timestamps_match_datetime_over_many_random_times() -> None:
+    rng = random.Random(5)
+    for _ in range(20_000):
+        unix = rng.uniform(1.7e9, 1.8e9)
+        assert timestamp(unix) == datetime.datetime.fromtimestamp(unix, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_audit_ids_are_distinct_random_uuids() -> None:
+    ids = [new_audit_id() for _ in range(2_000)]  # several refills of the randomness pool
+    assert len(set(ids)) == len(ids)
+    for audit_id in ids:
+        parsed = uuid.UUID(audit_id)
+        assert str(parsed) == audit_id
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_process_does_not_repeat_its_parents_ids() -> None:
+    new_audit_id()  # the pool now holds randomness for 255 more IDs
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, new_audit_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    assert child != new_audit_id()
+
+
+def _record(level: Level) -> AuditRecord:
+    return AuditRecord(
+        decision=Decision(level, frozenset(), omit_managed_fields=True),
+        audit_id=new_audit_id(),
+        request_uri="/api/v1/namespaces/ns/configmaps?fieldManager=kubectl",
+        verb="create",
+        user=user_info(UserInfo("alice", groups=("dev",), extra={"k": ("v",)})),
+        source_ips=["203.0.113.7", "127.0.0.1"],
+        user_agent='kubectl/v1.32 "quoted"',
+        received=1_764_403_200.25,
+        object_ref={"resource": "configmaps", "namespace": "ns", "apiVersion": "v1"},
+        impersonated=user_info(UserInfo("bob")),
+        request_body=bytearray(b'{"kind":"ConfigMap","metadata":{"name":"c","managedFields":[{"x":1}]}}'),
+        response_body=bytearray(b'{"kind":"ConfigMap","metadata":{"name":"c","uid":"u"}}'),
+    )
+
+
+@pytest.mark.parametrize("level", ["Metadata", "Request", "RequestResponse"])
+@pytest.mark.parametrize("stage", ["RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"])
+def test_a_json_line_is_the_event_it_stands_for(level: Level, stage: str) -> None:
+    record = _record(level)
+    record.json_line("RequestReceived", 1_764_403_200.5)  # the fixed part is serialized once, here
+    record.status = {"metadata": {}, "code": 201}
+    line = record.json_line(stage, 1_764_403_201.0)
+    assert line.endswith(b"}\n") and line.count(b"\n") == 1
+    assert json.loads(line) == record.event(stage, 1_764_403_201.0)
+
+
+def test_event_fields_follow_the_level_and_stage() -> None:
+    event = _record("RequestResponse").event("ResponseComplete", 1_764_403_201.0)
+    assert event["requestObject"] == {"kind": "ConfigMap", "metadata": {"name": "c"}}  # managedFields omitted
+    assert event["responseObject"]["metadata"]["uid"] == "u"
+    assert event["stageTimestamp"] == "2025-11-29T08:00:01.000000Z"
+    assert event["requestReceivedTimestamp"] == "2025-11-29T08:00:00.250000Z"
+    assert "requestObject" not in _record("Metadata").event("ResponseComplete", 0.0)
+    assert "responseObject" not in _record("RequestResponse").event("ResponseStarted", 0.0)
