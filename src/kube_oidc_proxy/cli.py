@@ -21,6 +21,7 @@ from kube_oidc_proxy import __version__
 from kube_oidc_proxy.config import (
     AuditBatchConfig,
     AuditConfig,
+    AuditTruncateConfig,
     ClientConfig,
     Config,
     OIDCConfig,
@@ -217,6 +218,14 @@ def _add_audit_flags(p: argparse.ArgumentParser) -> None:
         audit.set_defaults(**{f"audit_{backend}_batch_throttle_enable": throttle})
         audit.add_argument(f"{prefix}-throttle-qps", type=float, default=qps, help="Batches per second.")
         audit.add_argument(f"{prefix}-throttle-burst", type=int, default=burst, help="Throttle burst.")
+        truncate = f"--audit-{backend}-truncate"
+        _flag_bool(audit, f"{truncate}-enabled", help="Strip request/response objects from oversized events.")
+        audit.add_argument(
+            f"{truncate}-max-batch-size", type=int, default=10 * 1024 * 1024, help="Bytes per batch (10 MiB)."
+        )
+        audit.add_argument(
+            f"{truncate}-max-event-size", type=int, default=100 * 1024, help="Bytes per event (100 KiB)."
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -440,6 +449,13 @@ def _audit_config(ns: argparse.Namespace) -> AuditConfig:
         values = {name: getattr(ns, f"audit_{backend}_batch_{name}") for name in _BATCH_FIELDS}
         return AuditBatchConfig(**values)
 
+    def truncate(backend: str) -> AuditTruncateConfig:
+        return AuditTruncateConfig(
+            getattr(ns, f"audit_{backend}_truncate_enabled"),
+            getattr(ns, f"audit_{backend}_truncate_max_batch_size"),
+            getattr(ns, f"audit_{backend}_truncate_max_event_size"),
+        )
+
     for flag in ("audit_log_version", "audit_webhook_version"):
         if getattr(ns, flag) != "audit.k8s.io/v1":
             raise ConfigError(f"--{flag.replace('_', '-')}: only audit.k8s.io/v1 is supported")
@@ -453,10 +469,12 @@ def _audit_config(ns: argparse.Namespace) -> AuditConfig:
         log_mode=ns.audit_log_mode,
         log_compress=ns.audit_log_compress,
         log_batch=batch("log"),
+        log_truncate=truncate("log"),
         webhook_config_file=ns.audit_webhook_config_file,
         webhook_mode=ns.audit_webhook_mode,
         webhook_initial_backoff=ns.audit_webhook_initial_backoff,
         webhook_batch=batch("webhook"),
+        webhook_truncate=truncate("webhook"),
     )
 
 

@@ -202,6 +202,16 @@ class AuditBatchConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditTruncateConfig:
+    """kube-apiserver's --audit-*-truncate-* flags: an event above max_event_size loses its request and
+    response objects (and is dropped if still too large); webhook batches stay under max_batch_size."""
+
+    enabled: bool = False
+    max_batch_size: int = 10 * 1024 * 1024
+    max_event_size: int = 100 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class AuditConfig:
     """kube-apiserver's --audit-* flags, with its defaults."""
 
@@ -214,10 +224,12 @@ class AuditConfig:
     log_mode: str = "blocking"
     log_compress: bool = False
     log_batch: AuditBatchConfig = field(default_factory=AuditBatchConfig)
+    log_truncate: AuditTruncateConfig = field(default_factory=AuditTruncateConfig)
     webhook_config_file: str = ""
     webhook_mode: str = "batch"
     webhook_initial_backoff: float = 10.0
     webhook_batch: AuditBatchConfig = field(default_factory=lambda: AuditBatchConfig(10_000, 400, 30.0, True, 10.0, 15))
+    webhook_truncate: AuditTruncateConfig = field(default_factory=AuditTruncateConfig)
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -231,6 +243,9 @@ class AuditConfig:
         for name, batch in (("log", self.log_batch), ("webhook", self.webhook_batch)):
             if batch.buffer_size < 1 or batch.max_size < 1:
                 errors.append(f"--audit-{name}-batch-buffer-size and -max-size must be positive")
+        for name, truncate in (("log", self.log_truncate), ("webhook", self.webhook_truncate)):
+            if truncate.enabled and not 0 < truncate.max_event_size <= truncate.max_batch_size:
+                errors.append(f"--audit-{name}-truncate-max-event-size must be positive and at most -max-batch-size")
         return errors
 
 

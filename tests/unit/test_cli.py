@@ -63,6 +63,9 @@ def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         ("proxy.shutdown_grace", 20.0),
         ("proxy.metrics_bind_address", ""),  # metrics are off unless asked for
         ("proxy.log_format", "text"),  # the Go proxy's AuSuccess/AuFail lines
+        ("audit.log_truncate.enabled", False),  # kube-apiserver's truncate defaults
+        ("audit.log_truncate.max_batch_size", 10 * 1024 * 1024),
+        ("audit.webhook_truncate.max_event_size", 100 * 1024),
         ("oidc.issuer_url", ""),
         ("oidc.client_id", ""),
         ("oidc.ca_file", ""),
@@ -584,3 +587,64 @@ def test_parse_raises_one_config_error_naming_every_problem() -> None:
     assert "\n" not in message
     for needle in ("--oidc-issuer-url", "--oidc-client-id", "HS256", "--tls-cert-file", "--workers"):
         assert needle in message
+
+
+# ---------------------------------------------------------------------------------------------------- audit flags
+
+AUDIT_DEFAULTS = [  # kube-apiserver's defaults (k8s.io/apiserver pkg/server/options/audit.go)
+    ("audit.policy_file", ""),
+    ("audit.log_path", ""),
+    ("audit.log_format", "json"),
+    ("audit.log_mode", "blocking"),
+    ("audit.log_batch.buffer_size", 10_000),
+    ("audit.log_batch.max_size", 1),
+    ("audit.log_batch.throttle_enable", False),
+    ("audit.webhook_mode", "batch"),
+    ("audit.webhook_initial_backoff", 10.0),
+    ("audit.webhook_batch.max_size", 400),
+    ("audit.webhook_batch.max_wait", 30.0),
+    ("audit.webhook_batch.throttle_enable", True),
+    ("audit.webhook_batch.throttle_qps", 10.0),
+    ("audit.webhook_batch.throttle_burst", 15),
+    ("audit.webhook_truncate.enabled", False),
+    ("audit.webhook_truncate.max_batch_size", 10 * 1024 * 1024),
+]
+
+
+@pytest.mark.parametrize(("path", "default"), AUDIT_DEFAULTS)
+def test_audit_flags_default_as_in_kube_apiserver(path: str, default: object) -> None:
+    assert value(config(), path) == default
+
+
+@pytest.mark.parametrize(
+    ("arg", "path", "expected"),
+    [
+        ("--audit-policy-file=/etc/audit/policy.yaml", "audit.policy_file", "/etc/audit/policy.yaml"),
+        ("--audit-log-path=-", "audit.log_path", "-"),
+        ("--audit-log-maxage=7", "audit.log_max_age", 7),
+        ("--audit-log-maxbackup=3", "audit.log_max_backup", 3),
+        ("--audit-log-maxsize=100", "audit.log_max_size", 100),
+        ("--audit-log-format=legacy", "audit.log_format", "legacy"),
+        ("--audit-log-mode=batch", "audit.log_mode", "batch"),
+        ("--audit-log-compress", "audit.log_compress", True),
+        ("--audit-log-batch-max-wait=5s", "audit.log_batch.max_wait", 5.0),
+        ("--audit-log-batch-throttle-enable", "audit.log_batch.throttle_enable", True),
+        ("--audit-log-truncate-enabled", "audit.log_truncate.enabled", True),
+        ("--audit-log-truncate-max-event-size=2048", "audit.log_truncate.max_event_size", 2048),
+        ("--audit-webhook-config-file=/etc/audit/hook", "audit.webhook_config_file", "/etc/audit/hook"),
+        ("--audit-webhook-mode=blocking-strict", "audit.webhook_mode", "blocking-strict"),
+        ("--audit-webhook-initial-backoff=1s", "audit.webhook_initial_backoff", 1.0),
+        ("--audit-webhook-batch-initial-backoff=2s", "audit.webhook_initial_backoff", 2.0),  # deprecated alias
+        ("--audit-webhook-batch-buffer-size=50", "audit.webhook_batch.buffer_size", 50),
+        ("--audit-webhook-batch-throttle-enable=false", "audit.webhook_batch.throttle_enable", False),
+        ("--audit-webhook-truncate-max-batch-size=4096", "audit.webhook_truncate.max_batch_size", 4096),
+    ],
+)
+def test_audit_flags_take_kube_apiservers_names(arg: str, path: str, expected: object) -> None:
+    assert value(config(arg), path) == expected
+
+
+def test_only_audit_k8s_io_v1_events_are_written() -> None:
+    assert value(config("--audit-log-version=audit.k8s.io/v1"), "audit.log_path") == ""
+    with pytest.raises(ConfigError, match=r"only audit\.k8s\.io/v1 is supported"):
+        config("--audit-webhook-version=audit.k8s.io/v1beta1")

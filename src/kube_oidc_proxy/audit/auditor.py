@@ -49,6 +49,7 @@ class Output:
     mode: Mode = "batch"
     batcher: Batcher | None = None  # batch mode
     group: GroupCommit | None = None  # blocking modes
+    max_event_size: int = 0  # --audit-*-truncate-enabled: larger events lose their objects; 0: no limit
 
 
 class Auditor:
@@ -71,14 +72,16 @@ class Auditor:
         if count == 1 or count % 1000 == 0:
             log.warning("audit %s buffer full: %d events dropped so far", backend, count)
 
-    def add_output(self, sink: Sink, *, format: Format, mode: Mode, batch: BatchSettings) -> None:
+    def add_output(
+        self, sink: Sink, *, format: Format, mode: Mode, batch: BatchSettings, max_event_size: int = 0
+    ) -> None:
         """An output delivering in ``mode``: batch through a buffer and a thread, blocking by group commit."""
         if mode == "batch":
             batcher = Batcher(sink, batch, self.dropped_event, self.write_failed)
-            self.outputs.append(Output(sink, format, mode, batcher=batcher))
+            self.outputs.append(Output(sink, format, mode, batcher=batcher, max_event_size=max_event_size))
         else:
             group = GroupCommit(sink, self.write_failed, in_thread=sink.name != "log")  # a POST must not stall the loop
-            self.outputs.append(Output(sink, format, mode, group=group))
+            self.outputs.append(Output(sink, format, mode, group=group, max_event_size=max_event_size))
 
     def write_failed(self, backend: str, error: BaseException, count: int) -> None:
         total = self.failed.get(backend, 0) + count
@@ -135,6 +138,11 @@ class Auditor:
             else:
                 json_line = json_line or record.json_line(stage, now)
                 line = json_line
+                if output.max_event_size and len(line) > output.max_event_size:
+                    line = record.json_line(stage, now, truncated=True)
+                    if len(line) > output.max_event_size:
+                        self.dropped_event(output.sink.name)  # too large even without its objects
+                        continue
             if output.batcher is not None:
                 output.batcher.add(line)
             elif output.group is not None:

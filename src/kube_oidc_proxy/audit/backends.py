@@ -126,13 +126,19 @@ class Webhook:
 
     name = "webhook"
 
-    def __init__(self, target: WebhookTarget, *, initial_backoff: float = 10.0) -> None:
+    def __init__(self, target: WebhookTarget, *, initial_backoff: float = 10.0, max_batch_bytes: int = 0) -> None:
         self.target = target
         self._initial_backoff = initial_backoff
+        self._max_batch_bytes = max_batch_bytes  # --audit-webhook-truncate-max-batch-size; 0: no limit
         self.posts = 0
         self.failures = 0
 
     def write(self, events: list[bytes]) -> None:
+        """One EventList per call, or several when ``max_batch_bytes`` splits it."""
+        for part in _split(events, self._max_batch_bytes):
+            self._post_events(part)
+
+    def _post_events(self, events: list[bytes]) -> None:
         body = (
             b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":['
             + b",".join(e.rstrip(b"\n") for e in events)
@@ -181,6 +187,20 @@ class Webhook:
 
     def close(self) -> None:
         pass
+
+
+def _split(events: list[bytes], max_bytes: int) -> list[list[bytes]]:
+    if not max_bytes:
+        return [events]
+    parts: list[list[bytes]] = [[]]
+    size = 0
+    for event in events:
+        if parts[-1] and size + len(event) > max_bytes:
+            parts.append([])
+            size = 0
+        parts[-1].append(event)
+        size += len(event)
+    return parts
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from kube_oidc_proxy.rfc3339 import timestamp
 
 MAX_CAPTURED_BODY: Final = 1024 * 1024  # bodies above this are left out of Request/RequestResponse events
 API_VERSION: Final = "audit.k8s.io/v1"
+TRUNCATED_ANNOTATION: Final = "audit.k8s.io/truncated"
 
 
 class _AuditIDs:
@@ -142,11 +143,15 @@ class AuditRecord:
     def event(self, stage: str, now: float) -> dict[str, Any]:
         return {**self._fixed(), **self._stage_fields(stage, now)}
 
-    def json_line(self, stage: str, now: float) -> bytes:
-        """``event()`` as one JSON line. What every stage repeats is serialized once, for the first stage."""
+    def json_line(self, stage: str, now: float, *, truncated: bool = False) -> bytes:
+        """``event()`` as one JSON line. What every stage repeats is serialized once, for the first stage.
+        ``truncated``: without the request and response objects, annotated as kube-apiserver does."""
         if not self._head:
             self._head = orjson.dumps(self._fixed())[:-1] + b","
-        return self._head + orjson.dumps(self._stage_fields(stage, now))[1:] + b"\n"
+        fields = self._stage_fields(stage, now, with_objects=not truncated)
+        if truncated:
+            fields["annotations"] = {TRUNCATED_ANNOTATION: "true"}
+        return self._head + orjson.dumps(fields)[1:] + b"\n"
 
     def _fixed(self) -> dict[str, Any]:
         fixed: dict[str, Any] = {
@@ -168,14 +173,15 @@ class AuditRecord:
         fixed["requestReceivedTimestamp"] = timestamp(self.received)
         return fixed
 
-    def _stage_fields(self, stage: str, now: float) -> dict[str, Any]:
+    def _stage_fields(self, stage: str, now: float, *, with_objects: bool = True) -> dict[str, Any]:
         fields: dict[str, Any] = {"stage": stage}
         if stage != "RequestReceived" and self.status:
             fields["responseStatus"] = self.status
-        if self.wants_request and (obj := self._object(self.request_body)) is not None:
+        if with_objects and self.wants_request and (obj := self._object(self.request_body)) is not None:
             fields["requestObject"] = obj
         if (
-            stage == "ResponseComplete"
+            with_objects
+            and stage == "ResponseComplete"
             and self.wants_response
             and (obj := self._object(self.response_body)) is not None
         ):

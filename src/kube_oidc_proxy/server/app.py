@@ -150,7 +150,13 @@ def _auditor(config: AuditConfig) -> Auditor | None:
         except OSError as exc:
             raise StartupError(f"cannot open --audit-log-path {config.log_path!r}: {exc.strerror}") from None
         log_format: Format = "legacy" if config.log_format == "legacy" else "json"
-        auditor.add_output(sink, format=log_format, mode=_mode(config.log_mode), batch=settings(config.log_batch))
+        auditor.add_output(
+            sink,
+            format=log_format,
+            mode=_mode(config.log_mode),
+            batch=settings(config.log_batch),
+            max_event_size=config.log_truncate.max_event_size if config.log_truncate.enabled else 0,
+        )
     if config.webhook_config_file:
         hook = webhook_kubeconfig(config.webhook_config_file)
         context = client_context(
@@ -161,9 +167,18 @@ def _auditor(config: AuditConfig) -> Auditor | None:
             what="the audit webhook",
         )
         target = WebhookTarget(hook.url, context, hook.token)
-        webhook = Webhook(target, initial_backoff=config.webhook_initial_backoff)
+        truncate = config.webhook_truncate
+        webhook = Webhook(
+            target,
+            initial_backoff=config.webhook_initial_backoff,
+            max_batch_bytes=truncate.max_batch_size if truncate.enabled else 0,
+        )
         auditor.add_output(
-            webhook, format="json", mode=_mode(config.webhook_mode), batch=settings(config.webhook_batch)
+            webhook,
+            format="json",
+            mode=_mode(config.webhook_mode),
+            batch=settings(config.webhook_batch),
+            max_event_size=truncate.max_event_size if truncate.enabled else 0,
         )
     return auditor
 

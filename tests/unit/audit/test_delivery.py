@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from kube_oidc_proxy.audit.auditor import AuditFailed, Auditor, Mode
-from kube_oidc_proxy.audit.backends import Batcher, BatchSettings
+from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, Webhook, WebhookTarget
 from kube_oidc_proxy.audit.event import AuditRecord, user_info
 from kube_oidc_proxy.audit.groupcommit import FailureHandler, GroupCommit
 from kube_oidc_proxy.audit.policy import Decision, parse_policy
@@ -165,3 +166,37 @@ def test_the_thread_outlives_a_failing_sink_and_close_sends_the_rest() -> None:
     batcher.close()
     assert failures == [("memory", 1)]
     assert sink.lines == [b"kept\n"]
+
+
+async def test_an_oversized_event_loses_its_objects_and_one_still_too_large_is_dropped() -> None:
+    sink = MemorySink()
+    auditor = Auditor(parse_policy("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Request}]\n"), [])
+    auditor.add_output(sink, format="json", mode="blocking", batch=BatchSettings(), max_event_size=1000)
+    big = _record()
+    big.decision = Decision("Request")
+    big.request_body = bytearray(b'{"data":"' + b"x" * 5000 + b'"}')
+    huge = _record()
+    huge.request_uri = "/api?" + "y" * 5000
+    for record in (big, huge):
+        wait = auditor.emit(record, "ResponseComplete")
+        if wait is not None:
+            await wait
+    (line,) = sink.lines
+    event = json.loads(line)
+    assert "requestObject" not in event and event["annotations"] == {"audit.k8s.io/truncated": "true"}
+    assert auditor.dropped == {"memory": 1}
+
+
+def test_webhook_batches_are_split_at_the_byte_limit() -> None:
+    bodies: list[bytes] = []
+
+    class Recording(Webhook):
+        def _post(self, body: bytes) -> int:
+            bodies.append(body)
+            return 200
+
+    hook = Recording(WebhookTarget("http://sink.invalid/", None), max_batch_bytes=250)
+    hook.write([json.dumps({"n": i, "pad": "p" * 80}).encode() + b"\n" for i in range(5)])
+    lists = [json.loads(body) for body in bodies]
+    assert [[item["n"] for item in body["items"]] for body in lists] == [[0, 1], [2, 3], [4]]
+    assert all(body["kind"] == "EventList" for body in lists)

@@ -88,3 +88,15 @@ def test_event_fields_follow_the_level_and_stage() -> None:
     assert event["requestReceivedTimestamp"] == "2025-11-29T08:00:00.250000Z"
     assert "requestObject" not in _record("Metadata").event("ResponseComplete", 0.0)
     assert "responseObject" not in _record("RequestResponse").event("ResponseStarted", 0.0)
+
+
+def test_a_truncated_line_keeps_everything_but_the_objects_and_says_so() -> None:
+    record = _record("RequestResponse")
+    record.status = {"metadata": {}, "code": 201}
+    full = json.loads(record.json_line("ResponseComplete", 1.0))
+    truncated = json.loads(record.json_line("ResponseComplete", 1.0, truncated=True))
+    assert "requestObject" in full and "responseObject" in full
+    assert truncated == {
+        **{k: v for k, v in full.items() if k not in ("requestObject", "responseObject")},
+        "annotations": {"audit.k8s.io/truncated": "true"},
+    }
