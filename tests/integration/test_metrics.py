@@ -110,6 +110,7 @@ async def test_the_listener_serves_only_metrics(proxy: ProxyHandle) -> None:
     status, content_type, text = await asyncio.to_thread(scrape_text, proxy.running.metrics_port)
     assert status == 200 and content_type.startswith("text/plain; version=")
     assert "# TYPE kube_oidc_proxy_http_requests_total counter" in text
+    assert "process_resident_memory_bytes" in text  # one process: its memory and CPU too
     status, _, text = await asyncio.to_thread(scrape_text, proxy.running.metrics_port, "/debug")
     assert status == 404 and "/metrics" in text
 

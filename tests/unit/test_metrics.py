@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from kube_oidc_proxy.observe.metrics import KNOWN_REASONS, Metrics, reason_category
@@ -57,3 +61,34 @@ def test_request_counts_and_latency_are_kept_per_verb_and_code() -> None:
     assert sample("kube_oidc_proxy_http_requests_total", {"verb": "watch", "code": "200"}) == 1
     assert sample("kube_oidc_proxy_http_request_duration_seconds_count", {"verb": "get"}) == 2
     assert not sample("kube_oidc_proxy_http_request_duration_seconds_count", {"verb": "watch"})  # long-running
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _exposed_names() -> set[str]:
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {
+        family.name + suffix
+        for family in Metrics().registry.collect()
+        if family.name.startswith("kube_oidc_proxy_")
+        for suffix in suffixes[family.type]
+    }
+
+
+def test_the_grafana_dashboard_only_queries_metrics_that_exist() -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"kube_oidc_proxy_\w+", target["expr"])
+    }
+    assert queried and queried <= _exposed_names()
+
+
+def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
+    documented = set(re.findall(r"^\| `(kube_oidc_proxy_\w+)`", (ROOT / "docs" / "observability.md").read_text(), re.M))
+    families = {name.removesuffix("_total").removesuffix("_bucket") for name in _exposed_names()}
+    families = {name for name in families if not name.endswith(("_sum", "_count"))}
+    assert {name.removesuffix("_total") for name in documented} == families

@@ -89,11 +89,20 @@ class Metrics:
     (the library picks its storage when it is first imported)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram  # noqa: PLC0415
+        from prometheus_client import (  # noqa: PLC0415
+            CONTENT_TYPE_LATEST,
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            ProcessCollector,
+        )
 
         self.content_type = CONTENT_TYPE_LATEST.encode()
         self.registry = CollectorRegistry()
         r = self.registry
+        if not multiprocess_dir():  # process_* (memory, CPU, open files) of the one process
+            ProcessCollector(registry=r)
         self.requests = Counter(
             "http_requests",
             "Requests answered, by verb and status code.",
