@@ -83,7 +83,7 @@ class Gate:
 
         cached = self.authenticator.lookup(token)
         if self.metrics is not None:
-            self.metrics.token_cache.labels("hit" if cached else "miss").inc()
+            self.metrics.token_cache_lookup(cached is not None)
         result = cached or await self.authenticator.authenticate(token)
         if isinstance(result, NotMine):
             if self.passthrough is None:

@@ -203,6 +203,10 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        # children of the per-request series, bound once: .labels() costs more than .inc()
+        self._cache_hit = self.token_cache.labels("hit")
+        self._cache_miss = self.token_cache.labels("miss")
+        self._authenticated = self.authentications.labels("success", "ok")
         self._verbs: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def request_done(self, verb: str, code: int, started: float, *, long_running: bool) -> None:
@@ -218,9 +222,12 @@ class Metrics:
         """Count one authentication: ``refusal`` is None when the caller was authenticated (whether or not
         the request was then allowed), else the reason the token was refused."""
         if refusal is None:
-            self.authentications.labels("success", "ok").inc()
+            self._authenticated.inc()
         else:
             self.authentications.labels("failure", reason_category(refusal)).inc()
+
+    def token_cache_lookup(self, hit: bool) -> None:
+        (self._cache_hit if hit else self._cache_miss).inc()
 
     def jwks_fetch_counter(self, issuer: str) -> Callable[[bool], None]:
         succeeded = self.jwks_fetches.labels(issuer, "success")
