@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test lint typecheck unit integration e2e demo cluster bench clean
+.PHONY: all venv test lint typecheck unit integration e2e demo cluster tools bench clean
 
 all: test
 
@@ -25,7 +25,7 @@ typecheck: $(STAMP)
 
 # Everything: lint, types, unit, integration and end-to-end tests (the e2e suite builds a real
 # kube-apiserver from Go modules on first use: ~10 minutes, then cached in ~/.cache/kube-oidc-proxy/e2e).
-test: lint typecheck cluster
+test: lint typecheck cluster tools
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -44,6 +44,10 @@ demo: $(STAMP)
 # Only build (or find in the cache) the cluster's binaries.
 cluster: $(STAMP)
 	$(BIN)/python -m tests.e2e.cluster.build
+
+# helm and actionlint for the deployment tests, built from pinned Go modules (cached in ~/.cache/kube-oidc-proxy/tools).
+tools: $(STAMP)
+	$(BIN)/python -m tests.deploy.tools
 
 # Benchmarks need Go, wrk and taskset (see docs/benchmarks.md); they are not tests.
 bench: $(STAMP)
