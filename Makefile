@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test lint typecheck unit integration e2e demo cluster tools bench clean
+.PHONY: all venv test lint typecheck unit integration e2e demo cluster tools bench lock clean
 
 all: test
 
@@ -52,6 +52,12 @@ tools: $(STAMP)
 # Benchmarks need Go, wrk and taskset (see docs/benchmarks.md); they are not tests.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# requirements.lock: the runtime dependencies pinned with hashes, for the image (needs the dev extra's uv).
+lock: $(STAMP)
+	cp deploy/image/lock-header.txt requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --no-header \
+		--custom-compile-command "make lock" >> requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

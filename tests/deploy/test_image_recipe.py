@@ -1,0 +1,89 @@
+"""The image's recipe without a container engine: deploy/image/install.sh (which the Dockerfile's build stage
+runs) installs into a temporary directory from the hash-locked requirements, and the result is what the
+image ships. The Dockerfile itself is checked for the properties a cluster admin relies on."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "deploy" / "image" / "Dockerfile"
+PREFIX_IN_IMAGE = "/opt/kube-oidc-proxy"
+
+
+def locked_versions() -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", (ROOT / "requirements.lock").read_text(), re.M)
+    return {name.lower().replace("_", "-"): version for name, version in pins}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    prefix = tmp_path_factory.mktemp("image") / "kube-oidc-proxy"
+    result = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "image" / "install.sh"), str(prefix)],
+        env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin", "HOME": str(prefix.parent)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return prefix
+
+
+def test_the_command_runs_with_the_locked_libraries(installed: Path) -> None:
+    version = subprocess.run(
+        [str(installed / "bin" / "kube-oidc-proxy"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    locked = locked_versions()
+    for lib in ("httptools", "uvloop", "joserfc", "cryptography", "pyyaml"):
+        assert re.search(rf"{lib} {re.escape(locked[lib])}\b", version, re.I), (lib, version)
+
+
+def test_the_venv_holds_exactly_the_lock_and_the_proxy(installed: Path) -> None:
+    listing = subprocess.run(
+        [
+            str(installed / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print('\\n'.join(f'{d.name}=={d.version}' for d in m.distributions()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    present = {line.split("==")[0].lower().replace("_", "-"): line.split("==")[1] for line in listing}
+    locked = locked_versions()
+    source_version = re.search(r'__version__ = "(.+)"', (ROOT / "src/kube_oidc_proxy/__init__.py").read_text())
+    assert source_version and present.pop("kube-oidc-proxy") == source_version[1]
+    assert present == locked  # no pip, no setuptools, nothing unlocked
+
+
+def test_the_image_runs_as_non_root_the_installed_command_and_ships_no_compiler() -> None:
+    text = DOCKERFILE.read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    build, final = stages[0], stages[-1]
+    assert f"install.sh {PREFIX_IN_IMAGE}" in build
+    assert f"COPY --from=build {PREFIX_IN_IMAGE} {PREFIX_IN_IMAGE}" in final
+    user = re.search(r"^USER (\d+):(\d+)$", final, re.M)
+    assert user and int(user[1]) != 0 and int(user[2]) != 0
+    entrypoint = re.search(r'^ENTRYPOINT \["(.+)"\]$', final, re.M)
+    assert entrypoint and entrypoint[1] == f"{PREFIX_IN_IMAGE}/bin/kube-oidc-proxy"
+    assert "apt-get upgrade" in final  # security fixes of the base image at every (daily) build
+    for stage in stages:
+        assert not re.search(r"\b(gcc|g\+\+|build-essential|python3-dev|make)\b", stage)
+    exposed = re.search(r"^EXPOSE (.+)$", final, re.M)
+    assert exposed and set(exposed[1].split()) == {"8443", "8080", "9090"}
+
+
+def test_the_build_context_holds_what_the_recipe_copies() -> None:
+    recipe = (ROOT / "deploy" / "image" / "install.sh").read_text()
+    used = set(re.findall(r'"\$src/([^"]+)"', recipe)) | {"deploy/image/"}
+    allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    for path in used:
+        assert path in allowed or path.rstrip("/") + "/" in allowed, path
+        assert (ROOT / path).exists(), path
