@@ -73,6 +73,8 @@ def test_the_image_runs_as_non_root_the_installed_command_and_ships_no_compiler(
     assert user and int(user[1]) != 0 and int(user[2]) != 0
     entrypoint = re.search(r'^ENTRYPOINT \["(.+)"\]$', final, re.M)
     assert entrypoint and entrypoint[1] == f"{PREFIX_IN_IMAGE}/bin/kube-oidc-proxy"
+    # manifests written for the Go image run `command: [/usr/bin/kube-oidc-proxy]` or `[kube-oidc-proxy]`
+    assert f"ln -s {PREFIX_IN_IMAGE}/bin/kube-oidc-proxy /usr/bin/kube-oidc-proxy" in final
     assert "apt-get upgrade" in final  # security fixes of the base image at every (daily) build
     for stage in stages:
         assert not re.search(r"\b(gcc|g\+\+|build-essential|python3-dev|make)\b", stage)
