@@ -1,0 +1,175 @@
+"""The chart's output against a real kube-apiserver: `kubectl apply --server-side --dry-run=server` with strict
+field validation, so every object must be one the API server would store (no unknown fields, valid values,
+admission). cert-manager and the Prometheus operator are not installed: their CustomResourceDefinitions are
+created here, minimal (any spec), so the Issuer, Certificate and ServiceMonitor are checked as far as their
+apiVersion and kind. Also runs the `helm test` pod's check against the real proxy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy import chart
+from tests.e2e.cluster.cluster import Cluster
+from tests.e2e.cluster.proxy import Proxy
+
+# Not the harness's own kube-oidc-proxy namespace, release or ClusterRole: nothing here touches them.
+NAMESPACE = "kop-chart"
+RELEASE = "kop-chart"
+
+CRDS = [
+    ("cert-manager.io", "Issuer", "issuers", "Namespaced"),
+    ("cert-manager.io", "Certificate", "certificates", "Namespaced"),
+    ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", "Namespaced"),
+]
+
+
+def crd(group: str, kind: str, plural: str, scope: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "scope": scope,
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+class Admin:
+    """kubectl as the cluster's admin."""
+
+    def __init__(self, cluster: Cluster, home: Path) -> None:
+        self.env = {**os.environ, "KUBECONFIG": str(cluster.admin_kubeconfig), "HOME": str(home)}
+        self.home = home
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["kubectl", *args], input=stdin, capture_output=True, text=True, env=self.env, timeout=120, check=False
+        )
+
+    def dry_run_apply(self, manifests: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        path = self.home / "rendered.yaml"
+        path.write_text(manifests)
+        return self.run(
+            "apply", "--server-side", "--dry-run=server", "--validate=strict", "--field-manager=chart-test",
+            "-f", str(path), *extra,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def admin(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
+    kubectl = Admin(cluster, tmp_path_factory.mktemp("chart-apply"))
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    documents = [namespace, *(crd(*spec) for spec in CRDS)]
+    created = kubectl.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    assert created.returncode == 0, created.stderr
+    names = [f"crd/{plural}.{group}" for group, _, plural, _ in CRDS]
+    established = kubectl.run("wait", "--for=condition=Established", "--timeout=60s", *names)
+    assert established.returncode == 0, established.stderr
+    yield kubectl
+    kubectl.run("delete", "--wait=false", *names)
+
+
+def applied(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The objects kubectl reports as applied, as kind/name (its output is `kind.group/name ... (server dry run)`)."""
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert all(line.endswith("serverside-applied (server dry run)") for line in lines), result.stdout
+    return sorted(line.split()[0] for line in lines)
+
+
+def expected(objects: list[dict[str, Any]]) -> list[str]:
+    def name(obj: dict[str, Any]) -> str:
+        group = obj["apiVersion"].rpartition("/")[0]
+        kind = obj["kind"].lower() + (f".{group}" if group else "")
+        return f"{kind}/{obj['metadata']['name']}"
+
+    return sorted(name(o) for o in objects)
+
+
+@pytest.mark.parametrize(
+    "values", [None, chart.FULL_VALUES, chart.GO_CHART_VALUES], ids=["defaults", "full", "go-chart"]
+)
+def test_kube_apiserver_accepts_every_rendered_object(admin: Admin, values: dict[str, Any] | str | None) -> None:
+    text = chart.template_text(values, release=RELEASE, namespace=NAMESPACE)
+    objects = chart.Rendered.of(text).objects
+    if values is chart.FULL_VALUES:
+        kinds = {o["kind"] for o in objects}
+        assert {"Issuer", "Certificate", "ServiceMonitor", "Ingress", "PodDisruptionBudget", "ConfigMap"} <= kinds
+    result = admin.dry_run_apply(text)
+    assert applied(result) == expected(objects)
+
+
+def test_kube_apiserver_accepts_the_static_manifests(admin: Admin) -> None:
+    # They target the kube-oidc-proxy namespace, where the harness applied deploy/rbac.yaml's objects with
+    # the same names: --force-conflicts lets this dry run take over their fields (nothing is changed).
+    text = chart.MANIFEST.read_text()
+    result = admin.dry_run_apply(text, "--force-conflicts")
+    assert applied(result) == expected(chart.Rendered.of(text).objects)
+
+
+def test_kube_apiserver_refuses_what_the_chart_must_not_produce(admin: Admin) -> None:
+    # the dry run is not a rubber stamp: an unknown field in the pod spec is refused
+    rendered = chart.render(release=RELEASE, namespace=NAMESPACE)
+    deployment = rendered.one("Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFilesystem"] = True
+    result = admin.dry_run_apply(yaml.safe_dump(deployment))
+    assert result.returncode != 0
+    assert ".readOnlyRootFilesystem: field not declared in schema" in result.stderr
+
+
+def helm_test_check() -> list[str]:
+    """The `helm test` pod's command, without the in-image interpreter and URL: [-c, script]."""
+    [pod] = chart.render().all("Pod")
+    _python, flag, script, _url = pod["spec"]["containers"][0]["command"]
+    return [flag, script]
+
+
+def test_helm_test_check_passes_against_the_proxy(proxy: Proxy) -> None:
+    result = subprocess.run(
+        [sys.executable, *helm_test_check(), proxy.url + "/api"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: ")
+
+
+def test_helm_test_check_fails_against_something_else(cluster: Cluster) -> None:
+    # kube-apiserver itself answers an anonymous request with 403, not the proxy's 401
+    result = subprocess.run(
+        [sys.executable, *helm_test_check(), cluster.server + "/api"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "expected a 401 Status" in result.stdout
