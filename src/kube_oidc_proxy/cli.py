@@ -290,10 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     oidc = p.add_argument_group("OIDC")
+    oidc.add_argument(
+        "--authentication-config",
+        default="",
+        metavar="FILE",
+        help="kube-apiserver's AuthenticationConfiguration file (several issuers, CEL mappings); re-read when it "
+        "changes. Not with the --oidc-* flags below.",
+    )
     oidc.add_argument("--oidc-issuer-url", default="", help="Issuer URL (https); tokens' iss must equal it.")
     oidc.add_argument("--oidc-client-id", default="", help="Client id that tokens' aud must contain.")
     oidc.add_argument("--oidc-ca-file", default="", help="CA bundle for the issuer's TLS (default: system roots).")
-    oidc.add_argument("--oidc-username-claim", default="sub", help="Claim used as the username (default sub).")
+    oidc.add_argument("--oidc-username-claim", default=None, help="Claim used as the username (default sub).")
     oidc.add_argument("--oidc-username-prefix", default="", help="Prefix for usernames; '' or '-' for none.")
     oidc.add_argument("--oidc-groups-claim", default="", help="Claim holding the user's groups.")
     oidc.add_argument("--oidc-groups-prefix", default="", help="Prefix for every group; '' or '-' for none.")
@@ -382,14 +389,34 @@ def _extras(pairs: list[tuple[str, str]]) -> tuple[tuple[str, tuple[str, ...]], 
     return tuple((k, tuple(v)) for k, v in merged.items())
 
 
+# The flags an AuthenticationConfiguration file replaces (kube-apiserver refuses both together).
+_LEGACY_OIDC_FLAGS: Final = (
+    "oidc_issuer_url", "oidc_client_id", "oidc_ca_file", "oidc_username_claim", "oidc_username_prefix",
+    "oidc_groups_claim", "oidc_groups_prefix", "oidc_required_claim",
+)  # fmt: skip
+
+
+def _legacy_oidc_flags_set(ns: argparse.Namespace) -> list[str]:
+    names = [name for name in _LEGACY_OIDC_FLAGS if getattr(ns, name) not in (None, "", [])]
+    if getattr(ns, "_oidc_signing_algs_set", False):
+        names.append("oidc_signing_algs")
+    return ["--" + name.replace("_", "-") for name in names]
+
+
 def config_from_args(ns: argparse.Namespace) -> Config:
     explicit = any(bool(getattr(ns, name)) for name in _CONNECTION_FLAGS)
+    if ns.authentication_config and (legacy := _legacy_oidc_flags_set(ns)):
+        raise ConfigError(
+            f"--authentication-config cannot be combined with {', '.join(legacy)}: "
+            "the file configures the issuers (as in kube-apiserver)"
+        )
     return Config(
         oidc=OIDCConfig(
             issuer_url=ns.oidc_issuer_url,
             client_id=ns.oidc_client_id,
             ca_file=ns.oidc_ca_file,
-            username_claim=ns.oidc_username_claim,
+            authentication_config=ns.authentication_config,
+            username_claim="sub" if ns.oidc_username_claim is None else ns.oidc_username_claim,
             username_prefix=ns.oidc_username_prefix,
             groups_claim=ns.oidc_groups_claim,
             groups_prefix=ns.oidc_groups_prefix,

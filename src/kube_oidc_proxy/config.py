@@ -29,8 +29,14 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _flag_prefix(prefix: str) -> str:
+    # kube-apiserver documents "-" as "no prefix" for --oidc-*-prefix; the Go proxy passed "" for that.
+    return "" if prefix == "-" else prefix
+
+
 @dataclass(frozen=True, slots=True)
 class OIDCConfig:
+    authentication_config: str = ""  # an AuthenticationConfiguration file instead of the flags below
     issuer_url: str = ""
     client_id: str = ""
     ca_file: str = ""
@@ -43,9 +49,11 @@ class OIDCConfig:
     allow_system_identities: bool = False
 
     def validate(self) -> list[str]:
+        if self.authentication_config:
+            return []  # the file is read and validated at start (app.load), and again when it changes
         errors: list[str] = []
         if not self.issuer_url:
-            errors.append("--oidc-issuer-url is required")
+            errors.append("--oidc-issuer-url is required (or --authentication-config)")
         else:
             url = urlsplit(self.issuer_url)
             if url.scheme != "https" or not url.hostname:
@@ -74,8 +82,8 @@ class OIDCConfig:
         return JWTAuthenticatorSpec(
             issuer_url=self.issuer_url,
             audiences=(self.client_id,),
-            username=ClaimMapping(self.username_claim, self.username_prefix),
-            groups=ClaimMapping(self.groups_claim, self.groups_prefix) if self.groups_claim else None,
+            username=ClaimMapping(self.username_claim, _flag_prefix(self.username_prefix)),
+            groups=ClaimMapping(self.groups_claim, _flag_prefix(self.groups_prefix)) if self.groups_claim else None,
             required_claims=self.required_claims,
             signing_algs=frozenset(self.signing_algs),
             ca_pem=ca_pem,

@@ -175,3 +175,12 @@ def test_a_config_is_immutable() -> None:
 def test_the_metrics_address_is_go_style_host_and_port(address: str, expected: tuple[str, int]) -> None:
     assert split_host_port(address) == expected
     assert with_proxy(metrics_bind_address=address).validate() == []
+
+
+@pytest.mark.parametrize(("flag", "prefix"), [("-", ""), ("", ""), ("oidc:", "oidc:")])
+def test_a_dash_prefix_flag_means_no_prefix_as_kube_apiserver_documents(flag: str, prefix: str) -> None:
+    oidc = OIDCConfig(issuer_url="https://issuer.example", client_id="kube", groups_claim="g")
+    spec = replace(oidc, username_prefix=flag, groups_prefix=flag).to_spec(None)
+    assert spec.username.prefix == prefix
+    assert spec.groups is not None
+    assert spec.groups.prefix == prefix

@@ -27,6 +27,13 @@ class TokenAuthenticator:
         self._by_issuer = {a.spec.issuer_url: a for a in authenticators}
         self.cache = cache
         self._clock = clock
+        self._generation = 0  # bumped by replace(): a verification begun before must not fill the new cache
+
+    def replace(self, authenticators: Iterable[JWTAuthenticator]) -> None:
+        """Use these from now on (a reloaded configuration); tokens verified under the old ones are forgotten."""
+        self._by_issuer = {a.spec.issuer_url: a for a in authenticators}
+        self._generation += 1
+        self.cache.clear()
 
     @property
     def authenticators(self) -> list[JWTAuthenticator]:
@@ -44,7 +51,8 @@ class TokenAuthenticator:
         authenticator = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
         if authenticator is None:
             return NotMine("token issuer is not a trusted issuer")
+        generation = self._generation
         result = await authenticator.verify(parsed)
-        if isinstance(result, Authenticated):
+        if isinstance(result, Authenticated) and generation == self._generation:
             self.cache.put(token_key(token), result, self._clock())
         return result

@@ -1,4 +1,4 @@
-"""Verified claims -> ``UserInfo``: kube-apiserver's legacy ``--oidc-*`` semantics, with our safety rules.
+"""Verified claims -> ``UserInfo``: kube-apiserver's JWT authenticator semantics, with our safety rules.
 
 Pure: the caller passes the clock. Every refusal is a ``Rejected`` with a reason for the log and a short
 message that reveals nothing a caller does not already know about their own token.
@@ -10,12 +10,14 @@ import math
 import re
 from typing import Any, Final
 
+from kube_oidc_proxy.authn.cel import CelEvaluationError, Program, as_cel_value
 from kube_oidc_proxy.authn.model import (
     CREDENTIAL_ID_EXTRA,
     Authenticated,
     JWTAuthenticatorSpec,
     Rejected,
     UserInfo,
+    ValidationRule,
 )
 
 # go-oidc v2 (used by kube-apiserver) allows a token whose nbf is up to one minute ahead (clock skew).
@@ -40,11 +42,6 @@ def _is_number(value: object) -> bool:
         return False
 
 
-def _no_prefix(prefix: str) -> bool:
-    # The Go proxy passes the prefix verbatim; kube-apiserver documents "-" as "no prefix". Both work here.
-    return prefix in ("", "-")
-
-
 def _audience_ok(aud: Any, audiences: tuple[str, ...]) -> bool:
     if isinstance(aud, str):
         return aud in audiences
@@ -53,19 +50,129 @@ def _audience_ok(aud: Any, audiences: tuple[str, ...]) -> bool:
     return False
 
 
-def _groups(claims: dict[str, Any], spec: JWTAuthenticatorSpec) -> tuple[str, ...] | Rejected:
+class _Refused(Exception):
+    """Internal: a mapping step refused the token; carries the log reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _evaluate(program: Program, value: Any, what: str) -> Any:
+    try:
+        return program.evaluate(value)
+    except CelEvaluationError as exc:
+        raise _Refused(f"error evaluating {what}: {exc}") from exc
+
+
+def _string_list(value: Any) -> tuple[str, ...] | None:
+    """A CEL result that must be a string or a list of strings: "", [] and null are none; "" items dropped."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(v for v in value if v)
+    return None
+
+
+def _username(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec) -> str:
+    mapping = spec.username
+    if mapping.expression is not None:
+        username = _evaluate(mapping.expression, cel_claims, "username claim expression")
+        if not isinstance(username, str):
+            raise _Refused("error evaluating username claim expression: username claim expression must return a string")
+        if not username:
+            raise _Refused("empty username via CEL expression is not allowed")
+        return username
+    raw = claims.get(mapping.claim)
+    if not isinstance(raw, str) or not raw:
+        raise _Refused(f"username claim {mapping.claim!r} is missing, empty or not a string")
+    if mapping.claim == "email" and "email_verified" in claims and claims["email_verified"] is not True:
+        raise _Refused("email_verified is not true for the email username claim")
+    return mapping.prefix + raw
+
+
+def _groups(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec) -> tuple[str, ...]:
     mapping = spec.groups
     if mapping is None:
         return ()
+    if mapping.expression is not None:
+        groups = _string_list(_evaluate(mapping.expression, cel_claims, "group claim expression"))
+        if groups is None:
+            raise _Refused(
+                "error evaluating group claim expression: expression must return a string or a list of strings"
+            )
+        return groups
     value = claims.get(mapping.claim)
     if value is None:
         return ()
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
-        return Rejected(f"groups claim {mapping.claim!r} is not a string or a list of strings")
-    prefix = "" if _no_prefix(mapping.prefix) else mapping.prefix
-    return tuple(prefix + g for g in value if g)
+        raise _Refused(f"groups claim {mapping.claim!r} is not a string or a list of strings")
+    return tuple(mapping.prefix + g for g in value if g)
+
+
+def _uid(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec) -> str:
+    mapping = spec.uid
+    if mapping is None:
+        return ""
+    if mapping.expression is not None:
+        uid = _evaluate(mapping.expression, cel_claims, "uid claim expression")
+        if not isinstance(uid, str):
+            raise _Refused("error evaluating uid claim expression: uid claim expression must return a string")
+        return uid
+    uid = claims.get(mapping.claim)
+    if not isinstance(uid, str):
+        # kube-apiserver refuses a token without the configured uid claim
+        raise _Refused(f"uid claim {mapping.claim!r} is missing or not a string")
+    return uid
+
+
+def _extra(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec) -> dict[str, tuple[str, ...]]:
+    extra: dict[str, tuple[str, ...]] = {}
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        extra[CREDENTIAL_ID_EXTRA] = ("JTI=" + jti,)
+    for mapping in spec.extra:
+        values = _string_list(_evaluate(mapping.value, cel_claims, "extra claim expression"))
+        if values is None:
+            raise _Refused(
+                f"error evaluating extra claim expression: {mapping.value.expression}: "
+                "expression must return a string or a list of strings"
+            )
+        if values:
+            extra[mapping.key] = values
+    return extra
+
+
+def _check_required_claims(claims: dict[str, Any], spec: JWTAuthenticatorSpec) -> None:
+    for key, required in spec.required_claims:
+        if claims.get(key) != required:
+            raise _Refused(f"required claim {key!r} is missing or does not match")
+
+
+def _check_rules(rules: tuple[ValidationRule, ...], value: Any, what: str) -> None:
+    for rule in rules:
+        result = _evaluate(rule.expression, value, what)
+        if not isinstance(result, bool):
+            raise _Refused(f"error evaluating {what}: validation expression must return a boolean")
+        if not result:
+            raise _Refused(
+                f"error evaluating {what}: validation expression '{rule.expression.expression}' failed: {rule.message}"
+            )
+
+
+def _user_value(user: UserInfo) -> Any:
+    return as_cel_value(
+        {
+            "username": user.username,
+            "uid": user.uid,
+            "groups": list(user.groups),
+            "extra": {k: list(v) for k, v in user.extra.items()},
+        }
+    )
 
 
 def user_from_claims(
@@ -93,29 +200,22 @@ def user_from_claims(
         if nbf > now + NBF_LEEWAY_SECONDS:
             return Rejected("token is not valid yet (nbf is in the future)")
 
-    for key, required in spec.required_claims:
-        if claims.get(key) != required:
-            return Rejected(f"required claim {key!r} is missing or does not match")
+    # kube-apiserver's order: username, groups, uid, extra, required claims, claim rules, user rules
+    cel_claims = as_cel_value(claims) if spec.uses_cel else None
+    try:
+        username = _username(claims, cel_claims, spec)
+        groups = _groups(claims, cel_claims, spec)
+        uid = _uid(claims, cel_claims, spec)
+        extra = _extra(claims, cel_claims, spec)
+        _check_required_claims(claims, spec)
+        _check_rules(spec.claim_rules, cel_claims, "claim validation expression")
+        user = UserInfo(username=username, uid=uid, groups=groups, extra=extra)
+        if spec.user_rules:
+            _check_rules(spec.user_rules, _user_value(user), "user info validation rule")
+    except _Refused as refused:
+        return Rejected(refused.reason)
 
-    username_claim = spec.username.claim
-    raw_username = claims.get(username_claim)
-    if not isinstance(raw_username, str) or not raw_username:
-        return Rejected(f"username claim {username_claim!r} is missing, empty or not a string")
-    if username_claim == "email" and "email_verified" in claims and claims["email_verified"] is not True:
-        return Rejected("email_verified is not true for the email username claim")
-    prefix = "" if _no_prefix(spec.username.prefix) else spec.username.prefix
-    username = prefix + raw_username
-
-    groups = _groups(claims, spec)
-    if isinstance(groups, Rejected):
-        return groups
-
-    extra: dict[str, tuple[str, ...]] = {}
-    jti = claims.get("jti")
-    if isinstance(jti, str) and jti:
-        extra[CREDENTIAL_ID_EXTRA] = ("JTI=" + jti,)
-
-    for value in (username, *groups, *(v for vs in extra.values() for v in vs)):
+    for value in (username, uid, *groups, *(v for vs in extra.values() for v in vs)):
         if _CONTROL_CHARS.search(value):
             return Rejected("an identity claim contains control characters")
     if not allow_system_identities:
@@ -131,7 +231,7 @@ def user_from_claims(
                     "Unauthorized: identities in the system: namespace are not accepted from OIDC tokens",
                 )
     return Authenticated(
-        UserInfo(username=username, groups=groups, extra=extra),
+        user,
         expires_at=float(exp),
         issuer=spec.issuer_url,
     )

@@ -1,14 +1,18 @@
 """Identities, authentication outcomes, and the internal model of one JWT authenticator.
 
 The legacy ``--oidc-*`` flags become one ``JWTAuthenticatorSpec``, the way kube-apiserver translates them;
-an AuthenticationConfiguration file will produce several. Everything downstream only sees ``UserInfo``.
+an AuthenticationConfiguration file (``authconfig.py``) gives one per ``jwt`` entry. Everything downstream
+only sees ``UserInfo``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from kube_oidc_proxy.authn.cel import Program
 
 # The extra key kube-apiserver adds for tokens with a ``jti`` (k8s.io/apiserver pkg/authentication/token/jwt).
 CREDENTIAL_ID_EXTRA: Final = "authentication.kubernetes.io/credential-id"
@@ -55,17 +59,43 @@ AuthResult = Authenticated | Rejected | NotMine
 
 @dataclass(frozen=True, slots=True)
 class ClaimMapping:
-    claim: str
+    """A claim (with a prefix, prepended verbatim) or a CEL expression: username, groups, uid."""
+
+    claim: str = ""
     prefix: str = ""
+    expression: Program | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraMapping:
+    key: str
+    value: Program  # a string or a list of strings; "", [] and null mean no value
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationRule:
+    """A CEL expression that must be true (over ``claims`` or ``user``), and what to log when it is not."""
+
+    expression: Program
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class JWTAuthenticatorSpec:
     issuer_url: str
-    audiences: tuple[str, ...]
+    audiences: tuple[str, ...]  # the token's aud must contain one of them (MatchAny)
     username: ClaimMapping
     groups: ClaimMapping | None = None
-    required_claims: tuple[tuple[str, str], ...] = ()
+    uid: ClaimMapping | None = None
+    extra: tuple[ExtraMapping, ...] = ()
+    required_claims: tuple[tuple[str, str], ...] = ()  # claim = exact string value
+    claim_rules: tuple[ValidationRule, ...] = ()
+    user_rules: tuple[ValidationRule, ...] = ()
     signing_algs: frozenset[str] = frozenset({"RS256"})
     discovery_url: str | None = None
     ca_pem: bytes | None = None  # None: the system trust store
+
+    @property
+    def uses_cel(self) -> bool:
+        mappings = (self.username, self.groups, self.uid)
+        return bool(self.extra or self.claim_rules) or any(m is not None and m.expression is not None for m in mappings)

@@ -154,6 +154,21 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.config_reloads = Counter(
+            "authentication_config_reloads",
+            "Re-reads of a changed --authentication-config file, by result (success or failure: old config kept).",
+            ["result"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.config_reload_time = Gauge(
+            "authentication_config_last_reload_timestamp_seconds",
+            "When the --authentication-config file was last re-read, by result.",
+            ["result"],
+            namespace=NAMESPACE,
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.reviews = Histogram(
             "review_duration_seconds",
             "SubjectAccessReview and TokenReview latency.",
@@ -242,6 +257,11 @@ class Metrics:
                 failed.inc()
 
         return fetched
+
+    def config_reloaded(self, ok: bool) -> None:
+        result = "success" if ok else "failure"
+        self.config_reloads.labels(result).inc()
+        self.config_reload_time.labels(result).set(time.time())
 
     def audit_dropped_counter(self) -> Callable[[str], None]:
         return lambda backend: self.audit_dropped.labels(backend).inc()

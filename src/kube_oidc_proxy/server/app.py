@@ -29,13 +29,10 @@ from typing import Final
 from kube_oidc_proxy.audit.auditor import Auditor, Format, Mode
 from kube_oidc_proxy.audit.backends import BatchSettings, LogFile, Sink, Webhook, WebhookTarget
 from kube_oidc_proxy.audit.policy import PolicyError, parse_policy
-from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
-from kube_oidc_proxy.authn.cache import TokenCache
 from kube_oidc_proxy.authn.jwks import KeySource
-from kube_oidc_proxy.authn.oidc import JWTAuthenticator
 from kube_oidc_proxy.authn.passthrough import Passthrough
 from kube_oidc_proxy.authz.checker import ImpersonationChecker
-from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config, split_host_port
+from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config, OIDCConfig, split_host_port
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.gate import Gate
 from kube_oidc_proxy.http1.events import RequestHead
@@ -45,6 +42,7 @@ from kube_oidc_proxy.kube.execcredential import ExecCredential, ExecCredentialEr
 from kube_oidc_proxy.kube.target import UpstreamTarget, load_target, webhook_kubeconfig
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.metrics import MULTIPROC_ENV, Metrics, forget_worker
+from kube_oidc_proxy.server.authentication import Authentication
 from kube_oidc_proxy.server.kubeclient import KubeClient
 from kube_oidc_proxy.server.plainhttp import Handler, Reply, start_plain_server
 from kube_oidc_proxy.server.probe import Readiness, start_probe_server
@@ -83,10 +81,24 @@ class App:
     tls: ServingTLS
     target: UpstreamTarget
     proxy: ProxyServer
-    key_sources: list[KeySource]
+    authentication: Authentication
     access_log: AccessLog
     client: KubeClient
     metrics: Metrics | None = None
+
+    @property
+    def key_sources(self) -> list[KeySource]:
+        return self.authentication.key_sources
+
+
+def _authentication(config: OIDCConfig, metrics: Metrics | None) -> Authentication:
+    allow_system = config.allow_system_identities
+    if config.authentication_config:
+        return Authentication.from_file(
+            config.authentication_config, allow_system_identities=allow_system, metrics=metrics
+        )
+    spec = config.to_spec(_read_oidc_ca(config.ca_file))
+    return Authentication([spec], allow_system_identities=allow_system, metrics=metrics)
 
 
 def _read_oidc_ca(path: str) -> bytes | None:
@@ -193,16 +205,7 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
     target = load_target(config.client, os.environ)
     upstream_ssl = _upstream_context(target, ("http/1.1",))
     upstream_h2_ssl = _upstream_context(target, ("h2", "http/1.1"))
-    ca_pem = _read_oidc_ca(config.oidc.ca_file)
-    oidc_ssl = client_context(ca_pem, what="the OIDC issuer (--oidc-ca-file)")
-    spec = config.oidc.to_spec(ca_pem)
-    keys = KeySource(spec.issuer_url, oidc_ssl, discovery_url=spec.discovery_url)
-    if metrics is not None:
-        keys.on_fetch = metrics.jwks_fetch_counter(spec.issuer_url)
-    authenticator = TokenAuthenticator(
-        [JWTAuthenticator(spec, keys, allow_system_identities=config.oidc.allow_system_identities)],
-        TokenCache(),
-    )
+    authentication = _authentication(config.oidc, metrics)
     rewriter = Rewriter(
         upstream_host=target.authority.encode(),
         static_extra=dict(config.proxy.extra_user_headers),
@@ -219,7 +222,7 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         metrics=metrics,
     )
     gate = Gate(
-        authenticator,
+        authentication.token_authenticator,
         rewriter,
         checker=ImpersonationChecker(client),
         passthrough=Passthrough(client, config.proxy.token_passthrough_audiences)
@@ -242,14 +245,16 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         auditor=auditor,
         metrics=metrics,
     )
-    return App(config, tls, target, proxy, [keys], access_log, client, metrics)
+    return App(config, tls, target, proxy, authentication, access_log, client, metrics)
 
 
 async def _housekeeping(app: App) -> None:
-    """Every few seconds: reload rotated serving certificates, update the key-set age gauges."""
+    """Every few seconds: reload rotated serving certificates and a changed --authentication-config, update
+    the key-set age gauges."""
     while True:
         await asyncio.sleep(TLS_RELOAD_POLL_SECONDS)
         app.tls.reload_if_changed()
+        await app.authentication.reload_if_changed()
         if app.metrics is not None:
             for source in app.key_sources:
                 if source.fetched_at:
@@ -287,8 +292,7 @@ class Running:
             if listener is not None:
                 listener.close()
         await self.app.proxy.stop(grace if grace is not None else self.app.config.proxy.shutdown_grace)
-        for source in self.app.key_sources:
-            await source.close()
+        await self.app.authentication.close()
         if self.app.proxy.auditor is not None:
             await asyncio.sleep(0)  # events of this loop turn reach their batch or group write first
             await asyncio.to_thread(self.app.proxy.auditor.close)
@@ -325,8 +329,7 @@ async def _start_metrics_server(app: App, reuse_port: bool) -> asyncio.Server | 
 
 async def start(app: App, *, reuse_port: bool = False) -> Running:
     config = app.config
-    for source in app.key_sources:
-        source.start()
+    app.authentication.start()
     try:
         addresses = await app.proxy.start(
             config.serving.bind_address, config.serving.secure_port, app.tls.context, reuse_port=reuse_port
@@ -341,7 +344,7 @@ async def start(app: App, *, reuse_port: bool = False) -> Running:
             probe = await start_probe_server(
                 "",  # all interfaces, as the Go proxy: the kubelet probes the pod IP
                 config.proxy.readiness_probe_port,
-                Readiness(app.key_sources, app.proxy, app.client),
+                Readiness(lambda: app.key_sources, app.proxy, app.client),
                 app.proxy.tasks,
                 reuse_port=reuse_port,
             )

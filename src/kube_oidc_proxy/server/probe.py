@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from kube_oidc_proxy.authn.jwks import KeySource
@@ -29,8 +29,8 @@ LIVE_PATHS: Final = frozenset({b"/healthz", b"/livez", b"/live"})
 
 
 class Readiness:
-    def __init__(self, key_sources: Sequence[KeySource], proxy: ProxyServer, client: KubeClient) -> None:
-        self._key_sources = key_sources
+    def __init__(self, key_sources: Callable[[], Sequence[KeySource]], proxy: ProxyServer, client: KubeClient) -> None:
+        self._key_sources = key_sources  # a callable: a reloaded --authentication-config changes them
         self._proxy = proxy
         self._client = client
         self._check: asyncio.Task[None] | None = None
@@ -39,9 +39,13 @@ class Readiness:
         checks: dict[str, str] = {}
         if self._proxy.stopping:
             checks["shutdown"] = "shutting down"
-        for source in self._key_sources:
-            if not source.ready:
-                checks[f"issuer {source.issuer_url}"] = f"no signing keys yet: {source.last_error or 'loading'}"
+        # Ready while at least one issuer has keys: a partner's IdP being down must not take everyone's
+        # access away. Issuers without keys are listed either way.
+        sources = self._key_sources()
+        waiting = [s for s in sources if not s.ready]
+        for source in waiting:
+            checks[f"issuer {source.issuer_url}"] = f"no signing keys yet: {source.last_error or 'loading'}"
+        issuers_ready = not sources or len(waiting) < len(sources)
         if not self._upstream_fresh():
             if self._check is None:
                 self._check = asyncio.ensure_future(self._check_upstream())
@@ -49,7 +53,8 @@ class Readiness:
             await asyncio.shield(self._check)
             if not self._upstream_fresh():
                 checks["kube-apiserver"] = "no answer from kube-apiserver (/readyz)"
-        return not checks, checks
+        ready = issuers_ready and "shutdown" not in checks and "kube-apiserver" not in checks
+        return ready, checks
 
     def _clear_check(self, _: object) -> None:
         self._check = None

@@ -124,13 +124,6 @@ ACCEPTED: Final[list[Any]] = [
         id="empty-prefix-is-none",
     ),
     pytest.param(
-        {},
-        {"username": ClaimMapping("sub", "-"), "groups": ClaimMapping("groups", "-")},
-        False,
-        UserInfo("alice", groups=("dev", "ops")),
-        id="dash-prefix-is-none",
-    ),
-    pytest.param(
         {"jti": "abc-123"},
         {},
         False,
@@ -272,7 +265,7 @@ REJECTED: Final[list[Any]] = [
     pytest.param({"groups": "system:nodes"}, {}, "system:", id="single-system-group"),
     pytest.param({}, {"username": ClaimMapping("sub", "system:")}, "system:", id="system-username-prefix"),
     pytest.param({}, {"groups": ClaimMapping("groups", "system:")}, "system:", id="system-group-prefix"),
-    pytest.param({"sub": "system:x"}, {"username": ClaimMapping("sub", "-")}, "system:", id="dash-prefix-system-user"),
+    pytest.param({"sub": "system:x"}, {"username": ClaimMapping("sub", "")}, "system:", id="no-prefix-system-user"),
 ]
 
 
