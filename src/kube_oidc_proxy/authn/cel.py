@@ -5,7 +5,8 @@ cel-cpp) stays in this module. The environment follows kube-apiserver's authenti
 (k8s.io/apiserver pkg/authentication/cel): a ``claims`` variable (map of string to any) for claim
 mappings and claim validation rules, a ``user`` variable (username, uid, groups, extra) for user
 validation rules, the standard functions and macros, optional types (``claims.?x.orValue(y)``), the
-strings extension, and Kubernetes' ``sets`` and list functions. Kubernetes' url, regex ``find``,
+strings extension, and Kubernetes' ``sets`` and list functions (``isSorted``, ``sum``, ``min``, ``max``; a
+list's ``indexOf`` would collide with the strings extension's in cel-cpp). Kubernetes' url, regex ``find``,
 quantity, IP/CIDR, format and semver libraries are not provided: an expression using them fails at load
 with "undeclared reference", never at request time.
 
@@ -92,10 +93,6 @@ def _index_of(items: list[Any], wanted: Any) -> int:
     return next((i for i, item in enumerate(items) if _equal(item, wanted)), -1)
 
 
-def _last_index_of(items: list[Any], wanted: Any) -> int:
-    return next((i for i in range(len(items) - 1, -1, -1) if _equal(items[i], wanted)), -1)
-
-
 def _non_empty(function: Callable[[list[Any]], Any], name: str) -> Callable[[list[Any]], Any]:
     def call(items: list[Any]) -> Any:
         if not items:
@@ -106,7 +103,7 @@ def _non_empty(function: Callable[[list[Any]], Any], name: str) -> Callable[[lis
 
 
 def _functions() -> list[cel.FunctionDecl]:
-    dyn, boolean, integer = cel.Type.DYN, cel.Type.BOOL, cel.Type.INT
+    dyn, boolean = cel.Type.DYN, cel.Type.BOOL
     lists = cel.Type.List(dyn)
 
     def declare(
@@ -125,8 +122,6 @@ def _functions() -> list[cel.FunctionDecl]:
         ),
         declare("min", dyn, [lists], _non_empty(min, "min"), True),
         declare("max", dyn, [lists], _non_empty(max, "max"), True),
-        declare("indexOf", integer, [lists, dyn], _index_of, True),
-        declare("lastIndexOf", integer, [lists, dyn], _last_index_of, True),
     ]
 
 
