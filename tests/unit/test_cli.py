@@ -648,3 +648,48 @@ def test_only_audit_k8s_io_v1_events_are_written() -> None:
     assert value(config("--audit-log-version=audit.k8s.io/v1"), "audit.log_path") == ""
     with pytest.raises(ConfigError, match=r"only audit\.k8s\.io/v1 is supported"):
         config("--audit-webhook-version=audit.k8s.io/v1beta1")
+
+
+# ------------------------------------------------------------------------------------ --authentication-config
+
+TLS = ["--tls-cert-file=/certs/tls.crt", "--tls-private-key-file=/certs/tls.key"]
+
+
+def test_the_authentication_config_file_replaces_the_issuer_flags() -> None:
+    parsed = parse(["--authentication-config=/etc/kop/auth.yaml", *TLS])
+    assert parsed is not None
+    cfg = parsed[0]
+    assert cfg.oidc.authentication_config == "/etc/kop/auth.yaml"
+    assert cfg.validate() == []
+
+
+def test_the_file_still_takes_our_own_system_identities_flag() -> None:
+    parsed = parse(["--authentication-config=/etc/kop/auth.yaml", "--oidc-allow-system-identities", *TLS])
+    assert parsed is not None
+    assert parsed[0].oidc.allow_system_identities
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--oidc-issuer-url=https://issuer.example",
+        "--oidc-client-id=kube",
+        "--oidc-ca-file=/ca.pem",
+        "--oidc-username-claim=sub",  # even the default value: it was set
+        "--oidc-username-prefix=-",
+        "--oidc-groups-claim=groups",
+        "--oidc-groups-prefix=oidc:",
+        "--oidc-signing-algs=RS256",
+        "--oidc-required-claim=hd=example.com",
+    ],
+)
+def test_the_file_and_any_issuer_flag_are_refused_together(flag: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse(["--authentication-config=/etc/kop/auth.yaml", flag, *TLS])
+    assert f"--authentication-config cannot be combined with {flag.partition('=')[0]}" in str(refused.value)
+
+
+def test_without_the_file_the_issuer_flags_are_required_and_say_so() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse(TLS)
+    assert "--oidc-issuer-url is required (or --authentication-config)" in str(refused.value)

@@ -1,0 +1,108 @@
+"""The CEL wrapper: kube-apiserver's environment and value conventions, errors as exceptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kube_oidc_proxy.authn.cel import CLAIMS, USER, CelCompileError, CelEvaluationError, Compiler, as_cel_value, escaped
+
+COMPILER = Compiler()
+
+
+def evaluate(expression: str, claims: dict[str, Any]) -> Any:
+    return COMPILER.compile(expression, CLAIMS).evaluate(as_cel_value(claims))
+
+
+@pytest.mark.parametrize(
+    ("expression", "claims", "result"),
+    [
+        ("'oidc:' + claims.sub", {"sub": "ann"}, "oidc:ann"),
+        ("claims.?hd.orValue('none')", {}, "none"),  # optional types
+        ("claims.?a.?b.orValue(1) == 1", {"a": {}}, True),
+        ("claims.email.lowerAscii()", {"email": "Ann@Example.COM"}, "ann@example.com"),  # strings extension
+        ("claims.groups.map(g, 'x:' + g)", {"groups": ["a", "b"]}, ["x:a", "x:b"]),
+        ("claims.groups.join(',')", {"groups": ["a", "b"]}, "a,b"),
+        ("sets.contains(claims.aud, ['k8s'])", {"aud": ["k8s", "other"]}, True),
+        ("sets.equivalent(claims.aud, ['b', 'a'])", {"aud": ["a", "b"]}, True),
+        ("sets.equivalent(claims.aud, ['a'])", {"aud": ["a", "b"]}, False),
+        ("sets.intersects(claims.aud, ['x', 'b'])", {"aud": ["a", "b"]}, True),
+        ("claims.levels.isSorted()", {"levels": [1, 2, 2]}, True),
+        ("claims.levels.max()", {"levels": [1, 3, 2]}, 3.0),
+        ("claims.exp > 1700000000", {"exp": 1800000000}, True),  # JSON numbers are doubles
+        ("int(claims.n) + 1", {"n": 41}, 42),
+        ("claims.foo__dot__bar", {"foo.bar": "v"}, "v"),  # kube-apiserver's escaping
+        ("claims['foo.bar']", {"foo.bar": "v"}, "v"),
+        ("claims.a__dash__b__slash__c", {"a-b/c": 1}, 1.0),
+        ("claims.nested.x__dot__y", {"nested": {"x.y": "deep"}}, "deep"),
+        ("claims.__namespace__", {"namespace": "ns"}, "ns"),
+    ],
+)
+def test_expressions_evaluate_as_in_kube_apiserver(expression: str, claims: dict[str, Any], result: Any) -> None:
+    assert evaluate(expression, claims) == result
+
+
+@pytest.mark.parametrize(
+    ("expression", "claims"),
+    [
+        ("claims.missing", {}),
+        ("claims.n + 1", {"n": 1}),  # a double plus an int has no overload, as in kube-apiserver
+        ("claims.s.x", {"s": "text"}),
+        ("claims.l[3]", {"l": []}),
+        ("claims.l.min()", {"l": []}),
+    ],
+)
+def test_evaluation_failures_raise(expression: str, claims: dict[str, Any]) -> None:
+    with pytest.raises(CelEvaluationError):
+        evaluate(expression, claims)
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("1 + 'a'", "no matching overload"),
+        ("claims.", "compilation failed"),
+        ("url('https://x').getHost()", "undeclared reference to 'url'"),  # a Kubernetes library we lack
+        ("other.sub", "undeclared reference to 'other.sub'"),
+    ],
+)
+def test_what_does_not_compile_is_refused_at_load(expression: str, message: str) -> None:
+    with pytest.raises(CelCompileError, match=message):
+        COMPILER.compile(expression, CLAIMS)
+
+
+def test_validation_rules_must_be_of_type_bool() -> None:
+    assert COMPILER.compile("claims.x == 'y'", CLAIMS, boolean=True).result_type == "BOOL"
+    with pytest.raises(CelCompileError, match="must evaluate to bool"):
+        COMPILER.compile("claims.admin", CLAIMS, boolean=True)  # dyn is not bool, as kube-apiserver says
+
+
+def test_user_rules_see_the_user_not_the_claims() -> None:
+    program = COMPILER.compile("user.username.startsWith('x') && 'g' in user.groups", USER, boolean=True)
+    user = as_cel_value({"username": "xena", "uid": "", "groups": ["g"], "extra": {}})
+    assert program.evaluate(user) is True
+    with pytest.raises(CelCompileError):
+        COMPILER.compile("claims.sub == ''", USER, boolean=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "alias"),
+    [
+        ("plain", "plain"),
+        ("a.b", "a__dot__b"),
+        ("a-b", "a__dash__b"),
+        ("a/b", "a__slash__b"),
+        ("a__b", "a__underscores__b"),
+        ("in", "__in__"),
+        ("has space", None),
+        ("1leading", None),
+    ],
+)
+def test_escaped_names(name: str, alias: str | None) -> None:
+    assert escaped(name) == alias
+
+
+def test_escape_aliases_never_hide_a_real_claim() -> None:
+    value = as_cel_value({"a.b": "escaped", "a__dot__b": "real"})
+    assert value["a__dot__b"] == "real"
