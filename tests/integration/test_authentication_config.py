@@ -17,6 +17,7 @@ from kube_oidc_proxy.config import Config, OIDCConfig
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.server.app import load
 from tests.conftest import ProxyHandle, replace, start_proxy
+from tests.integration.test_probe import probe
 from tests.support.certs import CertFiles
 from tests.support.client import get
 from tests.support.issuer import TestIssuer
@@ -273,3 +274,29 @@ def test_an_invalid_file_at_start_names_every_problem_with_its_field_path(
 def test_a_file_that_cannot_be_read_stops_the_start(config: Config, tmp_path: Path) -> None:
     with pytest.raises(StartupError, match="cannot read --authentication-config"):
         load(file_config(config, tmp_path / "missing.yaml"))
+
+
+async def test_ready_while_one_issuer_has_keys_and_the_missing_one_is_listed(
+    config: Config, config_file: Path, issuer: TestIssuer, partner_issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    partner_issuer.down = True
+    handle = await start_proxy(file_config(config, config_file), issuer, upstream, wait_for_keys=False)
+    try:
+        for _ in range(500):
+            if handle.app.key_sources[0].ready:
+                break
+            await asyncio.sleep(0.01)
+        status, body = await probe(handle.running.probe_port, "/ready")
+        assert status == 200
+        checks = body["checks"]
+        assert isinstance(checks, dict)
+        assert list(checks) == [f"issuer {partner_issuer.url}"]
+        assert "no signing keys yet" in checks[f"issuer {partner_issuer.url}"]
+        assert (await whoami(handle, issuer.token()))[0] == 200  # the corporate users are not locked out
+        assert (await whoami(handle, partner_issuer.token(tier="gold")))[0] == 503  # keys not there yet
+
+        issuer.down = True
+        handle.app.key_sources[0].keys = None  # as if the corporate keys had never loaded either
+        assert (await probe(handle.running.probe_port, "/ready"))[0] == 503
+    finally:
+        await handle.running.stop(grace=1)
