@@ -106,6 +106,40 @@ FULL_VALUES: Final[dict[str, Any]] = {
     "rbac": {"extraUserExtras": ["Scopes"]},
 }
 
+# Several issuers through an AuthenticationConfiguration (authenticationConfig) instead of the oidc values:
+# CEL mappings, validation rules and user extras, which the ClusterRole must cover.
+AUTHENTICATION_CONFIG: Final[dict[str, Any]] = {
+    "apiVersion": "apiserver.config.k8s.io/v1",
+    "kind": "AuthenticationConfiguration",
+    "jwt": [
+        {
+            "issuer": {"url": "https://issuer.example.com/realms/main", "audiences": ["kubernetes"]},
+            "claimMappings": {
+                "username": {"claim": "email", "prefix": "oidc:"},
+                "groups": {"claim": "groups", "prefix": "oidc:"},
+            },
+            "claimValidationRules": [{"claim": "hd", "requiredValue": "example.com"}],
+        },
+        {
+            "issuer": {
+                "url": "https://gitlab.example.com",
+                "audiences": ["kubernetes", "https://gitlab.example.com"],
+                "audienceMatchPolicy": "MatchAny",
+            },
+            "claimMappings": {
+                "username": {"expression": "'gitlab:' + claims.sub"},
+                "groups": {"expression": "['gitlab:' + claims.namespace_path]"},
+                "extra": [{"key": "example.com/project", "valueExpression": "claims.project_path"}],
+            },
+        },
+    ],
+}
+AUTHENTICATION_CONFIG_VALUES: Final[dict[str, Any]] = {
+    "authenticationConfig": AUTHENTICATION_CONFIG,
+    "extraImpersonationHeaders": {"clientIP": True},
+    "metrics": {"enabled": True},
+}
+
 # A values file as a user of the Go chart (jetstack 0.3.x / Tremolo 0.3.2) has it, with the Go chart's
 # null defaults, its map-typed extraVolumes default and audit configured through extraArgs.
 GO_CHART_VALUES: Final = """\

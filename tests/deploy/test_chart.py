@@ -9,6 +9,7 @@ with CI=true it fails instead.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import shutil
@@ -21,17 +22,29 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from kube_oidc_proxy.audit.policy import parse_policy
+from kube_oidc_proxy.authn.authconfig import parse_authentication_config
 from kube_oidc_proxy.authn.model import UserInfo
 from kube_oidc_proxy.cli import parse
 from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.errors import ConfigError
 from kube_oidc_proxy.requestinfo import request_info
 from tests.deploy import chart
-from tests.deploy.chart import CHART, FULL_VALUES, GO_CHART_VALUES, HelmError, Rendered, render
+from tests.deploy.chart import (
+    AUTHENTICATION_CONFIG,
+    AUTHENTICATION_CONFIG_VALUES,
+    CHART,
+    FULL_VALUES,
+    GO_CHART_VALUES,
+    HelmError,
+    Rendered,
+    render,
+)
 from tests.deploy.tools import cache_root
 
 FULLNAME = "kube-oidc-proxy"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+AUTHENTICATION_DIR = "/etc/kube-oidc-proxy/authentication"
+AUTHENTICATION_FILE = f"{AUTHENTICATION_DIR}/authentication-config.yaml"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,6 +75,11 @@ def go_user() -> Rendered:
     return render(GO_CHART_VALUES)
 
 
+@pytest.fixture(scope="module")
+def authn() -> Rendered:
+    return render(AUTHENTICATION_CONFIG_VALUES)
+
+
 def proxy_config(rendered: Rendered) -> Config:
     """What the proxy makes of the pod's command line (its own parser and validation)."""
     parsed = parse(rendered.args())
@@ -89,10 +107,27 @@ def item_key(volume: dict[str, Any], kind: str, file_name: str) -> str:
     return file_name
 
 
+def authentication_file(rendered: Rendered) -> str:
+    """The AuthenticationConfiguration the proxy reads: the ConfigMap entry its --authentication-config is."""
+    volume, name = file_source(rendered, proxy_config(rendered).oidc.authentication_config)
+    config_map = rendered.one("ConfigMap", volume["configMap"]["name"])
+    return str(config_map["data"][item_key(volume, "configMap", name)])
+
+
 # -- helm lint -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [None, FULL_VALUES, GO_CHART_VALUES], ids=["defaults", "full", "go-chart"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        None,
+        FULL_VALUES,
+        GO_CHART_VALUES,
+        AUTHENTICATION_CONFIG_VALUES,
+        {"authenticationConfig": yaml.safe_dump(AUTHENTICATION_CONFIG)},
+    ],
+    ids=["defaults", "full", "go-chart", "authentication-config", "authentication-config-text"],
+)
 def test_helm_lint_passes(values: dict[str, Any] | str | None) -> None:
     result = chart.lint(values)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -242,6 +277,107 @@ def test_a_config_change_rolls_the_pods(defaults: Rendered) -> None:
     before = defaults.one("Deployment")["spec"]["template"]["metadata"]["annotations"][annotation]
     after = changed.one("Deployment")["spec"]["template"]["metadata"]["annotations"][annotation]
     assert before != after
+
+
+# -- authenticationConfig --------------------------------------------------------------------------
+
+
+def test_authentication_config_is_a_file_from_a_config_map(authn: Rendered) -> None:
+    # the proxy's own parser: it refuses --authentication-config with any --oidc-* flag
+    config = proxy_config(authn)
+    assert config.oidc.authentication_config == AUTHENTICATION_FILE
+    volume, name = file_source(authn, AUTHENTICATION_FILE)
+    assert volume["configMap"] == {"name": f"{FULLNAME}-authentication"}
+    assert item_key(volume, "configMap", name) == "authentication-config.yaml"
+    assert volume["readOnly"]
+    specs = parse_authentication_config(authentication_file(authn)).authenticators
+    assert [s.issuer_url for s in specs] == ["https://issuer.example.com/realms/main", "https://gitlab.example.com"]
+    assert [e.key for e in specs[1].extra] == ["example.com/project"]
+
+
+def test_authentication_config_is_mounted_as_a_directory(authn: Rendered) -> None:
+    # the kubelet updates a ConfigMap mounted as a directory (atomically), never one mounted with subPath:
+    # the proxy re-reads the file, so an upgrade that changes it applies without a restart
+    [mount] = [m for m in authn.container["volumeMounts"] if m["name"] == "authentication-config"]
+    assert mount == {"name": "authentication-config", "mountPath": AUTHENTICATION_DIR, "readOnly": True}
+
+
+def test_no_oidc_flags_env_or_config_secret_with_an_authentication_config(authn: Rendered) -> None:
+    assert not [a for a in authn.args() if a.startswith("--oidc-")]
+    assert not [a for a in authn.container["args"] if "$(" in a]
+    assert "env" not in authn.container
+    assert not authn.has("Secret", f"{FULLNAME}-config")
+    assert "oidc-ca" not in {v["name"] for v in authn.pod["volumes"]}
+    # the other values still become their flags
+    config = proxy_config(authn)
+    assert config.proxy.extra_user_header_client_ip
+    assert config.proxy.metrics_bind_address == ":9090"
+
+
+def test_a_change_to_the_authentication_config_does_not_roll_the_pods(authn: Rendered) -> None:
+    values = copy.deepcopy(AUTHENTICATION_CONFIG_VALUES)
+    values["authenticationConfig"]["jwt"][0]["issuer"]["audiences"] = ["kubernetes", "dashboard"]
+    changed = render(values)
+    assert authentication_file(changed) != authentication_file(authn)
+    assert changed.one("Deployment")["spec"]["template"] == authn.one("Deployment")["spec"]["template"]
+
+
+def test_authentication_config_as_a_map_or_text_gives_the_same_file() -> None:
+    text = "# every issuer that may log in\n" + yaml.safe_dump(AUTHENTICATION_CONFIG, sort_keys=False)
+    forms = {
+        "map": AUTHENTICATION_CONFIG,
+        "text": text,
+        "content": {"content": text},  # the RafPe chart's authenticationConfig.content
+    }
+    rendered = {form: render({"authenticationConfig": value}) for form, value in forms.items()}
+    files = {form: authentication_file(r) for form, r in rendered.items()}
+    assert all(yaml.safe_load(f) == AUTHENTICATION_CONFIG for f in files.values())
+    assert files["text"] == files["content"] == text, "text is kept as written, comments included"
+    # and everything else is the same too
+    for kind in ("Deployment", "ClusterRole"):
+        assert rendered["map"].one(kind) == rendered["text"].one(kind) == rendered["content"].one(kind)
+
+
+def test_an_empty_authentication_config_leaves_the_oidc_values() -> None:
+    oidc = {"issuerUrl": "https://issuer.example.com", "clientId": "kubernetes"}
+    for empty in ({}, "", None, {"content": ""}):
+        rendered = render({"authenticationConfig": empty, "oidc": oidc})
+        assert proxy_config(rendered).oidc.issuer_url == "https://issuer.example.com"
+        assert not rendered.flag_values("authentication-config")
+        assert not rendered.has("ConfigMap")
+
+
+def test_authentication_config_and_the_oidc_flags_are_mutually_exclusive() -> None:
+    values = {
+        "authenticationConfig": AUTHENTICATION_CONFIG,
+        "oidc": {"issuerUrl": "https://issuer.example.com", "clientId": "kubernetes"},
+    }
+    with pytest.raises(HelmError) as failure:
+        chart.template_text(values)
+    assert "authenticationConfig cannot be combined with oidc.issuerUrl, oidc.clientId" in str(failure.value)
+    # as the proxy: the chart refuses what would make it exit
+    with pytest.raises(ConfigError, match="cannot be combined with --oidc-issuer-url"):
+        parse([f"--authentication-config={AUTHENTICATION_FILE}", "--oidc-issuer-url=https://issuer.example.com"])
+
+
+def test_authentication_config_extra_keys_are_added_to_the_cluster_role(authn: Rendered) -> None:
+    expected = reviewed_rules()
+    extras = next(r for r in expected if any(res.startswith("userextras/") for res in r["resources"]))
+    extras["resources"] += ["userextras/example.com/project"]
+    assert authn.one("ClusterRole")["rules"] == expected
+
+
+def test_your_own_authentication_config_file_through_extra_args() -> None:
+    values = {
+        "extraArgs": {"authentication-config": "/etc/authn/config.yaml"},
+        "extraVolumes": [{"name": "authn", "secret": {"secretName": "authn"}}],
+        "extraVolumeMounts": [{"name": "authn", "mountPath": "/etc/authn", "readOnly": True}],
+    }
+    rendered = render(values)
+    assert proxy_config(rendered).oidc.authentication_config == "/etc/authn/config.yaml"
+    assert not [a for a in rendered.args() if a.startswith("--oidc-")]
+    assert not rendered.has("Secret", f"{FULLNAME}-config") and not rendered.has("ConfigMap")
+    assert file_source(rendered, "/etc/authn/config.yaml")[0]["secret"] == {"secretName": "authn"}
 
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -663,6 +799,34 @@ def test_go_chart_rolling_update_strategy_as_text() -> None:
         ({"extraVolumes": {"audit": {"configMap": {"name": "x"}}}}, "extraVolumes must be a list"),
         ({"oidc": {"extraProviders": [{"issuerUrl": "https://other.example"}]}}, "oidc.extraProviders"),
         ({"oidc": {"apiAudiences": ["a"]}}, "oidc.apiAudiences"),
+        ({"authenticationConfig": 5}, "/authenticationConfig"),
+        ({"authenticationConfig": AUTHENTICATION_CONFIG, "oidc": {"caPEM": "x"}}, "combined with oidc.caPEM"),
+        (
+            {
+                "authenticationConfig": AUTHENTICATION_CONFIG,
+                "oidc": {"usernameClaim": "email", "requiredClaims": {"a": "b"}},
+            },
+            "combined with oidc.usernameClaim, oidc.requiredClaims",
+        ),
+        ({"authenticationConfig": AUTHENTICATION_CONFIG, "oidc": {"signingAlgs": ["ES256"]}}, "oidc.signingAlgs"),
+        (
+            {"authenticationConfig": AUTHENTICATION_CONFIG, "extraArgs": {"oidc-issuer-url": "https://i.example"}},
+            "combined with extraArgs.oidc-issuer-url",
+        ),
+        (
+            {"extraArgs": {"authentication-config": "/etc/authn/config.yaml"}, "oidc": {"clientId": "c"}},
+            "extraArgs.authentication-config cannot be combined with oidc.clientId",
+        ),
+        (
+            {"authenticationConfig": AUTHENTICATION_CONFIG, "extraArgs": {"authentication-config": "/a.yaml"}},
+            "authenticationConfig and extraArgs.authentication-config",
+        ),
+        ({"authenticationConfig": {"jwt": []}}, "apiVersion: apiserver.config.k8s.io/v1"),
+        ({"authenticationConfig": "- jwt"}, "authenticationConfig is not a YAML mapping"),
+        ({"authenticationConfig": "jwt: [unclosed"}, "authenticationConfig is not a YAML mapping"),
+        ({"authenticationConfig": {"content": "", "existingSecret": "authn"}}, "authenticationConfig.existingSecret"),
+        ({"oidc": {"authenticationConfig": {"jwt": []}}}, "oidc.authenticationConfig (issuers in addition"),
+        ({"readinessRequireAllIssuers": True}, "readinessRequireAllIssuers"),
     ],
 )
 def test_invalid_values_fail_with_a_message_naming_them(values: dict[str, Any], message: str) -> None:

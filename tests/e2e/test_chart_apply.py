@@ -113,14 +113,18 @@ def expected(objects: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "values", [None, chart.FULL_VALUES, chart.GO_CHART_VALUES], ids=["defaults", "full", "go-chart"]
+    "values",
+    [None, chart.FULL_VALUES, chart.GO_CHART_VALUES, chart.AUTHENTICATION_CONFIG_VALUES],
+    ids=["defaults", "full", "go-chart", "authentication-config"],
 )
 def test_kube_apiserver_accepts_every_rendered_object(admin: Admin, values: dict[str, Any] | str | None) -> None:
     text = chart.template_text(values, release=RELEASE, namespace=NAMESPACE)
     objects = chart.Rendered.of(text).objects
+    kinds = {o["kind"] for o in objects}
     if values is chart.FULL_VALUES:
-        kinds = {o["kind"] for o in objects}
         assert {"Issuer", "Certificate", "ServiceMonitor", "Ingress", "PodDisruptionBudget", "ConfigMap"} <= kinds
+    if values is chart.AUTHENTICATION_CONFIG_VALUES:
+        assert "ConfigMap" in kinds  # the AuthenticationConfiguration, mounted by the Deployment
     result = admin.dry_run_apply(text)
     assert applied(result) == expected(objects)
 

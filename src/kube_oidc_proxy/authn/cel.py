@@ -12,13 +12,20 @@ with "undeclared reference", never at request time.
 
 Values are given to CEL the way kube-apiserver gives them: JSON numbers are doubles (Go decodes JSON
 numbers into float64), and a map key that is not a CEL identifier can be selected in its escaped form
-(``claims.foo__dot__bar`` is the claim ``foo.bar``), as well as with ``claims["foo.bar"]``.
+(``claims.foo__dot__bar`` is the claim ``foo.bar``), as well as with ``claims["foo.bar"]``. kube-apiserver
+unescapes the key when a map is looked up; cel-cpp has no such hook, so the expression is rewritten instead, once,
+at compile time: ``x.foo__dot__bar`` becomes ``x["foo.bar"]``, ``x.?foo__dot__bar`` becomes ``x[?"foo.bar"]`` and
+``has(x.foo__dot__bar)`` becomes ``("foo.bar" in x)``. The maps themselves hold only their real keys, so
+``size()``, ``in``, ``all``/``exists`` and ``map`` see what kube-apiserver's see (``user.extra.size()`` counts
+each extra key once). What is not reproduced: kube-apiserver also unescapes a string key given to an index
+(``claims["foo__dot__bar"]`` reads ``foo.bar`` there, the key ``foo__dot__bar`` here).
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -45,7 +52,7 @@ class CelEvaluationError(ValueError):
 
 
 def escaped(name: str) -> str | None:
-    """The identifier kube-apiserver lets expressions use for a map key that is not one, or None."""
+    """The identifier kube-apiserver lets expressions use for a map key that is not one, or None (see ``unescaped``)."""
     if name in _RESERVED:
         return f"__{name}__"
     if not _ESCAPABLE.fullmatch(name):
@@ -55,8 +62,128 @@ def escaped(name: str) -> str | None:
     )
 
 
+_ESCAPE_SEQUENCE: Final = re.compile(r"__[^_]+__")
+_EXPANSIONS: Final = {"underscores": "__", "dot": ".", "dash": "-", "slash": "/"}
+
+
+def unescaped(identifier: str) -> str | None:
+    """The map key an escaped identifier stands for (k8s.io/apiserver pkg/cel Unescape), or None if it is not one.
+
+    ``foo__dot__bar`` -> ``foo.bar``, ``__if__`` -> ``if``; an identifier without escape sequences, or with one
+    kube-apiserver does not know (``foo__bar__baz``), is its own key and gives None.
+    """
+    valid = True
+
+    def expand(match: re.Match[str]) -> str:
+        nonlocal valid
+        contents = match.group()[2:-2]
+        if contents in _EXPANSIONS:
+            return _EXPANSIONS[contents]
+        if contents in _RESERVED and len(match.group()) == len(identifier):
+            return contents
+        valid = False
+        return ""
+
+    key = _ESCAPE_SEQUENCE.sub(expand, identifier)
+    return key if valid and key != identifier else None
+
+
+# The lexical tokens of CEL that matter for finding field selections: strings and comments are skipped whole.
+_TOKEN: Final = re.compile(
+    r"""
+    (?P<space>\s+|//[^\n]*)
+  | (?P<string>(?:[rR][bB]?|[bB][rR])(?:'{3}.*?'{3}|"{3}.*?"{3}|'[^'\n]*'|"[^"\n]*")
+             |[bB]?(?:'{3}(?:\\.|[^\\])*?'{3}|"{3}(?:\\.|[^\\])*?"{3}|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
+  | (?P<number>0[xX][0-9a-fA-F]+[uU]?|[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?[uU]?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)
+  | (?P<ident>[_a-zA-Z][_a-zA-Z0-9]*)
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _tokens(expression: str) -> list[tuple[str, str]]:
+    return [(match.lastgroup or "other", match.group()) for match in _TOKEN.finditer(expression)]
+
+
+def _significant(tokens: list[tuple[str, str]], start: int, end: int, step: int = 1) -> int | None:
+    """The index of the first token from ``start`` (towards ``end``, exclusive) that is not space or a comment."""
+    for i in range(start, end, step):
+        if tokens[i][0] != "space":
+            return i
+    return None
+
+
+def _closing(tokens: list[tuple[str, str]], opening: int, end: int) -> int | None:
+    depth = 0
+    for i in range(opening, end):
+        text = tokens[i][1]
+        if tokens[i][0] == "other" and text in "([{":
+            depth += 1
+        elif tokens[i][0] == "other" and text in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
+
+
+def _escaped_field(tokens: list[tuple[str, str]], i: int, end: int) -> str | None:
+    """The key of an escaped identifier at ``i`` selected as a field (not called as a method), or None."""
+    if tokens[i][0] != "ident":
+        return None
+    after = _significant(tokens, i + 1, end)
+    if after is not None and tokens[after][1] == "(":
+        return None
+    return unescaped(tokens[i][1])
+
+
+def _rewrite(tokens: list[tuple[str, str]], start: int, end: int) -> str:
+    out: list[str] = []
+    i = start
+    while i < end:
+        kind, text = tokens[i]
+        if kind == "ident" and text == "has":
+            before = _significant(tokens, i - 1, start - 1, -1)
+            opening = _significant(tokens, i + 1, end)
+            if (before is None or tokens[before][1] != ".") and opening is not None and tokens[opening][1] == "(":
+                closing = _closing(tokens, opening, end)
+                if closing is not None:
+                    out.append(_rewrite_has(tokens, opening + 1, closing))
+                    i = closing + 1
+                    continue
+        if kind == "other" and text == ".":
+            field = _significant(tokens, i + 1, end)
+            optional = field is not None and tokens[field][1] == "?"
+            if field is not None and optional:
+                field = _significant(tokens, field + 1, end)
+            if field is not None and (key := _escaped_field(tokens, field, end)) is not None:
+                out.append(f"[{'?' if optional else ''}{json.dumps(key)}]")
+                i = field + 1
+                continue
+        out.append(text)
+        i += 1
+    return "".join(out)
+
+
+def _rewrite_has(tokens: list[tuple[str, str]], start: int, end: int) -> str:
+    """``has(x.f)`` with an escaped ``f`` is a key test on the map ``x``; anything else stays a ``has``."""
+    last = _significant(tokens, end - 1, start - 1, -1)
+    dot = _significant(tokens, last - 1, start - 1, -1) if last is not None else None
+    if last is not None and dot is not None and tokens[dot][1] == ".":
+        key = unescaped(tokens[last][1]) if tokens[last][0] == "ident" else None
+        if key is not None:
+            return f"({json.dumps(key)} in ({_rewrite(tokens, start, dot)}))"
+    return f"has({_rewrite(tokens, start, end)})"
+
+
+def unescape_selections(expression: str) -> str:
+    """``expression`` with kube-apiserver's escaped field selections turned into index operations (see above)."""
+    tokens = _tokens(expression)
+    return _rewrite(tokens, 0, len(tokens))
+
+
 def as_cel_value(value: Any) -> Any:
-    """A decoded JSON value as kube-apiserver presents it to CEL: numbers as doubles, escaped key aliases."""
+    """A decoded JSON value as kube-apiserver presents it to CEL: numbers as doubles, maps with their own keys."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int | float):
@@ -64,12 +191,7 @@ def as_cel_value(value: Any) -> Any:
     if isinstance(value, list):
         return [as_cel_value(v) for v in value]
     if isinstance(value, dict):
-        result = {k: as_cel_value(v) for k, v in value.items()}
-        for key in value:
-            alias = escaped(key)
-            if alias is not None and alias != key and alias not in result:
-                result[alias] = result[key]
-        return result
+        return {k: as_cel_value(v) for k, v in value.items()}
     return value
 
 
@@ -125,6 +247,24 @@ def _functions() -> list[cel.FunctionDecl]:
     ]
 
 
+class Binding:
+    """A variable's value for one token: converted to CEL values once and shared by every program that reads
+    it (building the engine's activation costs about as much as evaluating a short expression)."""
+
+    __slots__ = ("_activations", "value", "variable")
+
+    def __init__(self, variable: str, value: Any) -> None:
+        self.variable = variable
+        self.value = as_cel_value(value)
+        self._activations: dict[int, Any] = {}
+
+    def activation(self, env: Any) -> Any:
+        activation = self._activations.get(id(env))
+        if activation is None:
+            activation = self._activations[id(env)] = env.Activation({self.variable: self.value})
+        return activation
+
+
 @dataclass(frozen=True, slots=True)
 class Program:
     """One compiled expression over one variable (``claims`` or ``user``)."""
@@ -132,12 +272,13 @@ class Program:
     expression: str
     variable: str
     result_type: str  # CEL's name for the checked result type: BOOL, STRING, DYN, LIST<STRING>, ...
-    _compiled: cel.Expression
+    _compiled: Any  # cel.Expression
+    _env: Any  # the cel.Env it was compiled in
 
-    def evaluate(self, value: Mapping[str, Any]) -> Any:
-        """The result as a plain Python value; ``value`` is the variable, already passed through ``as_cel_value``."""
+    def evaluate(self, binding: Binding) -> Any:
+        """The result as a plain Python value."""
         try:
-            result = self._compiled.eval(data={self.variable: value})
+            result = self._compiled.eval(binding.activation(self._env))
         except Exception as exc:  # the engine raises for failures it does not model as CEL errors
             raise CelEvaluationError(str(exc)) from exc
         if result.type().name() == "ERROR":
@@ -166,14 +307,25 @@ class Compiler:
 
     def compile(self, expression: str, variable: str, *, boolean: bool = False) -> Program:
         """Compile and type-check; ``boolean``: the expression must be of type bool (validation rules)."""
+        env = self._envs[variable]
         try:
-            compiled = self._envs[variable].compile(expression)
+            compiled = env.compile(expression)  # errors and the result type are those of the expression as written
+            result_type = _result_type(compiled)
+            rewritten = unescape_selections(expression)
+            if rewritten != expression:
+                compiled = env.compile(rewritten)
         except Exception as exc:
             raise CelCompileError("compilation failed: " + _first_lines(str(exc))) from exc
-        result_type = compiled.return_type().name()
         if boolean and result_type != "BOOL":
             raise CelCompileError("must evaluate to bool")
-        return Program(expression, variable, result_type, compiled)
+        return Program(expression, variable, result_type, compiled, env)
+
+
+def _result_type(compiled: cel.Expression) -> str:
+    try:
+        return str(compiled.return_type().name())
+    except RuntimeError:  # a checked type cel-expr-python cannot name ({claims.?x: 1}: a map keyed by an optional)
+        return "DYN"  # not BOOL; kube-apiserver accepts it for a mapping (it fails when evaluated, in both)
 
 
 def _first_lines(message: str) -> str:

@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any, Final
 
-from kube_oidc_proxy.authn.cel import CelEvaluationError, Program, as_cel_value
+from kube_oidc_proxy.authn.cel import CLAIMS, USER, Binding, CelEvaluationError, Program
 from kube_oidc_proxy.authn.model import (
     CREDENTIAL_ID_EXTRA,
     Authenticated,
@@ -58,7 +58,8 @@ class _Refused(Exception):
         self.reason = reason
 
 
-def _evaluate(program: Program, value: Any, what: str) -> Any:
+def _evaluate(program: Program, value: Binding | None, what: str) -> Any:
+    assert value is not None  # bound whenever the spec has expressions
     try:
         return program.evaluate(value)
     except CelEvaluationError as exc:
@@ -76,7 +77,7 @@ def _string_list(value: Any) -> tuple[str, ...] | None:
     return None
 
 
-def _username(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec) -> str:
+def _username(claims: dict[str, Any], cel_claims: Binding | None, spec: JWTAuthenticatorSpec) -> str:
     mapping = spec.username
     if mapping.expression is not None:
         username = _evaluate(mapping.expression, cel_claims, "username claim expression")
@@ -93,7 +94,7 @@ def _username(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpe
     return mapping.prefix + raw
 
 
-def _groups(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec) -> tuple[str, ...]:
+def _groups(claims: dict[str, Any], cel_claims: Binding | None, spec: JWTAuthenticatorSpec) -> tuple[str, ...]:
     mapping = spec.groups
     if mapping is None:
         return ()
@@ -114,7 +115,7 @@ def _groups(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec)
     return tuple(mapping.prefix + g for g in value if g)
 
 
-def _uid(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec) -> str:
+def _uid(claims: dict[str, Any], cel_claims: Binding | None, spec: JWTAuthenticatorSpec) -> str:
     mapping = spec.uid
     if mapping is None:
         return ""
@@ -130,7 +131,9 @@ def _uid(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec) ->
     return uid
 
 
-def _extra(claims: dict[str, Any], cel_claims: Any, spec: JWTAuthenticatorSpec) -> dict[str, tuple[str, ...]]:
+def _extra(
+    claims: dict[str, Any], cel_claims: Binding | None, spec: JWTAuthenticatorSpec
+) -> dict[str, tuple[str, ...]]:
     extra: dict[str, tuple[str, ...]] = {}
     jti = claims.get("jti")
     if isinstance(jti, str) and jti:
@@ -153,7 +156,7 @@ def _check_required_claims(claims: dict[str, Any], spec: JWTAuthenticatorSpec) -
             raise _Refused(f"required claim {key!r} is missing or does not match")
 
 
-def _check_rules(rules: tuple[ValidationRule, ...], value: Any, what: str) -> None:
+def _check_rules(rules: tuple[ValidationRule, ...], value: Binding | None, what: str) -> None:
     for rule in rules:
         result = _evaluate(rule.expression, value, what)
         if not isinstance(result, bool):
@@ -164,15 +167,9 @@ def _check_rules(rules: tuple[ValidationRule, ...], value: Any, what: str) -> No
             )
 
 
-def _user_value(user: UserInfo) -> Any:
-    return as_cel_value(
-        {
-            "username": user.username,
-            "uid": user.uid,
-            "groups": list(user.groups),
-            "extra": {k: list(v) for k, v in user.extra.items()},
-        }
-    )
+def _user_value(user: UserInfo) -> Binding:
+    extra = {k: list(v) for k, v in user.extra.items()}
+    return Binding(USER, {"username": user.username, "uid": user.uid, "groups": list(user.groups), "extra": extra})
 
 
 def user_from_claims(
@@ -201,7 +198,7 @@ def user_from_claims(
             return Rejected("token is not valid yet (nbf is in the future)")
 
     # kube-apiserver's order: username, groups, uid, extra, required claims, claim rules, user rules
-    cel_claims = as_cel_value(claims) if spec.uses_cel else None
+    cel_claims = Binding(CLAIMS, claims) if spec.uses_cel else None
     try:
         username = _username(claims, cel_claims, spec)
         groups = _groups(claims, cel_claims, spec)

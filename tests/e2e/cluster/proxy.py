@@ -40,7 +40,15 @@ class Proxy:
         os.replace(partial, self.token_file)
         self.rotations += 1
 
-    def start(self, *extra: str, rotate_every: float = 0.0, wait_ready: bool = True) -> None:
+    def start(
+        self,
+        *extra: str,
+        rotate_every: float = 0.0,
+        wait_ready: bool = True,
+        authentication_config: Path | None = None,
+    ) -> None:
+        """Run the proxy for the cluster's Keycloak: with the --oidc-* flags, or with the given
+        AuthenticationConfiguration file instead (the two cannot be combined)."""
         cluster = self.cluster
         work = cluster.workdir / "proxy"
         work.mkdir(exist_ok=True)
@@ -51,18 +59,21 @@ class Proxy:
         config = work / "kubeconfig"
         config.write_text(kubeconfig(cluster.server, cluster.ca_file, user={"tokenFile": str(self.token_file)}))
         self.port, self.probe_port = free_port(), free_port()
+        oidc = [
+            f"--oidc-issuer-url={cluster.issuer}",
+            f"--oidc-client-id={CLIENT_ID}",
+            f"--oidc-ca-file={cluster.ca_file}",
+            "--oidc-username-claim=email",
+            "--oidc-groups-claim=groups",
+            "--oidc-groups-prefix=oidc:",
+        ]
         self.process = Process(
             f"kube-oidc-proxy-{self.port}",
             [
                 sys.executable,
                 "-m",
                 "kube_oidc_proxy",
-                f"--oidc-issuer-url={cluster.issuer}",
-                f"--oidc-client-id={CLIENT_ID}",
-                f"--oidc-ca-file={cluster.ca_file}",
-                "--oidc-username-claim=email",
-                "--oidc-groups-claim=groups",
-                "--oidc-groups-prefix=oidc:",
+                *(oidc if authentication_config is None else [f"--authentication-config={authentication_config}"]),
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.port}",
                 f"--readiness-probe-port={self.probe_port}",

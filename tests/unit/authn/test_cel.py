@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from kube_oidc_proxy.authn.cel import CLAIMS, USER, CelCompileError, CelEvaluationError, Compiler, as_cel_value, escaped
+from kube_oidc_proxy.authn.cel import CLAIMS, USER, Binding, CelCompileError, CelEvaluationError, Compiler, escaped
 
 COMPILER = Compiler()
 
 
 def evaluate(expression: str, claims: dict[str, Any]) -> Any:
-    return COMPILER.compile(expression, CLAIMS).evaluate(as_cel_value(claims))
+    return COMPILER.compile(expression, CLAIMS).evaluate(Binding(CLAIMS, claims))
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_validation_rules_must_be_of_type_bool() -> None:
 
 def test_user_rules_see_the_user_not_the_claims() -> None:
     program = COMPILER.compile("user.username.startsWith('x') && 'g' in user.groups", USER, boolean=True)
-    user = as_cel_value({"username": "xena", "uid": "", "groups": ["g"], "extra": {}})
+    user = Binding(USER, {"username": "xena", "uid": "", "groups": ["g"], "extra": {}})
     assert program.evaluate(user) is True
     with pytest.raises(CelCompileError):
         COMPILER.compile("claims.sub == ''", USER, boolean=True)
@@ -103,6 +103,15 @@ def test_escaped_names(name: str, alias: str | None) -> None:
     assert escaped(name) == alias
 
 
-def test_escape_aliases_never_hide_a_real_claim() -> None:
-    value = as_cel_value({"a.b": "escaped", "a__dot__b": "real"})
-    assert value["a__dot__b"] == "real"
+def test_an_escaped_selection_reads_the_unescaped_key_as_kube_apiserver_does() -> None:
+    claims = {"a.b": "escaped", "a__dot__b": "literal"}
+    assert evaluate("claims.a__dot__b", claims) == "escaped"
+    assert evaluate("claims['a__dot__b']", claims) == "literal"
+    assert evaluate("claims.size()", claims) == 2  # no alias keys are added to the map
+
+
+def test_one_binding_serves_every_program_of_a_token() -> None:
+    binding = Binding(CLAIMS, {"sub": "ann", "n": 1})
+    first = COMPILER.compile("claims.sub", CLAIMS)
+    second = COMPILER.compile("claims.n == 1", CLAIMS)
+    assert (first.evaluate(binding), second.evaluate(binding), first.evaluate(binding)) == ("ann", True, "ann")

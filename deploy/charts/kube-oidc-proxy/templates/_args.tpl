@@ -1,7 +1,7 @@
 {{/*
 The proxy's command line (the image's ENTRYPOINT is the proxy), one flag per value; docs/flags.md describes
 each flag. The OIDC settings come from the Secret <fullname>-config through environment variables, as in
-the Go chart.
+the Go chart; with authenticationConfig, the file in the ConfigMap <fullname>-authentication replaces them.
 */}}
 {{- define "kube-oidc-proxy.args" -}}
 {{- $v := .Values -}}
@@ -10,7 +10,10 @@ the Go chart.
 {{- $args = append $args (printf "--tls-cert-file=%s/crt.pem" (include "kube-oidc-proxy.tlsDir" .)) -}}
 {{- $args = append $args (printf "--tls-private-key-file=%s/key.pem" (include "kube-oidc-proxy.tlsDir" .)) -}}
 {{- $args = append $args (printf "--readiness-probe-port=%s" (include "kube-oidc-proxy.probePort" .)) -}}
-{{- /* OIDC */ -}}
+{{- /* Who may log in: the AuthenticationConfiguration file, or the --oidc-* flags (never both). */ -}}
+{{- if include "kube-oidc-proxy.authenticationConfig" . -}}
+{{- $args = append $args (printf "--authentication-config=%s" (include "kube-oidc-proxy.authenticationConfigPath" .)) -}}
+{{- else if not (include "kube-oidc-proxy.authenticationConfigFile" .) -}}
 {{- range $flag := include "kube-oidc-proxy.oidcEnv" . | fromJsonArray -}}
 {{- $args = append $args (printf "--%s=$(%s)" (index $flag 0) (index $flag 1)) -}}
 {{- end -}}
@@ -20,6 +23,7 @@ the Go chart.
 {{- /* One flag per claim (the Go chart rendered them all as one --oidc-signing-algs). */ -}}
 {{- range $claim, $value := $v.oidc.requiredClaims -}}
 {{- $args = append $args (printf "--oidc-required-claim=%s=%v" $claim $value) -}}
+{{- end -}}
 {{- end -}}
 {{- /* Kube-OIDC-Proxy */ -}}
 {{- if $v.tokenPassthrough.enabled -}}
@@ -94,8 +98,14 @@ the Go chart.
 {{- end -}}
 {{- end -}}
 
-{{/* The OIDC settings in the Secret <fullname>-config: [flag, variable, key] for each one that is set, as JSON. */}}
+{{/*
+The OIDC settings in the Secret <fullname>-config: [flag, variable, key] for each one that is set, as JSON.
+None with an AuthenticationConfiguration file.
+*/}}
 {{- define "kube-oidc-proxy.oidcEnv" -}}
+{{- if include "kube-oidc-proxy.authenticationConfigFile" . -}}
+[]
+{{- else -}}
 {{- $oidc := .Values.oidc -}}
 {{- $env := list (list "oidc-issuer-url" "OIDC_ISSUER_URL" "oidc.issuer-url") (list "oidc-client-id" "OIDC_CLIENT_ID" "oidc.client-id") -}}
 {{- if $oidc.usernameClaim }}{{ $env = append $env (list "oidc-username-claim" "OIDC_USERNAME_CLAIM" "oidc.username-claim") }}{{ end -}}
@@ -104,6 +114,7 @@ the Go chart.
 {{- if $oidc.groupsPrefix }}{{ $env = append $env (list "oidc-groups-prefix" "OIDC_GROUPS_PREFIX" "oidc.groups-prefix") }}{{ end -}}
 {{- if $oidc.signingAlgs }}{{ $env = append $env (list "oidc-signing-algs" "OIDC_SIGNING_ALGS" "oidc.signing-algs") }}{{ end -}}
 {{- toJson $env -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "kube-oidc-proxy.env" -}}

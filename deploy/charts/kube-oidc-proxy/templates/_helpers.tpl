@@ -68,6 +68,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "kube-oidc-proxy.oidcCADir" -}}/etc/kube-oidc-proxy/oidc{{- end -}}
 {{- define "kube-oidc-proxy.auditPolicyDir" -}}/etc/kube-oidc-proxy/audit{{- end -}}
 {{- define "kube-oidc-proxy.auditWebhookDir" -}}/etc/kube-oidc-proxy/audit-webhook{{- end -}}
+{{- define "kube-oidc-proxy.authenticationConfigDir" -}}/etc/kube-oidc-proxy/authentication{{- end -}}
+{{- define "kube-oidc-proxy.authenticationConfigPath" -}}{{ include "kube-oidc-proxy.authenticationConfigDir" . }}/authentication-config.yaml{{- end -}}
 
 {{/* Container ports: --secure-port (a non-root user cannot bind 443) and --readiness-probe-port. */}}
 {{- define "kube-oidc-proxy.securePort" -}}8443{{- end -}}
@@ -113,4 +115,67 @@ A Go duration ("20s", "1m30s", "1.5h", "0") in whole seconds, rounded up. values
 {{- else -}}
 {{- toYaml . -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The AuthenticationConfiguration document of authenticationConfig as YAML text, or "" when it is not set.
+A map is rendered with toYaml, text is kept as written (comments included). The RafPe chart's
+{content: <text>} is read as its content: a real AuthenticationConfiguration has no content field.
+*/}}
+{{- define "kube-oidc-proxy.authenticationConfig" -}}
+{{- $value := .Values.authenticationConfig -}}
+{{- if and (kindIs "map" $value) (hasKey $value "content") -}}
+{{- $value = $value.content -}}
+{{- end -}}
+{{- if $value -}}
+{{- include "kube-oidc-proxy.yaml" $value -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when the proxy reads its issuers from an AuthenticationConfiguration file: authenticationConfig, or
+your own file passed as extraArgs.authentication-config. Then no --oidc-* flag is rendered (the proxy
+refuses them with the file) and the Secret <fullname>-config is not created.
+*/}}
+{{- define "kube-oidc-proxy.authenticationConfigFile" -}}
+{{- if or (include "kube-oidc-proxy.authenticationConfig" .) (get (default dict .Values.extraArgs) "authentication-config") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+The parsed authenticationConfig document, as JSON: {} when it is not set, {"Error": ...} when it is not a
+YAML mapping.
+*/}}
+{{- define "kube-oidc-proxy.authenticationDocument" -}}
+{{- $text := include "kube-oidc-proxy.authenticationConfig" . -}}
+{{- if $text -}}
+{{- toJson (fromYaml $text) -}}
+{{- else -}}
+{}
+{{- end -}}
+{{- end -}}
+
+{{/* The keys of the document's claimMappings.extra, as JSON: the proxy impersonates them as user extras. */}}
+{{- define "kube-oidc-proxy.authenticationExtraKeys" -}}
+{{- $keys := list -}}
+{{- $document := include "kube-oidc-proxy.authenticationDocument" . | fromJson -}}
+{{- if not (hasKey $document "Error") -}}
+{{- $jwts := get $document "jwt" -}}
+{{- if kindIs "slice" $jwts -}}
+{{- range $jwt := $jwts -}}
+{{- if and (kindIs "map" $jwt) (kindIs "map" (get $jwt "claimMappings")) -}}
+{{- $extras := get $jwt.claimMappings "extra" -}}
+{{- if kindIs "slice" $extras -}}
+{{- range $extra := $extras -}}
+{{- if and (kindIs "map" $extra) (get $extra "key") -}}
+{{- $keys = append $keys (lower (toString $extra.key)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (uniq $keys) -}}
 {{- end -}}

@@ -44,14 +44,61 @@ deployment.yaml.
 {{- fail (printf "%s must be a list" $name) -}}
 {{- end -}}
 {{- end -}}
+{{- /* An AuthenticationConfiguration file replaces the --oidc-* flags: the proxy refuses both, as kube-apiserver does. */ -}}
+{{- $authentication := include "kube-oidc-proxy.authenticationConfig" . -}}
+{{- $extraArgs := default dict $v.extraArgs -}}
+{{- if and $authentication (get $extraArgs "authentication-config") -}}
+{{- fail "authenticationConfig and extraArgs.authentication-config both give an AuthenticationConfiguration: set one" -}}
+{{- end -}}
+{{- if and (kindIs "map" $v.authenticationConfig) (hasKey $v.authenticationConfig "content") -}}
+{{- range $key, $value := $v.authenticationConfig -}}
+{{- if and (ne $key "content") $value -}}
+{{- fail (printf "authenticationConfig.%s is not supported: put the AuthenticationConfiguration in authenticationConfig (or authenticationConfig.content), or mount your own file with extraVolumes and extraVolumeMounts and pass it as extraArgs.authentication-config" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $authentication -}}
+{{- $document := include "kube-oidc-proxy.authenticationDocument" . | fromJson -}}
+{{- if hasKey $document "Error" -}}
+{{- fail (printf "authenticationConfig is not a YAML mapping (an AuthenticationConfiguration): %s" (get $document "Error")) -}}
+{{- end -}}
+{{- $apiVersion := toString (default "" (get $document "apiVersion")) -}}
+{{- $kind := toString (default "" (get $document "kind")) -}}
+{{- if or (ne $kind "AuthenticationConfiguration") (not (has $apiVersion (list "apiserver.config.k8s.io/v1" "apiserver.config.k8s.io/v1beta1" "apiserver.config.k8s.io/v1alpha1"))) -}}
+{{- fail (printf "authenticationConfig must be a whole AuthenticationConfiguration, with apiVersion: apiserver.config.k8s.io/v1 (or v1beta1) and kind: AuthenticationConfiguration (found apiVersion %q, kind %q)" $apiVersion $kind) -}}
+{{- end -}}
+{{- end -}}
+{{- if include "kube-oidc-proxy.authenticationConfigFile" . -}}
+{{- $oidc := default dict $v.oidc -}}
+{{- $set := list -}}
+{{- range $name := list "issuerUrl" "clientId" "caPEM" "usernameClaim" "usernamePrefix" "groupsClaim" "groupsPrefix" "requiredClaims" -}}
+{{- if get $oidc $name -}}{{- $set = append $set (printf "oidc.%s" $name) -}}{{- end -}}
+{{- end -}}
+{{- /* The default [RS256] cannot be told from a value set on purpose: only another list is refused. */ -}}
+{{- if and (get $oidc "signingAlgs") (ne (toJson (get $oidc "signingAlgs")) (toJson (list "RS256"))) -}}
+{{- $set = append $set "oidc.signingAlgs" -}}
+{{- end -}}
+{{- range $flag := list "oidc-issuer-url" "oidc-client-id" "oidc-ca-file" "oidc-username-claim" "oidc-username-prefix" "oidc-groups-claim" "oidc-groups-prefix" "oidc-required-claim" "oidc-signing-algs" -}}
+{{- if hasKey $extraArgs $flag -}}{{- $set = append $set (printf "extraArgs.%s" $flag) -}}{{- end -}}
+{{- end -}}
+{{- if $set -}}
+{{- $file := ternary "authenticationConfig" "extraArgs.authentication-config" (not (empty $authentication)) -}}
+{{- fail (printf "%s cannot be combined with %s: the AuthenticationConfiguration lists the issuers and their claim mappings, and the proxy refuses the --oidc-* flags with it (as kube-apiserver does). Put these settings in the file's jwt entries (issuer.url, issuer.audiences, issuer.certificateAuthority, claimMappings, claimValidationRules) and unset them" $file (join ", " $set)) -}}
+{{- end -}}
+{{- end -}}
 {{- /* Values of other Go chart versions for features this proxy does not have: refused, not ignored. */ -}}
 {{- if $v.oidc.apiAudiences -}}
 {{- fail "oidc.apiAudiences is not supported: the proxy has no --api-audiences flag (for passed-through tokens use tokenPassthrough.audiences)" -}}
 {{- end -}}
 {{- if $v.oidc.extraProviders -}}
-{{- fail "oidc.extraProviders (Tremolo's --oidc-extra-providers-config) is not supported: the proxy trusts one issuer" -}}
+{{- fail "oidc.extraProviders (Tremolo's --oidc-extra-providers-config) is not supported: for several issuers use authenticationConfig (an AuthenticationConfiguration)" -}}
 {{- end -}}
+{{- if $v.readinessRequireAllIssuers -}}
+{{- fail "readinessRequireAllIssuers (the RafPe chart's) is not supported: the proxy is ready while at least one issuer's keys are loaded" -}}
+{{- end -}}
+{{- /* Tremolo's proposed oidc.authenticationConfig is not authenticationConfig: it holds only a jwt list and adds
+those issuers to that of oidc.issuerUrl, which the proxy does not do (the file replaces the flags). */ -}}
 {{- if $v.oidc.authenticationConfig -}}
-{{- fail "oidc.authenticationConfig (--authentication-config) is not supported yet" -}}
+{{- fail "oidc.authenticationConfig (issuers in addition to oidc.issuerUrl) is not supported: use authenticationConfig, a whole AuthenticationConfiguration (apiVersion, kind, jwt) listing every issuer, that of oidc.issuerUrl included, and unset the oidc.* values" -}}
 {{- end -}}
 {{- end -}}
