@@ -14,10 +14,11 @@ import hashlib
 import logging
 from pathlib import Path
 
-from kube_oidc_proxy.authn.authconfig import AuthConfigError, parse_authentication_config
+from kube_oidc_proxy.authn.authconfig import parse_authentication_config
 from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
 from kube_oidc_proxy.authn.cache import TokenCache
 from kube_oidc_proxy.authn.cel import Compiler
+from kube_oidc_proxy.authn.fielderror import AuthConfigError
 from kube_oidc_proxy.authn.jwks import KeySource
 from kube_oidc_proxy.authn.model import JWTAuthenticatorSpec
 from kube_oidc_proxy.authn.oidc import JWTAuthenticator

@@ -16,14 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from kube_oidc_proxy.authn.authconfig import (
-    EMAIL_VERIFIED_RULE,
-    AuthConfigError,
-    AuthenticationConfig,
-    go_parse_url,
-    parse_authentication_config,
-)
+from kube_oidc_proxy.authn.authconfig import EMAIL_VERIFIED_RULE, AuthenticationConfig, parse_authentication_config
 from kube_oidc_proxy.authn.cel import Compiler
+from kube_oidc_proxy.authn.fielderror import AuthConfigError
+from kube_oidc_proxy.authn.gourl import go_parse_url
 from tests.unit.authn.k8s_config_cases import _VALID_CA_PEM, API_VERSION, CASES, COMPILER_MARKER, KIND, ConfigCase
 
 COMPILER = Compiler()

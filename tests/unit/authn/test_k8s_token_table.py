@@ -42,10 +42,11 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey, RSAKey
 
-from kube_oidc_proxy.authn.authconfig import AuthConfigError, parse_authentication_config
+from kube_oidc_proxy.authn.authconfig import parse_authentication_config
 from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
 from kube_oidc_proxy.authn.cache import TokenCache
 from kube_oidc_proxy.authn.cel import Compiler
+from kube_oidc_proxy.authn.fielderror import AuthConfigError
 from kube_oidc_proxy.authn.jwks import KeySource, discovery_url_for
 from kube_oidc_proxy.authn.model import (
     SUPPORTED_SIGNING_ALGS,
