@@ -68,10 +68,10 @@ Verification: each case's ``config`` was decoded the way kube-apiserver's loader
 and run through ValidateAuthenticationConfiguration at this commit (Go). The output equals ``want_errors``, with the
 compiler marker replaced by one space, for all cases except the two that need the egress feature gate off.
 
-Not applicable (``applies=False``, reason in ``not_applicable``): egress selector cases (the proxy has no egress
-selector and rejects any non-empty ``egressSelectorType`` with its own message), the disallowed-issuer cases, and the
-feature-gate-off variants. For these, ``want_errors`` still holds Go's result, for the record. The test file has no
-anonymous-auth cases at this commit.
+Not applicable (``applies=False``, reason in ``not_applicable``): the disallowed-issuer cases and the egress
+feature-gate-off variants (the proxy accepts ``egressSelectorType: cluster``, refuses ``controlplane`` with its own
+message, and any other value as kube-apiserver does). For these, ``want_errors`` still holds Go's result, for the
+record. The test file has no anonymous-auth cases at this commit.
 """
 
 from __future__ import annotations
@@ -175,7 +175,6 @@ def _foo_bar_compile_error(path: str) -> str:
 _PREFIX_REQUIRED = "prefix is required when claim is set. It can be set to an empty string to disable prefixing"
 _RESERVED = "k8s.io, kubernetes.io and their subdomains are reserved for Kubernetes use"
 
-_EGRESS_NA = "egress selector: the proxy has no egress selector and rejects any non-empty egressSelectorType"
 _DISALLOWED_NA = "disallowed issuers (kube-apiserver's --service-account-issuer list) have no counterpart in the proxy"
 _GATE_OFF_NA = "needs StructuredAuthenticationConfigurationEgressSelector off (default on) and is about egress selector"
 
@@ -294,8 +293,6 @@ _AC_CASES: list[ConfigCase] = [
             'jwt[0].issuer.egressSelectorType: Invalid value: "panda": '
             "egress selector must be either controlplane or cluster",
         ),
-        applies=False,
-        not_applicable=_EGRESS_NA,
     ),
     ConfigCase(
         _T_AC,
@@ -325,8 +322,6 @@ _AC_CASES: list[ConfigCase] = [
         "valid authentication configuration with valid egress type",
         _doc(_ac_jwt(egressSelectorType="cluster")),
         (),
-        applies=False,
-        not_applicable=_EGRESS_NA + " (kube-apiserver accepts 'cluster'; the proxy rejects it)",
     ),
     ConfigCase(
         _T_AC,
@@ -1204,8 +1199,8 @@ client-go util/cert). Every rule, in evaluation order, with the exact detail str
      by default) -> Invalid "<t>": "egress selector is not supported when
      StructuredAuthenticationConfigurationEgressSelector feature gate is disabled". Independently, if not
      "controlplane" or "cluster" -> Invalid "<t>": "egress selector must be either controlplane or cluster".
-   - PROXY DEVIATION: there is no egress selector, so any non-empty value is rejected at
-     jwt[i].issuer.egressSelectorType with the proxy's own message.
+   - PROXY DEVIATION: "cluster" is accepted (the proxy runs in the cluster: its connections are the cluster's
+     egress); "controlplane" is refused at jwt[i].issuer.egressSelectorType with the proxy's own message.
 
 7. claimValidationRules[j]. The first matching branch applies:
    a. claim != "" and expression != "" -> "jwt[i].claimValidationRules[j]: Invalid value: \"<claim>\": claim and

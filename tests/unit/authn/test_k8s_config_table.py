@@ -42,17 +42,6 @@ EXCLUDED: dict[tuple[str, str], str] = {
     ): _GATE_OFF,
     (_T_AC, "valid authentication configuration with valid egress type with GA features only"): _GATE_OFF,
 }
-# The table marks these not applicable ("the proxy rejects any non-empty egressSelectorType"), but the proxy accepts
-# cluster and refuses other values other than controlplane as kube-apiserver does: kube-apiserver's result applies.
-APPLICABLE_DESPITE_TABLE: dict[tuple[str, str], str] = {
-    (_T_AC, "valid authentication configuration with invalid egress type"): (
-        "a value that is neither controlplane nor cluster gets kube-apiserver's error"
-    ),
-    (
-        _T_AC,
-        "valid authentication configuration with valid egress type",
-    ): "the proxy accepts egressSelectorType cluster",
-}
 
 
 def _applies(case: ConfigCase) -> bool:
@@ -107,7 +96,7 @@ def test_excluded_cases() -> None:
     assert excluded == set(EXCLUDED)
     assert all(EXCLUDED.values())
     marked_by_table = {(case.test, case.name) for case in CASES if not case.applies}
-    assert marked_by_table == set(EXCLUDED) | set(APPLICABLE_DESPITE_TABLE)
+    assert marked_by_table == set(EXCLUDED)
     assert (len(CASES), len(RUN)) == (107, 103)
 
 
