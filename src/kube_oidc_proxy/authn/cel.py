@@ -5,10 +5,10 @@ cel-cpp) stays in this module. The environment follows kube-apiserver's authenti
 (k8s.io/apiserver pkg/authentication/cel): a ``claims`` variable (map of string to any) for claim
 mappings and claim validation rules, a ``user`` variable (username, uid, groups, extra) for user
 validation rules, the standard functions and macros, optional types (``claims.?x.orValue(y)``), the
-strings extension, and Kubernetes' ``sets`` and list functions (``isSorted``, ``sum``, ``min``, ``max``; a
-list's ``indexOf`` would collide with the strings extension's in cel-cpp). Kubernetes' url, regex ``find``,
-quantity, IP/CIDR, format and semver libraries are not provided: an expression using them fails at load
-with "undeclared reference", never at request time.
+strings extension, and Kubernetes' ``sets`` and list functions (``isSorted``, ``sum``, ``min``, ``max``,
+``indexOf``, ``lastIndexOf``). Kubernetes' url, regex ``find``, quantity, IP/CIDR, format and semver
+libraries are not provided: an expression using them fails at load with "undeclared reference", never at
+request time.
 
 Values are given to CEL the way kube-apiserver gives them: JSON numbers are doubles (Go decodes JSON
 numbers into float64), and a map key that is not a CEL identifier can be selected in its escaped form
@@ -215,6 +215,10 @@ def _index_of(items: list[Any], wanted: Any) -> int:
     return next((i for i, item in enumerate(items) if _equal(item, wanted)), -1)
 
 
+def _last_index_of(items: list[Any], wanted: Any) -> int:
+    return next((i for i in range(len(items) - 1, -1, -1) if _equal(items[i], wanted)), -1)
+
+
 def _non_empty(function: Callable[[list[Any]], Any], name: str) -> Callable[[list[Any]], Any]:
     def call(items: list[Any]) -> Any:
         if not items:
@@ -224,8 +228,10 @@ def _non_empty(function: Callable[[list[Any]], Any], name: str) -> Callable[[lis
     return call
 
 
-def _functions() -> list[cel.FunctionDecl]:
-    dyn, boolean = cel.Type.DYN, cel.Type.BOOL
+def _kubernetes_library() -> cel.CelExtension:
+    """Declared as an extension after the strings extension, so that ``indexOf`` gets list overloads next
+    to the string ones instead of colliding with them."""
+    dyn, boolean, integer = cel.Type.DYN, cel.Type.BOOL, cel.Type.INT
     lists = cel.Type.List(dyn)
 
     def declare(
@@ -234,17 +240,30 @@ def _functions() -> list[cel.FunctionDecl]:
         overload = cel.Overload(f"k8s_{name.replace('.', '_')}", result, parameters, is_member=member, impl=impl)
         return cel.FunctionDecl(name, [overload])
 
-    return [
-        declare("sets.contains", boolean, [lists, lists], _contains, False),
-        declare("sets.equivalent", boolean, [lists, lists], lambda a, b: _contains(a, b) and _contains(b, a), False),
-        declare("sets.intersects", boolean, [lists, lists], lambda a, b: any(_index_of(a, x) >= 0 for x in b), False),
-        declare("isSorted", boolean, [lists], _is_sorted, True),
-        declare(
-            "sum", dyn, [lists], lambda items: sum(items, 0.0 if any(isinstance(i, float) for i in items) else 0), True
-        ),
-        declare("min", dyn, [lists], _non_empty(min, "min"), True),
-        declare("max", dyn, [lists], _non_empty(max, "max"), True),
-    ]
+    return cel.CelExtension(
+        "kubernetes",
+        [
+            declare("sets.contains", boolean, [lists, lists], _contains, False),
+            declare(
+                "sets.equivalent", boolean, [lists, lists], lambda a, b: _contains(a, b) and _contains(b, a), False
+            ),
+            declare(
+                "sets.intersects", boolean, [lists, lists], lambda a, b: any(_index_of(a, x) >= 0 for x in b), False
+            ),
+            declare("isSorted", boolean, [lists], _is_sorted, True),
+            declare(
+                "sum",
+                dyn,
+                [lists],
+                lambda items: sum(items, 0.0 if any(isinstance(i, float) for i in items) else 0),
+                True,
+            ),
+            declare("min", dyn, [lists], _non_empty(min, "min"), True),
+            declare("max", dyn, [lists], _non_empty(max, "max"), True),
+            declare("indexOf", integer, [lists, dyn], _index_of, True),
+            declare("lastIndexOf", integer, [lists, dyn], _last_index_of, True),
+        ],
+    )
 
 
 class Binding:
@@ -290,19 +309,10 @@ class Compiler:
     """Two environments, one per variable, built once and shared by every authenticator."""
 
     def __init__(self) -> None:
-        extensions = [ext_optional.ExtOptional(), ext_strings.ExtStrings()]
-        functions = _functions()
+        extensions = [ext_optional.ExtOptional(), ext_strings.ExtStrings(), _kubernetes_library()]
         self._envs = {
-            CLAIMS: cel.NewEnv(
-                variables={CLAIMS: cel.Type.Map(cel.Type.STRING, cel.Type.DYN)},
-                extensions=extensions,
-                functions=functions,
-            ),
-            USER: cel.NewEnv(
-                variables={USER: cel.Type.Map(cel.Type.STRING, cel.Type.DYN)},
-                extensions=extensions,
-                functions=functions,
-            ),
+            name: cel.NewEnv(variables={name: cel.Type.Map(cel.Type.STRING, cel.Type.DYN)}, extensions=extensions)
+            for name in (CLAIMS, USER)
         }
 
     def compile(self, expression: str, variable: str, *, boolean: bool = False) -> Program:

@@ -30,6 +30,9 @@ def evaluate(expression: str, claims: dict[str, Any]) -> Any:
         ("sets.intersects(claims.aud, ['x', 'b'])", {"aud": ["a", "b"]}, True),
         ("claims.levels.isSorted()", {"levels": [1, 2, 2]}, True),
         ("claims.levels.max()", {"levels": [1, 3, 2]}, 3.0),
+        ("claims.groups.indexOf('b')", {"groups": ["a", "b", "b"]}, 1),  # list and string overloads side by side
+        ("claims.groups.lastIndexOf('b')", {"groups": ["a", "b", "b"]}, 2),
+        ("claims.email.indexOf('@')", {"email": "ann@example.com"}, 3),
         ("claims.exp > 1700000000", {"exp": 1800000000}, True),  # JSON numbers are doubles
         ("int(claims.n) + 1", {"n": 41}, 42),
         ("claims.foo__dot__bar", {"foo.bar": "v"}, "v"),  # kube-apiserver's escaping
