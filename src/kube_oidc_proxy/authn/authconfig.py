@@ -168,6 +168,13 @@ def _validate_audiences(audiences: list[str], policy: str, path: str) -> list[st
     return errors
 
 
+# Static result types a mapping may have; DYN (most expressions over claims) is checked per token.
+_RESULT_TYPES: Final = {
+    "string": frozenset({"STRING", "DYN"}),
+    "strings": frozenset({"STRING", "DYN", "NULL", "LIST<STRING>", "LIST<DYN>"}),
+}
+
+
 class _Validator:
     """One JWT authenticator: the checks of validateJWTAuthenticator, compiling each expression once."""
 
@@ -178,12 +185,23 @@ class _Validator:
         self.uses_email = False
         self.uses_email_verified = False
 
-    def compile(self, expression: str, path: str, *, variable: str = CLAIMS, boolean: bool = False) -> Program | None:
+    def compile(
+        self, expression: str, path: str, *, variable: str = CLAIMS, boolean: bool = False, result: str = ""
+    ) -> Program | None:
+        """``result``: "string" or "strings" for a mapping whose type the checker can already tell is wrong."""
         try:
-            return self.compiler.compile(expression, variable, boolean=boolean)
+            program = self.compiler.compile(expression, variable, boolean=boolean)
         except CelCompileError as exc:
             self.errors.append(invalid(path, expression, str(exc)))
             return None
+        if result and program.result_type not in _RESULT_TYPES[result]:
+            # Stricter than kube-apiserver, which accepts any static type here and refuses every token later.
+            detail = (
+                "must evaluate to string" if result == "string" else "must evaluate to a string or a list of strings"
+            )
+            self.errors.append(invalid(path, expression, f"{detail} (it is {program.result_type.lower()})"))
+            return None
+        return program
 
     def claim_rules(
         self, rules: list[dict[str, str]]
@@ -227,7 +245,9 @@ class _Validator:
                     programs.append(ValidationRule(program, rule["message"]))
         return tuple(required_claims), tuple(programs)
 
-    def prefixed(self, mapping: dict[str, Any], path: str, *, required_mapping: bool) -> ClaimMapping | None:
+    def prefixed(
+        self, mapping: dict[str, Any], path: str, *, required_mapping: bool, result: str
+    ) -> ClaimMapping | None:
         claim, expression, prefix = mapping["claim"], mapping["expression"], mapping["prefix"]
         if claim and expression:
             self.errors.append(invalid(path, "", "claim and expression can't both be set"))
@@ -237,7 +257,7 @@ class _Validator:
         elif expression:
             if prefix is not None:
                 self.errors.append(invalid(f"{path}.prefix", prefix, "may not be specified when expression is set"))
-            program = self.compile(expression, f"{path}.expression")
+            program = self.compile(expression, f"{path}.expression", result=result)
             return ClaimMapping(expression=program) if program is not None else None
         else:
             if prefix is None:
@@ -254,7 +274,7 @@ class _Validator:
         if mapping["claim"] and mapping["expression"]:
             self.errors.append(invalid(path, "", "claim and expression can't both be set"))
         elif mapping["expression"]:
-            program = self.compile(mapping["expression"], f"{path}.expression")
+            program = self.compile(mapping["expression"], f"{path}.expression", result="string")
             return ClaimMapping(expression=program) if program is not None else None
         elif mapping["claim"]:
             return ClaimMapping(mapping["claim"])
@@ -282,7 +302,7 @@ class _Validator:
             if not mapping["valueExpression"]:
                 self.errors.append(required(f"{path}.valueExpression"))
                 continue
-            program = self.compile(mapping["valueExpression"], f"{path}.valueExpression")
+            program = self.compile(mapping["valueExpression"], f"{path}.valueExpression", result="strings")
             if program is not None:
                 self.uses_email_verified |= selects_claim(mapping["valueExpression"], "email_verified")
                 result.append(ExtraMapping(key, program))
@@ -339,13 +359,17 @@ def _authenticator(compiler: Compiler, jwt: dict[str, Any], path: str) -> tuple[
     required_claims, claim_rules = check.claim_rules(jwt["claimValidationRules"])
     mappings = jwt["claimMappings"]
     before = len(check.errors)
-    username = check.prefixed(mappings["username"], f"{path}.claimMappings.username", required_mapping=True)
+    username = check.prefixed(
+        mappings["username"], f"{path}.claimMappings.username", required_mapping=True, result="string"
+    )
     if len(check.errors) == before and username is not None and username.expression is not None:
         # only a username expression without any error is scanned (kube-apiserver: err == nil)
         expression = mappings["username"]["expression"]
         check.uses_email = selects_claim(expression, "email")
         check.uses_email_verified |= selects_claim(expression, "email_verified")
-    groups = check.prefixed(mappings["groups"], f"{path}.claimMappings.groups", required_mapping=False)
+    groups = check.prefixed(
+        mappings["groups"], f"{path}.claimMappings.groups", required_mapping=False, result="strings"
+    )
     uid = check.uid(mappings["uid"], f"{path}.claimMappings.uid")
     extra = check.extra_mappings(mappings["extra"])
     if check.uses_email and not check.uses_email_verified:
