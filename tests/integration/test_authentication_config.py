@@ -300,3 +300,25 @@ async def test_ready_while_one_issuer_has_keys_and_the_missing_one_is_listed(
         assert (await probe(handle.running.probe_port, "/ready"))[0] == 503
     finally:
         await handle.running.stop(grace=1)
+
+
+async def test_with_token_passthrough_a_token_of_no_configured_issuer_goes_to_a_token_review(
+    config: Config, config_file: Path, issuer: TestIssuer, upstream: RecordingUpstream, server_certs: CertFiles
+) -> None:
+    cfg = file_config(config, config_file)
+    handle = await start_proxy(replace(cfg, proxy=replace(cfg.proxy, token_passthrough=True)), issuer, upstream)
+    stranger = TestIssuer(server_certs, path="/stranger")
+    try:
+        foreign = stranger.token()
+        upstream.token_reviews[foreign] = {"authenticated": True, "user": {"username": "stranger", "groups": []}}
+        response = await get(handle.port, handle.ca_file, "/api/v1/namespaces", token=foreign)
+        assert response.status == 200
+        assert upstream.token_review_requests[-1]["token"] == foreign
+        assert upstream.requests[-1].all("authorization") == [f"Bearer {foreign}"]  # passed through as it is
+        # a token of a configured issuer never goes to TokenReview, even when its own checks fail
+        reviews = len(upstream.token_review_requests)
+        assert (await whoami(handle, issuer.token(aud="someone-else"))) == (401, {})
+        assert len(upstream.token_review_requests) == reviews
+    finally:
+        stranger.close()
+        await handle.running.stop(grace=1)
