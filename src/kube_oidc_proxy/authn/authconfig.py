@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from kube_oidc_proxy.authn.capool import ca_bundle, parse_ca
 from kube_oidc_proxy.authn.cel import CLAIMS, USER, CelCompileError, Compiler, Program
-from kube_oidc_proxy.authn.celscan import selects_claim
+from kube_oidc_proxy.authn.celscan import selected_fields, selects_claim
 from kube_oidc_proxy.authn.configfile import decode
 from kube_oidc_proxy.authn.fielderror import AuthConfigError, GoJSON, duplicate, invalid, required, too_many
 from kube_oidc_proxy.authn.gourl import GoURLError, go_parse_url
@@ -168,6 +168,7 @@ def _validate_audiences(audiences: list[str], policy: str, path: str) -> list[st
     return errors
 
 
+USER_FIELDS: Final = frozenset({"username", "uid", "groups", "extra"})  # kube-apiserver's kubernetes.UserInfo
 # Static result types a mapping may have; DYN (most expressions over claims) is checked per token.
 _RESULT_TYPES: Final = {
     "string": frozenset({"STRING", "DYN"}),
@@ -321,6 +322,10 @@ class _Validator:
                 self.errors.append(duplicate(path, expression))
                 continue
             seen.add(expression)
+            unknown = sorted(selected_fields(expression, USER) - USER_FIELDS)
+            if unknown:  # user is a map to cel-cpp here; kube-apiserver's checker knows its fields
+                self.errors.append(invalid(path, expression, f"compilation failed: undefined field '{unknown[0]}'"))
+                continue
             program = self.compile(expression, path, variable=USER, boolean=True)
             if program is not None:
                 result.append(ValidationRule(program, rule["message"]))

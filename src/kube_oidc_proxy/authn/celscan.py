@@ -54,9 +54,10 @@ def _ends_operand(token: str) -> bool:
     return (token[0] == "_" or token[0].isalpha()) and token not in _OPERATORS
 
 
-def selects_claim(expression: str, claim: str, variable: str = "claims") -> bool:
-    """True if ``expression`` selects ``claim`` as a field of the variable (``claims.x`` or ``claims.?x``)."""
+def selected_fields(expression: str, variable: str = "claims") -> set[str]:
+    """The fields ``expression`` selects on the variable (``claims.x`` or ``claims.?x``)."""
     tokens = _tokens(expression)
+    fields: set[str] = set()
     for i, token in enumerate(tokens):
         if token != variable:
             continue
@@ -76,8 +77,13 @@ def selects_claim(expression: str, claim: str, variable: str = "claims") -> bool
         while groups and after < len(tokens) and tokens[after] == ")":
             after, groups = after + 1, groups - 1
         rest = tokens[after : after + 4]
-        if rest[:2] == [".", claim] and rest[2:3] != ["("]:  # claims.email() would be a call, not a selection
-            return True
-        if rest[:3] == [".", "?", claim]:
-            return True
-    return False
+        if rest[:2] == [".", "?"] and len(rest) > 2:
+            fields.add(rest[2])
+        elif rest[:1] == ["."] and len(rest) > 1 and rest[2:3] != ["("]:
+            fields.add(rest[1])  # claims.email() would be a call, not a selection
+    return fields
+
+
+def selects_claim(expression: str, claim: str, variable: str = "claims") -> bool:
+    """True if ``expression`` selects ``claim`` as a field of the variable (``claims.x`` or ``claims.?x``)."""
+    return claim in selected_fields(expression, variable)

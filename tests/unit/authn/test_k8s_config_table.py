@@ -533,3 +533,26 @@ def test_mappings_that_may_fit_are_accepted(mapping: str, expression: str) -> No
     jwt = _jwt()
     jwt["claimMappings"][mapping] = {"expression": expression}
     assert _errors(_dump(_document(jwt), "yaml")) == []
+
+
+@pytest.mark.parametrize(
+    ("expression", "error"),
+    [
+        ("user.name == 'x'", "compilation failed: undefined field 'name'"),
+        ("user.?tenant.orValue('') == ''", "compilation failed: undefined field 'tenant'"),
+        ("user.username == 'x' && has(user.group)", "compilation failed: undefined field 'group'"),
+    ],
+)
+def test_a_user_rule_naming_a_field_the_user_does_not_have_is_refused(expression: str, error: str) -> None:
+    jwt = _jwt()
+    jwt["userValidationRules"] = [{"expression": expression}]
+    assert _errors(_dump(_document(jwt), "yaml")) == [
+        f"jwt[0].userValidationRules[0].expression: Invalid value: {json.dumps(expression)}: {error}"
+    ]
+
+
+def test_a_user_rule_may_use_every_field_of_the_user() -> None:
+    jwt = _jwt()
+    expression = "user.username != '' && user.uid == '' && size(user.groups) >= 0 && !('a/b' in user.extra)"
+    jwt["userValidationRules"] = [{"expression": expression}]
+    assert _errors(_dump(_document(jwt), "yaml")) == []
