@@ -33,6 +33,18 @@ from kube_oidc_proxy.observe.metrics import KNOWN_REASONS, Metrics, reason_categ
         ("required claim 'hd' is missing or does not match", "required_claim"),
         ("username claim 'email' is missing, empty or not a string", "missing_username"),
         ("email_verified is not true for the email username claim", "unverified_email"),
+        (
+            "error evaluating claim validation expression: validation expression 'claims.iss != \"x\"' failed: "
+            "wrong issuer or audience",
+            "claim_rule",
+        ),
+        ("error evaluating user info validation rule: validation expression 'x' failed: no system: names", "user_rule"),
+        (
+            "error evaluating group claim expression: expression must return a string or a list of strings",
+            "claim_mapping",
+        ),
+        ("empty username via CEL expression is not allowed", "claim_mapping"),
+        ("uid claim 'oid' is missing or not a string", "claim_mapping"),
         ("token has no numeric exp claim", "bad_claims"),
         ("an identity claim contains control characters", "bad_claims"),
         ("groups claim 'groups' is not a string or a list of strings", "bad_claims"),

@@ -40,6 +40,12 @@ LATENCY_BUCKETS: Final = (
 
 # Why a token was refused (free text, first match wins) -> a small fixed set of label values.
 _REASON_CATEGORIES: Final = (
+    # --authentication-config rules first: their reasons quote the admin's expressions and messages
+    ("claim validation expression", "claim_rule"),
+    ("user info validation rule", "user_rule"),
+    ("claim expression", "claim_mapping"),  # username/group/uid/extra claim expression
+    ("via CEL expression", "claim_mapping"),
+    ("uid claim", "claim_mapping"),
     ("TokenReview failed", "token_review_error"),  # --token-passthrough: the review's verdict is what counts
     ("TokenReview", "token_review_rejected"),
     ("no bearer token", "no_token"),
