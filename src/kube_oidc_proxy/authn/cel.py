@@ -27,10 +27,10 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from cel_expr_python import cel
-from cel_expr_python.ext import ext_optional, ext_strings
+if TYPE_CHECKING:
+    from cel_expr_python import cel
 
 CLAIMS: Final = "claims"
 USER: Final = "user"
@@ -231,6 +231,8 @@ def _non_empty(function: Callable[[list[Any]], Any], name: str) -> Callable[[lis
 def _kubernetes_library() -> cel.CelExtension:
     """Declared as an extension after the strings extension, so that ``indexOf`` gets list overloads next
     to the string ones instead of colliding with them."""
+    from cel_expr_python import cel  # noqa: PLC0415 - the engine (16 MB) loads only when a file needs it
+
     dyn, boolean, integer = cel.Type.DYN, cel.Type.BOOL, cel.Type.INT
     lists = cel.Type.List(dyn)
 
@@ -309,6 +311,9 @@ class Compiler:
     """Two environments, one per variable, built once and shared by every authenticator."""
 
     def __init__(self) -> None:
+        from cel_expr_python import cel  # noqa: PLC0415 - the engine (16 MB) loads only when a file needs it
+        from cel_expr_python.ext import ext_optional, ext_strings  # noqa: PLC0415
+
         extensions = [ext_optional.ExtOptional(), ext_strings.ExtStrings(), _kubernetes_library()]
         self._envs = {
             name: cel.NewEnv(variables={name: cel.Type.Map(cel.Type.STRING, cel.Type.DYN)}, extensions=extensions)

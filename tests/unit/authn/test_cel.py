@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -118,3 +120,14 @@ def test_one_binding_serves_every_program_of_a_token() -> None:
     first = COMPILER.compile("claims.sub", CLAIMS)
     second = COMPILER.compile("claims.n == 1", CLAIMS)
     assert (first.evaluate(binding), second.evaluate(binding), first.evaluate(binding)) == ("ann", True, "ann")
+
+
+def test_the_engine_is_loaded_only_when_expressions_are_compiled() -> None:
+    # cel-cpp costs ~16 MB of RSS: a proxy run with the --oidc-* flags never loads it
+    script = (
+        "import sys; import kube_oidc_proxy.server.app, kube_oidc_proxy.cli; "
+        "assert 'cel_expr_python.cel' not in sys.modules; "
+        "from kube_oidc_proxy.authn.cel import Compiler; Compiler(); "
+        "assert 'cel_expr_python.cel' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
