@@ -322,3 +322,19 @@ async def test_with_token_passthrough_a_token_of_no_configured_issuer_goes_to_a_
     finally:
         stranger.close()
         await handle.running.stop(grace=1)
+
+
+def test_a_startup_error_is_one_line_even_for_multi_line_texts(config: Config, tmp_path: Path) -> None:
+    path = tmp_path / "duplicate-keys.yaml"
+    path.write_text(document(corporate_like()) + "kind: AuthenticationConfiguration\n")
+    with pytest.raises(StartupError) as refused:
+        load(file_config(config, path))
+    assert "already set in map" in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def corporate_like() -> dict[str, Any]:
+    return {
+        "issuer": {"url": "https://issuer.example", "audiences": ["k"]},
+        "claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+    }

@@ -62,7 +62,7 @@ class Authentication:
         try:
             config = parse_authentication_config(content, _compiler())
         except AuthConfigError as exc:
-            raise StartupError(f"--authentication-config {path}: " + "; ".join(exc.errors)) from None
+            raise StartupError(f"--authentication-config {path}: {_one_line(exc.errors)}") from None
         if not config.authenticators:
             log.warning("--authentication-config %s has no jwt authenticators: every token will be refused", path)
         return cls(
@@ -121,7 +121,7 @@ class Authentication:
         try:
             config = parse_authentication_config(content, _compiler())
         except AuthConfigError as exc:
-            return self._refuse(digest, "; ".join(exc.errors))
+            return self._refuse(digest, _one_line(exc.errors))
         self._digest = digest
         self.token_authenticator.replace(self._build(list(config.authenticators)))
         for source in self._retired:
@@ -144,6 +144,11 @@ class Authentication:
                 self._metrics.config_reloaded(False)
         self._digest = digest
         return False
+
+
+def _one_line(errors: list[str]) -> str:
+    # a few of kube-apiserver's texts span lines (yaml.v2's duplicate keys); a log line and an exit message do not
+    return "; ".join(" ".join(error.split()) for error in errors)
 
 
 def _read(path: str) -> bytes:
