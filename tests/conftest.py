@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
+import uvloop
 
 from kube_oidc_proxy.config import ClientConfig, Config, OIDCConfig, ProxyConfig, ServingConfig
 from kube_oidc_proxy.observe.accesslog import AccessLog
@@ -133,3 +134,10 @@ async def proxy(config: Config, issuer: TestIssuer, upstream: RecordingUpstream)
 
 
 __all__ = ["PROXY_SA_TOKEN", "CapturedLog", "ProxyHandle", "make_config", "replace", "start_proxy"]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on uvloop, the loop the proxy runs on in production."""
+    return {"uvloop": uvloop.new_event_loop}

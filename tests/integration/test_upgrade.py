@@ -21,6 +21,7 @@ from kube_oidc_proxy.config import Config
 from tests.conftest import PROXY_SA_TOKEN, ProxyHandle, start_proxy
 from tests.support.certs import CertFiles
 from tests.support.client import Client
+from tests.support.golike import SendAndCloseUpstream, stream_bytes
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
 
@@ -32,8 +33,10 @@ SPDY_HEAD = (
 )
 
 
-async def _upgrade(proxy: ProxyHandle, tail: bytes = b"", extra: str = "") -> tuple[Client, bytes]:
-    client = await Client.connect(proxy.port, proxy.ca_file)
+async def _upgrade(
+    proxy: ProxyHandle, tail: bytes = b"", extra: str = "", receive_buffer: int = 0
+) -> tuple[Client, bytes]:
+    client = await Client.connect(proxy.port, proxy.ca_file, receive_buffer=receive_buffer)
     head = SPDY_HEAD.format(token=proxy.issuer.token()).replace(
         "Content-Length: 0\r\n", extra + "Content-Length: 0\r\n"
     )
@@ -82,6 +85,43 @@ async def test_an_upgrade_the_api_server_refuses_is_relayed_as_a_response(proxy:
         assert b"upgrade refused" in rest
     finally:
         await client.close()
+
+
+STREAM_SIZE = 16 * 1024 * 1024
+
+
+@pytest.fixture
+async def send_and_close_proxy(
+    config: Config, issuer: TestIssuer, upstream: RecordingUpstream, server_certs: CertFiles
+) -> AsyncIterator[ProxyHandle]:
+    golike = SendAndCloseUpstream(server_certs, STREAM_SIZE)
+    cfg = replace(config, client=replace(config.client, server=golike.url))
+    handle = await start_proxy(cfg, issuer, upstream)
+    yield handle
+    await handle.running.stop(grace=1)
+    golike.close()
+
+
+async def test_a_slow_client_gets_every_byte_the_api_server_sent_before_closing(
+    send_and_close_proxy: ProxyHandle,
+) -> None:
+    """kubectl cp from a pod: kube-apiserver sends the file and closes at once, while kubectl reads slowly.
+
+    The proxy stops reading kube-apiserver while the client is behind; the bytes and the close that
+    arrive meanwhile must all still reach the client (uvloop's TLS transport dropped up to 256 KiB here).
+    """
+    client, response = await _upgrade(send_and_close_proxy, receive_buffer=64 * 1024)
+    received = bytearray()
+    try:
+        assert response.startswith(b"HTTP/1.1 101 ")
+        await asyncio.sleep(0.5)  # kube-apiserver is done and has closed before the client reads much
+        while chunk := await asyncio.wait_for(client.reader.read(16 * 1024), 10):
+            received += chunk
+            await asyncio.sleep(0.001)
+    finally:
+        await client.close()
+    assert len(received) == STREAM_SIZE
+    assert received == stream_bytes(STREAM_SIZE)
 
 
 async def test_closing_either_side_closes_the_tunnel(proxy: ProxyHandle) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +44,20 @@ class Client:
         self.h11 = h11.Connection(h11.CLIENT)
 
     @classmethod
-    async def connect(cls, port: int, ca_file: str, host: str = "127.0.0.1") -> Client:
-        reader, writer = await asyncio.open_connection(host, port, ssl=client_ssl(ca_file), server_hostname="localhost")
+    async def connect(cls, port: int, ca_file: str, host: str = "127.0.0.1", *, receive_buffer: int = 0) -> Client:
+        """``receive_buffer`` caps the socket's receive window (bytes), to play a client on a slow link."""
+        if not receive_buffer:
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=client_ssl(ca_file), server_hostname="localhost"
+            )
+            return cls(reader, writer)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=client_ssl(ca_file), server_hostname="localhost", limit=receive_buffer
+        )
         return cls(reader, writer)
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ from kube_oidc_proxy.errors import ClientProtocolError
 from kube_oidc_proxy.http1.events import Body, MessageEnd, RequestHead, Upgraded
 from kube_oidc_proxy.http1.request import RequestReader
 from kube_oidc_proxy.http1.serialize import status_response
+from kube_oidc_proxy.server import readpause
 from kube_oidc_proxy.server.exchange import Exchange
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstream import tune_socket
@@ -196,14 +197,14 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_reading(self, reason: str) -> None:
         if not self._pause_reasons and not self.closed:
-            self.transport.pause_reading()
+            readpause.pause_reading(self.transport)
         self._pause_reasons.add(reason)
 
     def resume_reading(self, reason: str) -> None:
         if reason in self._pause_reasons:
             self._pause_reasons.discard(reason)
             if not self._pause_reasons and not self.closed:
-                self.transport.resume_reading()
+                readpause.resume_reading(self.transport)
 
     def write(self, data: bytes) -> None:
         if not self.closed and not self.transport.is_closing():

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from kube_oidc_proxy.server import readpause
 from kube_oidc_proxy.server.upstream import UpstreamConnection
 
 
@@ -86,9 +87,9 @@ class Tunnel:
         if self.client.is_closing():
             return
         if paused:
-            self.client.pause_reading()
+            readpause.pause_reading(self.client)
         else:
-            self.client.resume_reading()
+            readpause.resume_reading(self.client)
 
     def close(self) -> None:
         """Close both sides; transports flush what is already queued before closing."""

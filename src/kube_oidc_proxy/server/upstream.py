@@ -20,6 +20,7 @@ from kube_oidc_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnava
 from kube_oidc_proxy.http1.events import ResponseEvent
 from kube_oidc_proxy.http1.response import ResponseReader
 from kube_oidc_proxy.kube.target import UpstreamTarget
+from kube_oidc_proxy.server import readpause
 
 CONNECT_TIMEOUT_SECONDS: Final = 10.0
 # kube-apiserver closes idle connections after 90 s (Go http.Server IdleTimeout in k8s.io/apiserver);
@@ -159,11 +160,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
+            readpause.pause_reading(self.transport)
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+            readpause.resume_reading(self.transport)
 
     @property
     def reusable(self) -> bool:
