@@ -19,6 +19,7 @@ from kube_oidc_proxy.kube.target import UpstreamTarget
 from kube_oidc_proxy.server.upstream import UpstreamPool
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.certs import CertFiles
+from tests.support.client import Client
 from tests.support.golike import SWITCHING, SendAndCloseUpstream, SlowSwitchUpstream, send_and_close, stream_bytes
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
@@ -93,3 +94,38 @@ async def test_client_side_keeps_the_bytes_before_its_close(
     assert await asyncio.to_thread(slow_switch.done.wait, 10)
     assert bytes(slow_switch.received) == payload
     assert slow_switch.errors == []
+
+
+@pytest.fixture
+async def slow_reader(server_certs: CertFiles) -> AsyncIterator[SlowSwitchUpstream]:
+    upstream = SlowSwitchUpstream(server_certs, delay=0, read_after=1.5)
+    yield upstream
+    upstream.close()
+
+
+async def test_an_upload_faster_than_kube_apiserver_reads_is_held_back_not_buffered(
+    config: Config, issuer: TestIssuer, upstream: RecordingUpstream, slow_reader: SlowSwitchUpstream
+) -> None:
+    """kubectl cp to a pod on a fast link: the proxy stops reading the client instead of queueing the file."""
+    proxy = await start_proxy(replace(config, client=replace(config.client, server=slow_reader.url)), issuer, upstream)
+    try:
+        client = await Client.connect(proxy.port, proxy.ca_file)
+        request = (
+            "POST /api/v1/namespaces/default/pods/p/exec?command=tar&stdin=true HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {proxy.issuer.token()}\r\n"
+            "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        await client.send_raw(request)
+        assert (await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 101 ")
+        upload = stream_bytes(48 * 1024 * 1024)
+        client.writer.write(upload)
+        await asyncio.sleep(1.0)  # kube-apiserver has not read anything yet
+        (tunnel,) = proxy.app.proxy.tunnels
+        held = tunnel.upstream_transport.get_write_buffer_size()
+        assert held <= 2 * 1024 * 1024, f"the proxy queued {held} bytes for kube-apiserver"
+        await asyncio.wait_for(client.writer.drain(), 30)
+        await client.close()
+        assert await asyncio.to_thread(slow_reader.done.wait, 30)
+    finally:
+        await proxy.running.stop(grace=1)
+    assert bytes(slow_reader.received) == upload

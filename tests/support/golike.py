@@ -5,7 +5,8 @@ A blocking socket and ``ssl.MemoryBIO`` give that exact order, which asyncio's o
 for the peer) does not.
 
 - ``SendAndCloseUpstream``: after the 101, ``stream_bytes(n)`` as fast as the proxy takes them, then the close.
-- ``SlowSwitchUpstream``: the 101 only after a delay, then it keeps every byte until the proxy closes.
+- ``SlowSwitchUpstream``: the 101 only after a delay; it starts reading after another, then keeps every byte
+  until the proxy closes.
 - ``send_and_close``: a client that sends a request, later more bytes and the close together.
 """
 
@@ -131,8 +132,9 @@ class SendAndCloseUpstream(_Server):
 
 
 class SlowSwitchUpstream(_Server):
-    def __init__(self, certs: CertFiles, delay: float) -> None:
+    def __init__(self, certs: CertFiles, delay: float, read_after: float = 0.0) -> None:
         self._delay = delay
+        self._read_after = read_after
         self.received = bytearray()
         self.done = threading.Event()
         super().__init__(certs)
@@ -140,6 +142,7 @@ class SlowSwitchUpstream(_Server):
     def answer(self, tls: GoTls) -> None:
         time.sleep(self._delay)
         tls.send(SWITCHING)
+        time.sleep(self._read_after)
         while data := tls.recv():
             self.received += data
         self.done.set()

@@ -188,6 +188,13 @@ class ClientConnection(asyncio.Protocol):
         self.reader = None
         self._cancel_timer()
 
+    def tunnel_upstream_paused(self, paused: bool) -> None:
+        """kube-apiserver's side of the tunnel is full (or drained): stop (or resume) reading the client."""
+        if paused:
+            self.pause_reading("tunnel")
+        else:
+            self.resume_reading("tunnel")
+
     def release_reader(self) -> None:
         """A long stream began: drop the idle parser (it is made again if the client sends more)."""
         if self._reading is None and not self._pipeline and self.reader is not None and not self.reader.in_head:

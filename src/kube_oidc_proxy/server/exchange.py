@@ -527,6 +527,7 @@ class Exchange:
             self.conn.transport,
             upstream,
             self.server.tunnel_closed,
+            self.conn.tunnel_upstream_paused,
             description=f"{self.user_description} {self.head.target.decode('latin-1')}",
         )
         if self._audit is not None:

@@ -13,13 +13,13 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from kube_oidc_proxy.server import readpause
 from kube_oidc_proxy.server.upstream import UpstreamConnection
 
 
 class Tunnel:
     __slots__ = (
         "_on_closed",
+        "_pause_client",
         "bytes_down",
         "bytes_up",
         "client",
@@ -36,6 +36,7 @@ class Tunnel:
         client: asyncio.Transport,
         upstream: UpstreamConnection,
         on_closed: Callable[[Tunnel], None],
+        pause_client: Callable[[bool], None],
         *,
         description: str = "",
     ) -> None:
@@ -49,6 +50,7 @@ class Tunnel:
         self.bytes_down = 0
         self.closed = False
         self._on_closed = on_closed
+        self._pause_client = pause_client  # through the client connection's own reasons to pause
         self.on_end: Callable[[], None] | None = None  # the audit event when the stream is over
         upstream.raw = self
 
@@ -84,12 +86,8 @@ class Tunnel:
         self.close()
 
     def upstream_paused(self, paused: bool) -> None:
-        if self.client.is_closing():
-            return
-        if paused:
-            readpause.pause_reading(self.client)
-        else:
-            readpause.resume_reading(self.client)
+        if not self.client.is_closing():
+            self._pause_client(paused)
 
     def close(self) -> None:
         """Close both sides; transports flush what is already queued before closing."""
