@@ -19,6 +19,7 @@ from typing import Any, Final, NoReturn
 
 from kube_oidc_proxy import __version__
 from kube_oidc_proxy.config import (
+    DEFAULT_MAX_CLIENT_CONNECTIONS,
     AuditBatchConfig,
     AuditConfig,
     AuditTruncateConfig,
@@ -258,6 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="Static user extras added to every request; repeated keys accumulate.",
     )
     app.add_argument(
+        "--trusted-proxy-cidrs",
+        action=_SliceAction,
+        default=[],
+        metavar="cidr,cidr",
+        help="Load balancers and ingresses whose X-Forwarded-For and X-Real-IP are believed (default: none, "
+        "the TCP peer is the client).",
+    )
+    app.add_argument(
+        "--max-client-connections",
+        type=int,
+        default=DEFAULT_MAX_CLIENT_CONNECTIONS,
+        help=f"Client connections one process serves at once; beyond it a new connection's request is "
+        f"answered 503 (default {DEFAULT_MAX_CLIENT_CONNECTIONS}).",
+    )
+    app.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -383,9 +399,11 @@ def _sni(value: str) -> SNICertKey:
 
 
 def _extras(pairs: list[tuple[str, str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    # kube-apiserver lower-cases extra keys that arrive in header names: behind the Go proxy "Team" was
+    # always read as "team", so that is the key, and it is what logs and audit events show.
     merged: dict[str, list[str]] = {}
     for key, value in pairs:
-        merged.setdefault(key, []).append(value)
+        merged.setdefault(key.lower(), []).append(value)
     return tuple((k, tuple(v)) for k, v in merged.items())
 
 
@@ -445,6 +463,8 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             disable_impersonation=ns.disable_impersonation,
             metrics_bind_address=ns.metrics_bind_address,
             log_format=ns.log_format,
+            trusted_proxy_cidrs=tuple(ns.trusted_proxy_cidrs),
+            max_client_connections=ns.max_client_connections,
         ),
         client=ClientConfig(
             kubeconfig=ns.kubeconfig,

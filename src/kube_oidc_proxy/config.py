@@ -11,9 +11,14 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from kube_oidc_proxy.authn.model import SUPPORTED_SIGNING_ALGS, ClaimMapping, JWTAuthenticatorSpec
+from kube_oidc_proxy.clientip import parse_networks
+from kube_oidc_proxy.identity import extra_problem
 from kube_oidc_proxy.tlsnames import TLS_VERSIONS, unknown_cipher_suites
 
 MAX_WORKERS: Final = 64
+# Client connections one process serves at once. An idle one costs ~33 KB (docs/benchmarks.md), so this is
+# ~650 MB at most; with HTTP/1.1 every watch is a connection, and 10,000 watches per process are measured.
+DEFAULT_MAX_CLIENT_CONNECTIONS: Final = 20_000
 LOG_FORMATS: Final = ("text", "json")
 
 
@@ -133,6 +138,8 @@ class ProxyConfig:
     disable_impersonation: bool = False
     metrics_bind_address: str = ""  # host:port of the /metrics listener; empty: no metrics
     log_format: str = "text"
+    trusted_proxy_cidrs: tuple[str, ...] = ()  # peers whose X-Forwarded-For / X-Real-IP are believed
+    max_client_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -149,9 +156,19 @@ class ProxyConfig:
             errors.append(f"--readiness-probe-port must be between 0 and 65535, got {self.readiness_probe_port}")
         if not 1 <= self.workers <= MAX_WORKERS:
             errors.append(f"--workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
-        for key, _ in self.extra_user_headers:
+        for key, values in self.extra_user_headers:
             if not key:
                 errors.append("--extra-user-headers needs key=value pairs with non-empty keys")
+                continue
+            problem = extra_problem({key: values})
+            if problem is not None:
+                errors.append(f"--extra-user-headers: {problem} (kube-apiserver would read it differently)")
+        try:
+            parse_networks(self.trusted_proxy_cidrs)
+        except ValueError as exc:
+            errors.append(f"--trusted-proxy-cidrs: {exc}")
+        if self.max_client_connections < 1:
+            errors.append(f"--max-client-connections must be at least 1, got {self.max_client_connections}")
         if self.disable_impersonation and (self.extra_user_headers or self.extra_user_header_client_ip):
             errors.append(
                 "--extra-user-headers and --extra-user-header-client-ip need impersonation; "

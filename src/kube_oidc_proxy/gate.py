@@ -25,9 +25,10 @@ from kube_oidc_proxy.authn.passthrough import Passthrough
 from kube_oidc_proxy.authz.checker import ImpersonationChecker, ReviewError
 from kube_oidc_proxy.authz.requested import BadImpersonation, requested_impersonation
 from kube_oidc_proxy.authz.review import target_user
+from kube_oidc_proxy.clientip import Origin
 from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.headers import Headers, get_one
-from kube_oidc_proxy.impersonation import CredentialLeak, Rewriter
+from kube_oidc_proxy.impersonation import CredentialLeak, Rewriter, UnforwardableIdentity
 from kube_oidc_proxy.observe.metrics import Metrics
 
 log = logging.getLogger("kop.gate")
@@ -72,7 +73,7 @@ class Gate:
         self.passthrough = passthrough
         self.disable_impersonation = disable_impersonation
 
-    async def decide(self, head: RequestHead, peer_ip: str) -> Admit | Deny:
+    async def decide(self, head: RequestHead, origin: Origin) -> Admit | Deny:
         try:
             credential = find_credential(head.headers, websocket=is_websocket(head))
         except CredentialError as exc:
@@ -91,11 +92,11 @@ class Gate:
             reviewed = await self.passthrough.authenticate(token)
             if not isinstance(reviewed, Authenticated):
                 return Deny(reviewed.code, reviewed.message, f"{result.reason}; {reviewed.reason}")
-            return self._as_caller(head, reviewed.user, peer_ip)
+            return self._as_caller(head, reviewed.user, origin)
         if not isinstance(result, Authenticated):
             return Deny(result.code, result.message, result.reason)
         if self.disable_impersonation:
-            return self._as_caller(head, result.user, peer_ip)
+            return self._as_caller(head, result.user, origin)
 
         caller = result.user
         try:
@@ -117,21 +118,16 @@ class Gate:
                 return Deny(403, message, message, caller)
             target = target_user(requested, result.user)
         try:
-            headers = self.rewriter.upstream_headers(
-                head.headers,
-                target or result.user,
-                peer_ip=peer_ip,
-                upgrade=head.upgrade,
-                chunked=head.framing == "chunked",
+            headers = self.rewriter.upstream_headers(head, target or result.user, origin)
+        except UnforwardableIdentity as exc:
+            return Deny(
+                401, "Unauthorized: the identity cannot be forwarded to kube-apiserver as it is", str(exc), caller
             )
         except CredentialLeak as exc:
             log.error("refusing a request: %s", exc)  # noqa: TRY400 - a named condition, no traceback needed
             return Deny(500, "internal error while preparing the request", str(exc), caller)
         return Admit(result.user, headers, outbound=target)
 
-    def _as_caller(self, head: RequestHead, user: UserInfo, peer_ip: str) -> Admit:
+    def _as_caller(self, head: RequestHead, user: UserInfo, origin: Origin) -> Admit:
         """Forward with the caller's own credential (passthrough, --disable-impersonation)."""
-        headers = self.rewriter.passthrough_headers(
-            head.headers, peer_ip=peer_ip, upgrade=head.upgrade, chunked=head.framing == "chunked"
-        )
-        return Admit(user, headers, own_credentials=False)
+        return Admit(user, self.rewriter.passthrough_headers(head, origin), own_credentials=False)

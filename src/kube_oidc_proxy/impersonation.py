@@ -1,12 +1,16 @@
-"""Client request headers + verified identity -> the headers we send to kube-apiserver.
+"""A client request + verified identity -> the headers we send to kube-apiserver.
 
 Rules (each has a named test):
-- Everything that could carry a credential or an identity is removed from the client's headers:
-  ``Authorization``, ``Proxy-Authorization``, every ``Impersonate-*``, every ``X-Remote-*`` (request-header
-  authentication), and the WebSocket bearer-token subprotocol. So are hop-by-hop headers (RFC 9110 §7.6.1,
-  including those the ``Connection`` header names), ``Host`` and ``Expect`` (we answer 100-continue).
+- The proxy owns the request's framing, routing, credentials, identity, origin and audit ID
+  (``http1.headers.PROXY_OWNED``): every client spelling of those headers is removed (case and ``_`` for
+  ``-``, which a downstream layer could map onto the real name), and the proxy sets its own from what its
+  parser read: ``Content-Length`` or ``Transfer-Encoding: chunked`` for exactly the body it will send,
+  ``Host``, ``X-Forwarded-For`` (``clientip``), and the caller's identity. So are ``X-Remote-*``
+  (request-header authentication), hop-by-hop headers (RFC 9110 §7.6.1, including those ``Connection``
+  names: the parser refused any that name a proxy-owned header) and ``Expect`` (we answer 100-continue).
 - The identity goes out as ``Impersonate-User``, ``Impersonate-Uid``, one ``Impersonate-Group`` per group
-  plus ``system:authenticated``, and ``Impersonate-Extra-<key>`` per value, keys escaped as client-go does.
+  plus ``system:authenticated``, and ``Impersonate-Extra-<key>`` per value, each value checked in the form
+  kube-apiserver will read it (``identity``), keys escaped so that kube-apiserver reads them back intact.
 - Then ``check_no_client_credentials`` looks again, written differently from the filter, so a bug in one of
   them fails closed instead of letting a client-chosen identity through.
 """
@@ -19,28 +23,41 @@ from typing import Final
 
 from kube_oidc_proxy.authn.bearer import WS_TOKEN_PREFIX
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
-from kube_oidc_proxy.http1.headers import HOP_BY_HOP, Headers, comma_tokens, connection_options
+from kube_oidc_proxy.clientip import Origin
+from kube_oidc_proxy.http1.events import RequestHead
+from kube_oidc_proxy.http1.headers import HOP_BY_HOP, Headers, comma_tokens, connection_options, is_proxy_owned
+from kube_oidc_proxy.identity import extra_problem, user_problem
 
 IMPERSONATE_PREFIX: Final = b"impersonate-"
-REMOTE_PREFIX: Final = b"x-remote-"
 REMOTE_CLIENT_IP_EXTRA: Final = "remote-client-ip"
 ANONYMOUS: Final = "system:anonymous"
 SYSTEM_UNAUTHENTICATED: Final = "system:unauthenticated"
-_ALWAYS_DROPPED: Final = HOP_BY_HOP | {b"host", b"authorization", b"expect", b"x-forwarded-for"}
-# RFC 9110 §5.6.2 tchar; client-go's headerKeyEscape keeps these bytes (except '%') and %-escapes the rest.
-_TCHAR: Final = frozenset(b"!#$&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_ALWAYS_DROPPED: Final = HOP_BY_HOP | {b"expect"}
+# RFC 9110 §5.6.2 tchar, lower-case letters only. client-go's headerKeyEscape keeps upper-case letters too,
+# but kube-apiserver lower-cases the header name before it %-unescapes the key, so "Key" would arrive as
+# "key": escaping them ("%4Bey") keeps every key exactly as checked. Lower-case keys escape as in client-go.
+_KEPT_IN_KEYS: Final = frozenset(b"!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 
 class CredentialLeak(Exception):
     """A client-supplied credential or identity header survived filtering. A bug: the request fails."""
 
 
+class UnforwardableIdentity(Exception):
+    """An identity value kube-apiserver would read differently from what the proxy checked."""
+
+
 def escape_extra_key(key: str) -> bytes:
-    """``Impersonate-Extra-`` key escaping, byte for byte as client-go's ``headerKeyEscape``."""
-    return b"".join(bytes((b,)) if b in _TCHAR else b"%%%02X" % b for b in key.encode())
+    """``Impersonate-Extra-`` key escaping: client-go's ``headerKeyEscape``, plus upper-case letters."""
+    return b"".join(bytes((b,)) if b in _KEPT_IN_KEYS else b"%%%02X" % b for b in key.encode())
 
 
 def identity_headers(user: UserInfo, extra: Mapping[str, Iterable[str]] | None = None) -> Headers:
+    """The ``Impersonate-*`` headers for ``user``; raises ``UnforwardableIdentity`` rather than send a value
+    kube-apiserver would read differently (the authenticators refuse those earlier, with their own words)."""
+    problem = user_problem(user) or (extra_problem(extra) if extra else None)
+    if problem is not None:
+        raise UnforwardableIdentity(problem)
     out: Headers = [(b"impersonate-user", user.username.encode())]
     if user.uid:
         out.append((b"impersonate-uid", user.uid.encode()))
@@ -59,31 +76,46 @@ def identity_headers(user: UserInfo, extra: Mapping[str, Iterable[str]] | None =
     return out
 
 
-def _client_headers(headers: Headers, *, upgrade: bool) -> Headers:
-    dropped = connection_options(headers)
+def _end_to_end(head: RequestHead, *, keep_ws_token: bool) -> Headers:
+    """The client's headers that are the client's to send: no hop-by-hop header, no spelling of a header the
+    proxy owns (the WebSocket subprotocols come back without the token, unless ``keep_ws_token``)."""
+    dropped = connection_options(head.headers)
     out: Headers = []
-    for name, value in headers:
+    for name, value in head.headers:
         if name in _ALWAYS_DROPPED or name in dropped:
             continue
-        if name.startswith(IMPERSONATE_PREFIX) or name.startswith(REMOTE_PREFIX):
-            continue
-        if name == b"sec-websocket-protocol":
+        if name == b"sec-websocket-protocol" and not keep_ws_token:
             kept = [p for p in comma_tokens([value]) if not p.startswith(WS_TOKEN_PREFIX)]
-            if not kept:
-                continue
-            value = b", ".join(kept)
+            if kept:
+                out.append((name, b", ".join(kept)))
+            continue
+        if name != b"sec-websocket-protocol" and is_proxy_owned(name):
+            continue
         out.append((name, value))
-    if upgrade:
-        out.append((b"connection", b"Upgrade"))
-        out.extend((b"upgrade", v) for n, v in headers if n == b"upgrade")
     return out
 
 
+def framing_headers(head: RequestHead) -> Headers:
+    """Exactly the body the proxy will send: the length its parser read, or chunks it writes itself."""
+    if head.framing == "chunked":
+        return [(b"transfer-encoding", b"chunked")]
+    if head.content_length is not None:
+        return [(b"content-length", b"%d" % head.content_length)]
+    return []
+
+
+def _upgrade_headers(head: RequestHead) -> Headers:
+    if not head.upgrade:
+        return []
+    return [(b"connection", b"Upgrade"), *((b"upgrade", v) for n, v in head.headers if n == b"upgrade")]
+
+
 def check_no_client_credentials(headers: Headers) -> None:
+    """Raise ``CredentialLeak`` if a client credential, identity or framing header is still there."""
     for name, value in headers:
-        lowered = name.lower()
+        lowered = name.lower().replace(b"_", b"-")
         if (
-            lowered in (b"authorization", b"proxy-authorization")
+            lowered in (b"authorization", b"proxy-authorization", b"content-length", b"transfer-encoding", b"host")
             or lowered[:12] == b"impersonate-"
             or lowered[:9] == b"x-remote-"
             or (lowered == b"sec-websocket-protocol" and WS_TOKEN_PREFIX in value)
@@ -99,47 +131,31 @@ class Rewriter:
     static_extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     client_ip_extra: bool = False
 
-    def upstream_headers(
-        self,
-        headers: Headers,
-        user: UserInfo,
-        *,
-        peer_ip: str,
-        upgrade: bool,
-        chunked: bool,
-    ) -> Headers:
-        """The request headers for kube-apiserver, without the proxy's own Authorization."""
-        out = _client_headers(headers, upgrade=upgrade)
+    def _proxy_set(self, head: RequestHead, origin: Origin) -> Headers:
+        out: Headers = [
+            *_upgrade_headers(head),
+            (b"host", self.upstream_host),
+            (b"x-forwarded-for", origin.upstream_forwarded_for),
+        ]
+        if origin.real_ip:
+            out.append((b"x-real-ip", origin.real_ip.encode()))
+        return out + framing_headers(head)
+
+    def upstream_headers(self, head: RequestHead, user: UserInfo, origin: Origin) -> Headers:
+        """The request headers for kube-apiserver, without the proxy's own Authorization and Audit-ID."""
+        out = _end_to_end(head, keep_ws_token=False)
         check_no_client_credentials(out)
-        out.append((b"host", self.upstream_host))
-        forwarded = [v for n, v in headers if n == b"x-forwarded-for"]
-        forwarded.append(peer_ip.encode())
-        out.append((b"x-forwarded-for", b", ".join(forwarded)))
-        if chunked:
-            out.append((b"transfer-encoding", b"chunked"))
+        out += self._proxy_set(head, origin)
         extra: dict[str, tuple[str, ...]] = dict(self.static_extra)
         if self.client_ip_extra:
-            extra[REMOTE_CLIENT_IP_EXTRA] = (peer_ip,)
+            extra[REMOTE_CLIENT_IP_EXTRA] = (origin.client_ip,)
         out += identity_headers(user, extra)
         return out
 
-    def passthrough_headers(self, headers: Headers, *, peer_ip: str, upgrade: bool, chunked: bool) -> Headers:
-        """The caller's own request, credentials and impersonation headers included, for kube-apiserver to
-        authenticate and authorize itself (token passthrough, --disable-impersonation)."""
-        dropped = connection_options(headers)
-        out: Headers = [
-            (n, v)
-            for n, v in headers
-            if n not in _ALWAYS_DROPPED and n not in dropped and not n.startswith(REMOTE_PREFIX)
-        ]
-        out += [(b"authorization", v) for n, v in headers if n == b"authorization"]
-        if upgrade:
-            out.append((b"connection", b"Upgrade"))
-            out.extend((b"upgrade", v) for n, v in headers if n == b"upgrade")
-        out.append((b"host", self.upstream_host))
-        forwarded = [v for n, v in headers if n == b"x-forwarded-for"]
-        forwarded.append(peer_ip.encode())
-        out.append((b"x-forwarded-for", b", ".join(forwarded)))
-        if chunked:
-            out.append((b"transfer-encoding", b"chunked"))
-        return out
+    def passthrough_headers(self, head: RequestHead, origin: Origin) -> Headers:
+        """The caller's own request, its credential and impersonation headers included (exactly as
+        kube-apiserver reads them), for kube-apiserver to authenticate and authorize itself (token
+        passthrough, --disable-impersonation)."""
+        out = _end_to_end(head, keep_ws_token=True)
+        out += [(n, v) for n, v in head.headers if n == b"authorization" or n.startswith(IMPERSONATE_PREFIX)]
+        return out + self._proxy_set(head, origin)

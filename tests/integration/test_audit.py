@@ -44,7 +44,8 @@ async def audited_proxy(
 async def test_a_request_is_audited_with_the_oidc_user_and_one_audit_id(
     tmp_path: Path, config: Config, issuer: TestIssuer, upstream: RecordingUpstream
 ) -> None:
-    handle = await audited_proxy(tmp_path, config, issuer, upstream)
+    behind_a_load_balancer = replace(config, proxy=replace(config.proxy, trusted_proxy_cidrs=("127.0.0.1/32",)))
+    handle = await audited_proxy(tmp_path, behind_a_load_balancer, issuer, upstream)
     try:
         response = await get(
             handle.port, handle.ca_file, "/api/v1/namespaces/ns/pods/web", token=issuer.token(),

@@ -31,7 +31,8 @@ async def objects(handle: ProxyHandle, count: int) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def proxy(config: Config, issuer: TestIssuer, upstream: RecordingUpstream) -> AsyncIterator[ProxyHandle]:
-    handle = await start_proxy(replace(config, proxy=replace(config.proxy, log_format="json")), issuer, upstream)
+    settings = replace(config.proxy, log_format="json", trusted_proxy_cidrs=("127.0.0.0/8",))
+    handle = await start_proxy(replace(config, proxy=settings), issuer, upstream)
     yield handle
     await handle.running.stop(grace=1)
     handle.app.access_log.close()
@@ -92,13 +93,33 @@ async def test_a_caller_refused_for_as_is_au_fail_but_named(proxy: ProxyHandle) 
     assert "outbound" not in entry
 
 
-async def test_kube_apiservers_audit_id_is_logged_when_the_proxy_does_not_audit(proxy: ProxyHandle) -> None:
-    proxy.upstream.raw["audited"] = (
-        b"HTTP/1.1 200 OK\r\nAudit-Id: 5f1c7d1e-0000-4000-8000-000000000001\r\nContent-Length: 2\r\n\r\n{}"
-    )
-    assert (await get(proxy.port, proxy.ca_file, "/raw/audited", token=proxy.issuer.token())).status == 200
+async def test_without_auditing_the_logged_id_is_the_one_kube_apiserver_was_sent(proxy: ProxyHandle) -> None:
+    response = await get(proxy.port, proxy.ca_file, "/api/v1/pods", token=proxy.issuer.token())
+    assert response.status == 200
     (entry,) = await objects(proxy, 1)
-    assert entry["auditID"] == "5f1c7d1e-0000-4000-8000-000000000001"
+    assert proxy.upstream.requests[-1].all("audit-id") == [entry["auditID"]] == [response.header("audit-id")]
+    assert len(entry["auditID"]) == 36  # a UUID of the proxy's
+
+
+@pytest.mark.parametrize(
+    ("sent", "adopted"),
+    [
+        pytest.param([("audit-id", "trace-4bf92f3577b34da6")], True, id="well-formed"),
+        pytest.param([("audit-id", "a b")], False, id="space"),
+        pytest.param([("audit-id", "x" * 129)], False, id="too-long"),
+        pytest.param([("audit-id", "one"), ("audit-id", "two")], False, id="two"),
+        pytest.param([("audit_id", "underscore")], False, id="underscore-spelling"),
+    ],
+)
+async def test_a_clients_audit_id_is_adopted_only_when_well_formed(
+    proxy: ProxyHandle, sent: list[tuple[str, str]], adopted: bool
+) -> None:
+    response = await get(proxy.port, proxy.ca_file, "/api/v1/pods", token=proxy.issuer.token(), headers=sent)
+    assert response.status == 200
+    (entry,) = await objects(proxy, 1)
+    seen = proxy.upstream.requests[-1]
+    assert [v for n, v in seen.headers if n.replace("_", "-") == "audit-id"] == [entry["auditID"]]
+    assert (entry["auditID"] == sent[0][1]) is adopted
 
 
 async def test_with_auditing_the_logged_id_is_the_audit_events_id(

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 from typing import Final
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kube_oidc_proxy.authn.bearer import WS_TOKEN_PREFIX
 from kube_oidc_proxy.authn.model import UserInfo
+from kube_oidc_proxy.clientip import Origin, TrustedProxies, parse_networks
+from kube_oidc_proxy.http1.events import Framing, RequestHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.impersonation import (
     CredentialLeak,
@@ -48,7 +53,7 @@ def go_header_key_escape(key: str) -> bytes:
         ("😀", b"%F0%9F%98%80"),
         ("!#$&'*+-.^_`|~", b"!#$&'*+-.^_`|~"),
         ("remote-client-ip", b"remote-client-ip"),
-        ("Remote-Client-IP", b"Remote-Client-IP"),
+        ("remote-client-ip", b"remote-client-ip"),
         ("scopes", b"scopes"),
         ("a:b", b"a%3Ab"),
         ('q"u', b"q%22u"),
@@ -62,10 +67,32 @@ def test_extra_keys_are_escaped_like_client_go(key: str, escaped: bytes) -> None
     assert go_header_key_escape(key) == escaped
 
 
-def test_every_byte_is_escaped_exactly_as_client_go_header_key_escape_does() -> None:
+def test_every_byte_but_upper_case_letters_is_escaped_exactly_as_client_go_header_key_escape_does() -> None:
     for code_point in [*range(0x100), 0x100, 0x7FF, 0x800, 0xFFFF, 0x10000, 0x10FFFF]:
         key = f"k{chr(code_point)}k"
-        assert escape_extra_key(key) == go_header_key_escape(key), hex(code_point)
+        if "A" <= chr(code_point) <= "Z":
+            assert escape_extra_key(key) == b"k%%%02Xk" % code_point
+        else:
+            assert escape_extra_key(key) == go_header_key_escape(key), hex(code_point)
+
+
+def kube_apiserver_extra_key(header_name: bytes) -> str:
+    """What kube-apiserver makes of an Impersonate-Extra- header name: lower-case, then url.PathUnescape."""
+    return unquote(header_name.decode("ascii").lower()[len("impersonate-extra-") :], errors="strict")
+
+
+@given(st.text(min_size=1))
+def test_kube_apiserver_reads_back_every_key_exactly(key: str) -> None:
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return  # not text: refused before it gets here (identity.value_problem)
+    assert kube_apiserver_extra_key(b"impersonate-extra-" + escape_extra_key(key)) == key
+
+
+def test_an_upper_case_key_survives_kube_apiserver_lower_casing_the_header_name() -> None:
+    # client-go would send "Impersonate-Extra-Team" and kube-apiserver would read "team"
+    assert kube_apiserver_extra_key(b"impersonate-extra-" + escape_extra_key("Team")) == "Team"
 
 
 def test_escaped_keys_are_always_valid_header_name_characters() -> None:
@@ -130,12 +157,31 @@ def test_exactly_one_impersonate_user_header() -> None:
 # Rewriter.upstream_headers ----------------------------------------------------------------------------------
 
 PEER = "10.1.2.3"
+ORIGIN: Final = Origin(PEER, client_ip=PEER)
 USER = UserInfo("alice", groups=("dev",))
 REWRITER = Rewriter(upstream_host=b"kubernetes.default.svc:443")
 
 
 def ws_token(token: bytes = b"secret.jwt.token") -> bytes:
     return WS_TOKEN_PREFIX + base64.urlsafe_b64encode(token).rstrip(b"=")
+
+
+def head_of(
+    headers: Headers, *, upgrade: bool = False, framing: Framing = "none", content_length: int | None = None
+) -> RequestHead:
+    """A parsed request head, as the reader gives it (names already lower-case)."""
+    return RequestHead(
+        method=b"GET",
+        target=b"/api",
+        http_version="1.1",
+        headers=headers,
+        keep_alive=True,
+        upgrade=upgrade,
+        framing=framing,
+        content_length=content_length,
+        expect_continue=False,
+        head_size=100,
+    )
 
 
 def rewrite(
@@ -145,8 +191,10 @@ def rewrite(
     user: UserInfo = USER,
     upgrade: bool = False,
     chunked: bool = False,
+    origin: Origin = ORIGIN,
 ) -> Headers:
-    return rewriter.upstream_headers(headers, user, peer_ip=PEER, upgrade=upgrade, chunked=chunked)
+    head = head_of(headers, upgrade=upgrade, framing="chunked" if chunked else "none")
+    return rewriter.upstream_headers(head, user, origin)
 
 
 def names(headers: Headers) -> list[bytes]:
@@ -240,13 +288,63 @@ def test_end_to_end_headers_keep_their_order_and_values() -> None:
     client: Headers = [
         (b"accept", b"application/json;as=Table;v=v1;g=meta.k8s.io"),
         (b"content-type", b"application/merge-patch+json"),
-        (b"content-length", b"42"),
         (b"user-agent", b"kubectl/v1.33"),
-        (b"audit-id", b"abc"),
         (b"x-custom", b"  spaced  "),
     ]
     out = rewrite(client)
     assert [h for h in out if h in client] == client
+
+
+@pytest.mark.parametrize(
+    ("framing", "content_length", "expected"),
+    [
+        pytest.param("length", 42, [(b"content-length", b"42")], id="length"),
+        pytest.param("none", 0, [(b"content-length", b"0")], id="empty-with-length"),
+        pytest.param("none", None, [], id="no-body"),
+        pytest.param("chunked", None, [(b"transfer-encoding", b"chunked")], id="chunked"),
+    ],
+)
+def test_the_framing_is_the_one_the_parser_read_whatever_the_client_wrote(
+    framing: Framing, content_length: int | None, expected: Headers
+) -> None:
+    client: Headers = [
+        (b"content-length", b"7"),
+        (b"content_length", b"9"),
+        (b"transfer-encoding", b"chunked"),
+        (b"transfer_encoding", b"identity"),
+    ]
+    head = head_of(client, framing=framing, content_length=content_length)
+    for out in (REWRITER.upstream_headers(head, USER, ORIGIN), REWRITER.passthrough_headers(head, ORIGIN)):
+        framing_headers = [(n, v) for n, v in out if n.replace(b"_", b"-") in (b"content-length", b"transfer-encoding")]
+        assert framing_headers == expected
+
+
+PROXY_OWNED_SPELLINGS: Final = [
+    (b"content_length", b"5"),
+    (b"transfer_encoding", b"chunked"),
+    (b"impersonate_user", b"system:admin"),
+    (b"impersonate_group", b"system:masters"),
+    (b"impersonate_extra_scopes", b"all"),
+    (b"x_remote_user", b"system:admin"),
+    (b"x_remote_group", b"system:masters"),
+    (b"x_forwarded_for", b"1.2.3.4"),
+    (b"x_real_ip", b"1.2.3.4"),
+    (b"audit_id", b"forged"),
+    (b"audit-id", b"forged"),
+    (b"authorization", b"Bearer smuggled"),
+    (b"host", b"evil.example"),
+]
+
+
+@pytest.mark.parametrize("header", PROXY_OWNED_SPELLINGS, ids=lambda header: header[0].decode())
+def test_no_spelling_of_a_proxy_owned_header_is_forwarded(header: tuple[bytes, bytes]) -> None:
+    head = head_of([(b"accept", b"*/*"), header])
+    outs = [REWRITER.upstream_headers(head, USER, ORIGIN)]
+    if header[0] != b"authorization":  # passthrough forwards the caller's own token, under its one spelling
+        outs.append(REWRITER.passthrough_headers(head, ORIGIN))
+    for out in outs:
+        assert header not in out
+        assert header[1] not in [v for _, v in out]
 
 
 @pytest.mark.parametrize(
@@ -257,9 +355,17 @@ def test_end_to_end_headers_keep_their_order_and_values() -> None:
         pytest.param([b"1.1.1.1", b"2.2.2.2, 3.3.3.3"], b"1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3", id="two-lines"),
     ],
 )
-def test_the_peer_ip_is_appended_to_x_forwarded_for(xff: list[bytes], expected: bytes) -> None:
-    out = rewrite([(b"x-forwarded-for", v) for v in xff])
+def test_the_peer_ip_is_appended_to_x_forwarded_for_of_a_trusted_proxy(xff: list[bytes], expected: bytes) -> None:
+    headers = [(b"x-forwarded-for", v) for v in xff]
+    trusted = TrustedProxies(parse_networks(["10.0.0.0/8"]))
+    out = rewrite(headers, origin=trusted.origin(headers, PEER))
     assert values(out, b"x-forwarded-for") == [expected]
+
+
+def test_x_forwarded_for_and_x_real_ip_of_an_untrusted_peer_are_replaced_by_the_peer() -> None:
+    out = rewrite([(b"x-forwarded-for", b"1.2.3.4"), (b"x-real-ip", b"1.2.3.4")])
+    assert values(out, b"x-forwarded-for") == [PEER.encode()]
+    assert values(out, b"x-real-ip") == []
 
 
 @pytest.mark.parametrize(("chunked", "expected"), [(True, [b"chunked"]), (False, [])])
@@ -321,18 +427,17 @@ def test_static_extras_are_added_to_every_request() -> None:
 
 def test_the_full_rewrite_of_a_typical_request() -> None:
     rewriter = Rewriter(upstream_host=b"10.96.0.1:443", client_ip_extra=True)
+    headers: Headers = [
+        (b"host", b"proxy.example"),
+        (b"authorization", b"Bearer t"),
+        (b"accept", b"application/json"),
+        (b"impersonate-user", b"root"),
+        (b"x-forwarded-for", b"192.0.2.1"),
+    ]
     out = rewriter.upstream_headers(
-        [
-            (b"host", b"proxy.example"),
-            (b"authorization", b"Bearer t"),
-            (b"accept", b"application/json"),
-            (b"impersonate-user", b"root"),
-            (b"x-forwarded-for", b"192.0.2.1"),
-        ],
+        head_of(headers),
         UserInfo("alice", uid="u-1", groups=("dev",), extra={"authentication.kubernetes.io/credential-id": ("JTI=1",)}),
-        peer_ip="10.1.2.3",
-        upgrade=False,
-        chunked=False,
+        TrustedProxies(parse_networks(["10.1.2.3"])).origin(headers, "10.1.2.3"),
     )
     assert out == [
         (b"accept", b"application/json"),
@@ -343,7 +448,7 @@ def test_the_full_rewrite_of_a_typical_request() -> None:
         (b"impersonate-group", b"dev"),
         (b"impersonate-group", b"system:authenticated"),
         (b"impersonate-extra-authentication.kubernetes.io%2Fcredential-id", b"JTI=1"),
-        (b"impersonate-extra-remote-client-ip", b"10.1.2.3"),
+        (b"impersonate-extra-remote-client-ip", b"192.0.2.1"),
     ]
 
 

@@ -27,6 +27,7 @@ from kube_oidc_proxy.audit.event import (
 from kube_oidc_proxy.audit.groupcommit import GroupCommit
 from kube_oidc_proxy.audit.policy import Policy
 from kube_oidc_proxy.authn.model import UserInfo
+from kube_oidc_proxy.clientip import Origin
 from kube_oidc_proxy.errors import ProxyError
 from kube_oidc_proxy.requestinfo import RequestInfo
 
@@ -100,9 +101,7 @@ class Auditor:
         target: bytes,
         user: UserInfo | None,
         impersonated: UserInfo | None,
-        peer_ip: str,
-        xff: list[bytes],
-        real_ip: bytes | None,
+        origin: Origin,
         user_agent: bytes | None,
         received: float,
         audit_id: str | None = None,
@@ -117,7 +116,7 @@ class Auditor:
             verb=info.verb,
             user=user_info(user) if user is not None else None,
             impersonated=user_info(impersonated) if impersonated is not None else None,
-            source_ips=source_ips(xff, real_ip, peer_ip),
+            source_ips=source_ips(origin),
             user_agent=user_agent.decode("latin-1") if user_agent else "",
             received=received,
             object_ref=object_ref(info),

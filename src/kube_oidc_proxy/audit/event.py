@@ -3,14 +3,16 @@
 ``AuditRecord`` is created once the policy says a request is audited; it collects what the stages need and
 ``event()`` turns it into the event of a stage. User is the authenticated caller; ``impersonatedUser`` is
 the target of ``kubectl --as``; sourceIPs are the X-Forwarded-For chain, X-Real-Ip, then the peer, as
-kube-apiserver lists them. At Request level the request body is kept (JSON, bounded), at
-RequestResponse the response body too; ``managedFields`` are dropped when the policy says so.
+kube-apiserver lists them (the forwarded ones only from ``--trusted-proxy-cidrs``). At Request level the
+request body is kept (JSON, bounded), at RequestResponse the response body too; ``managedFields`` are
+dropped when the policy says so.
 Pure: the clock is passed in; serialisation uses orjson (the request path pays for it).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -18,6 +20,8 @@ import orjson
 
 from kube_oidc_proxy.audit.policy import Decision
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
+from kube_oidc_proxy.clientip import Origin
+from kube_oidc_proxy.http1.headers import Headers, get_all
 from kube_oidc_proxy.requestinfo import RequestInfo
 from kube_oidc_proxy.rfc3339 import timestamp
 
@@ -48,6 +52,18 @@ class _AuditIDs:
 
 
 new_audit_id: Final = _AuditIDs()
+# A client's Audit-ID is adopted (kube-apiserver adopts any) only when it cannot break a log line or a header
+# and is short enough to be an identifier: a UUID, or a tracing ID of another gateway.
+_WELL_FORMED_AUDIT_ID: Final = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def audit_id_for(headers: Headers) -> str:
+    """The one Audit-ID of a request: the client's, when it sent exactly one well-formed value, else a new one.
+    It is what goes to kube-apiserver, what the proxy logs and audits, and what the response echoes."""
+    values = get_all(headers, b"audit-id")
+    if len(values) == 1 and _WELL_FORMED_AUDIT_ID.fullmatch(values[0]):
+        return values[0].decode("ascii")
+    return new_audit_id()
 
 
 def user_info(user: UserInfo, *, authenticated: bool = True) -> dict[str, Any]:
@@ -63,13 +79,12 @@ def user_info(user: UserInfo, *, authenticated: bool = True) -> dict[str, Any]:
     return info
 
 
-def source_ips(xff: list[bytes], real_ip: bytes | None, peer: str) -> list[str]:
-    ips: list[str] = []
-    for value in xff:
-        ips += [ip.strip() for ip in value.decode("latin-1").split(",") if ip.strip()]
-    if real_ip:
-        ips.append(real_ip.decode("latin-1").strip())
-    ips.append(peer)
+def source_ips(origin: Origin) -> list[str]:
+    """kube-apiserver's order: X-Forwarded-For, X-Real-Ip, the peer; here only what the proxy believes."""
+    ips = [*origin.forwarded_for]
+    if origin.real_ip:
+        ips.append(origin.real_ip)
+    ips.append(origin.peer_ip)
     return list(dict.fromkeys(ips))
 
 

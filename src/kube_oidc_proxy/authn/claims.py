@@ -7,7 +7,6 @@ message that reveals nothing a caller does not already know about their own toke
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Final
 
 from kube_oidc_proxy.authn.cel import CLAIMS, USER, Binding, CelEvaluationError, Program
@@ -19,11 +18,10 @@ from kube_oidc_proxy.authn.model import (
     UserInfo,
     ValidationRule,
 )
+from kube_oidc_proxy.identity import user_problem
 
 # go-oidc v2 (used by kube-apiserver) allows a token whose nbf is up to one minute ahead (clock skew).
 NBF_LEEWAY_SECONDS: Final = 60
-# Anything that would let a claim break out of an HTTP header value, or forge a second header.
-_CONTROL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def issuer_of(claims: dict[str, Any]) -> Any:
@@ -212,9 +210,9 @@ def user_from_claims(
     except _Refused as refused:
         return Rejected(refused.reason)
 
-    for value in (username, uid, *groups, *(v for vs in extra.values() for v in vs)):
-        if _CONTROL_CHARS.search(value):
-            return Rejected("an identity claim contains control characters")
+    problem = user_problem(user, "mapped ")
+    if problem is not None:
+        return Rejected(problem, "Unauthorized: the identity in the token cannot be forwarded as it is")
     if not allow_system_identities:
         if username.startswith("system:"):
             return Rejected(

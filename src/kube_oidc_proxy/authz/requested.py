@@ -3,7 +3,9 @@
 
 - ``Impersonate-User`` (one), ``Impersonate-Uid`` (one), ``Impersonate-Group`` (each line one group),
   ``Impersonate-Extra-<key>`` (each line one value; the key is lower-cased and %-unescaped, as client-go
-  escapes it; a malformed escape is kept as it is).
+  escapes it; a malformed escape is kept as it is, an escape of something that is not UTF-8 is refused).
+- Values are taken exactly as kube-apiserver reads them (trimmed by the parser as Go trims them); a value
+  that would still change on the way (``identity.value_problem``) or is not UTF-8 is refused (400).
 - Groups, a uid or extras without a user are a bad request (400), as in kube-apiserver.
 - An ``Impersonate-`` header of any other name is refused (400): forwarding it unchecked would let the
   caller's words reach the API server under the proxy's authority.
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from kube_oidc_proxy.http1.headers import Headers
+from kube_oidc_proxy.identity import extra_key_problem, value_problem
 
 EXTRA_PREFIX = b"impersonate-extra-"
 
@@ -37,7 +40,19 @@ def unescape_extra_key(escaped: bytes) -> str:
     try:
         return unquote(key, errors="strict")
     except UnicodeDecodeError:
-        return key
+        raise BadImpersonation(f"impersonated extra key {key!r} is not %-escaped UTF-8") from None
+
+
+def _text(name: bytes, value: bytes) -> str:
+    """A requested value exactly as kube-apiserver reads it (our parser trimmed it as Go does), or a refusal."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadImpersonation(f"{name.decode('latin-1')} is not UTF-8") from None
+    problem = value_problem(text)
+    if problem is not None:
+        raise BadImpersonation(f"{name.decode('latin-1')} value {text!r} {problem}")
+    return text
 
 
 def requested_impersonation(headers: Headers) -> ImpersonationRequest | None:
@@ -51,7 +66,7 @@ def requested_impersonation(headers: Headers) -> ImpersonationRequest | None:
         if not name.startswith(b"impersonate-"):
             continue
         seen = True
-        text = value.decode("utf-8", "replace")
+        text = _text(name, value)
         if name == b"impersonate-user":
             users.append(text)
         elif name == b"impersonate-uid":
@@ -59,7 +74,11 @@ def requested_impersonation(headers: Headers) -> ImpersonationRequest | None:
         elif name == b"impersonate-group":
             groups.append(text)
         elif name.startswith(EXTRA_PREFIX) and len(name) > len(EXTRA_PREFIX):
-            extra.setdefault(unescape_extra_key(name[len(EXTRA_PREFIX) :]), []).append(text)
+            key = unescape_extra_key(name[len(EXTRA_PREFIX) :])
+            problem = extra_key_problem(key)
+            if problem is not None:
+                raise BadImpersonation(f"impersonated extra key {key!r} {problem}")
+            extra.setdefault(key, []).append(text)
         else:
             raise BadImpersonation(f"unknown impersonation header {name.decode('latin-1')!r}")
     if not seen:

@@ -28,6 +28,37 @@ HOP_BY_HOP: Final = frozenset(
 )
 
 
+# Request headers the proxy decides: framing, routing, the caller's credential and identity, where a request
+# came from and its audit ID. The proxy removes every client spelling of them and sets its own; a client's
+# ``Connection`` header may not name them (HTTP/2 refuses connection-specific headers outright), because
+# removing a framing header while still sending the body is how a request is smuggled.
+PROXY_OWNED: Final = frozenset(
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"authorization",
+        b"proxy-authorization",
+        b"sec-websocket-protocol",
+        b"audit-id",
+        b"x-forwarded-for",
+        b"x-real-ip",
+    }
+)
+PROXY_OWNED_PREFIXES: Final = (b"impersonate-", b"x-remote-")
+
+
+def spelling(lower_name: bytes) -> bytes:
+    """The name a downstream layer may read: CGI-style servers and some proxies map ``_`` to ``-``."""
+    return lower_name.replace(b"_", b"-")
+
+
+def is_proxy_owned(lower_name: bytes) -> bool:
+    """True for every spelling (case, underscores) of a header only the proxy may set."""
+    name = spelling(lower_name)
+    return name in PROXY_OWNED or name.startswith(PROXY_OWNED_PREFIXES)
+
+
 def get_all(headers: Headers, name: bytes) -> list[bytes]:
     """Every value of ``name`` (lower-case), in order."""
     return [v for n, v in headers if n == name]

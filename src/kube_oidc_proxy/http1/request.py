@@ -8,7 +8,9 @@ belong to the tunnel and are carried in the event's ``tail``.
 llhttp already rejects request smuggling material: Content-Length together with Transfer-Encoding,
 duplicate Content-Length, obs-fold, bare CR or LF, NUL and other control bytes in values, a final
 Transfer-Encoding other than chunked (RFC 9112 §6.3). We add what it does not check: size limits (it has
-none), a Host header (RFC 9112 §3.2), origin-form targets, no CONNECT, no body on an upgrade handshake.
+none), a Host header (RFC 9112 §3.2), origin-form targets, no CONNECT, no body on an upgrade handshake,
+an upgrade only to what kube-apiserver serves, and a ``Connection`` header that names no header the proxy
+owns (framing, routing, credentials, identity: ``headers.PROXY_OWNED``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from kube_oidc_proxy.http1.events import (
     RequestHead,
     Upgraded,
 )
-from kube_oidc_proxy.http1.headers import Headers
+from kube_oidc_proxy.http1.headers import Headers, comma_tokens, is_proxy_owned
 
 # kube-apiserver accepts 1 MiB of headers (Go's DefaultMaxHeaderBytes). Id tokens with hundreds of groups
 # reach 64 KiB; 256 KiB leaves room for that and more while keeping what one slow client can pin small,
@@ -34,6 +36,9 @@ from kube_oidc_proxy.http1.headers import Headers
 DEFAULT_MAX_HEAD_BYTES: Final = 256 * 1024
 # Real clients send 10-20 headers; this only stops a flood of tiny ones.
 DEFAULT_MAX_HEADERS: Final = 256
+# What kube-apiserver serves after a 101 (exec, attach, cp, port-forward), compared as it does, case-blind.
+# Anything else, h2c included, is refused rather than passed on for the next hop to interpret.
+UPGRADE_PROTOCOLS: Final = frozenset({b"spdy/3.1", b"websocket"})
 
 _IDLE, _HEAD, _BODY, _UPGRADED = range(4)
 
@@ -147,8 +152,18 @@ class RequestReader:
         content_length: int | None = None
         chunked = False
         expect_continue = False
+        upgrade_offers: list[bytes] = []
         for name, value in headers:
-            if name == b"host":
+            if name == b"connection":
+                for option in comma_tokens([value]):
+                    if is_proxy_owned(option.lower()):
+                        raise ClientProtocolError(
+                            f"the Connection header must not name {option.decode('latin-1')!r}: "
+                            "this proxy sets that header itself"
+                        )
+            elif name == b"upgrade":
+                upgrade_offers.append(value)
+            elif name == b"host":
                 host_count += 1
             elif name == b"content-length":
                 content_length = int(value)  # llhttp checked: digits only, not repeated
@@ -161,8 +176,12 @@ class RequestReader:
 
         framing: Framing = "chunked" if chunked else ("length" if content_length else "none")
         upgrade = bool(parser.should_upgrade())
-        if upgrade and framing != "none":
-            raise ClientProtocolError("an upgrade request must not have a body")
+        if upgrade:
+            if framing != "none":
+                raise ClientProtocolError("an upgrade request must not have a body")
+            offered = comma_tokens(upgrade_offers)
+            if len(offered) != 1 or offered[0].lower() not in UPGRADE_PROTOCOLS:
+                raise ClientProtocolError("unsupported Upgrade: kube-apiserver serves SPDY/3.1 and websocket only")
         head_size = self._head_bytes + len(method) + 14  # request line and final CRLF
         self._state = _BODY
         self._url = b""

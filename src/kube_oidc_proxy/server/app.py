@@ -32,6 +32,7 @@ from kube_oidc_proxy.audit.policy import PolicyError, parse_policy
 from kube_oidc_proxy.authn.jwks import KeySource
 from kube_oidc_proxy.authn.passthrough import Passthrough
 from kube_oidc_proxy.authz.checker import ImpersonationChecker
+from kube_oidc_proxy.clientip import TrustedProxies, parse_networks
 from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config, OIDCConfig, split_host_port
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.gate import Gate
@@ -244,6 +245,8 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         h2=H2Pool(target, upstream_h2_ssl) if target.scheme == "https" else None,
         auditor=auditor,
         metrics=metrics,
+        trusted_proxies=TrustedProxies(parse_networks(config.proxy.trusted_proxy_cidrs)),
+        max_connections=config.proxy.max_client_connections,
     )
     return App(config, tls, target, proxy, authentication, access_log, client, metrics)
 

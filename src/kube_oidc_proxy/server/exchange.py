@@ -20,7 +20,8 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
-from kube_oidc_proxy.audit.event import AuditRecord
+from kube_oidc_proxy.audit.event import AuditRecord, audit_id_for
+from kube_oidc_proxy.clientip import Origin
 from kube_oidc_proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
 from kube_oidc_proxy.gate import Admit, Deny
 from kube_oidc_proxy.http1.events import (
@@ -32,7 +33,7 @@ from kube_oidc_proxy.http1.events import (
     ResponseHead,
     Upgraded,
 )
-from kube_oidc_proxy.http1.headers import Headers, connection_options, get_all, get_one, is_hop_by_hop
+from kube_oidc_proxy.http1.headers import Headers, connection_options, get_one, is_hop_by_hop
 from kube_oidc_proxy.http1.serialize import (
     CONTINUE_100,
     LAST_CHUNK,
@@ -70,6 +71,7 @@ class Exchange:
     # Slots: thousands of watches each hold one of these for hours.
     __slots__ = (
         "_audit",
+        "_audit_id",
         "_audit_waits",
         "_body",
         "_body_buffered",
@@ -78,13 +80,14 @@ class Exchange:
         "_code",
         "_done",
         "_logged",
+        "_logged_line",
         "_long_running",
+        "_origin",
         "_outbound",
         "_received",
         "_sent",
         "_started",
         "_verb",
-        "_xff",
         "at_boundary",
         "body_done",
         "conn",
@@ -129,7 +132,9 @@ class Exchange:
         self._logged: AccessRecord | None = None  # for --log-format json, written when answered
         self._audit: AuditRecord | None = None
         self._audit_waits: list[Awaitable[bool]] = []
-        self._xff: list[bytes] = []
+        self._origin: Origin | None = None  # set first thing in run()
+        self._audit_id = ""
+        self._logged_line = False  # the text access line is written once per request
 
     # -- the request path, top to bottom ----------------------------------------------------------
 
@@ -157,34 +162,35 @@ class Exchange:
 
     async def _run(self) -> None:
         server = self.server
-        decision = await server.gate.decide(self.head, self.conn.peer_ip)
+        head = self.head
+        origin = self._origin = server.trusted_proxies.origin(head.headers, self.conn.peer_ip)
+        self._audit_id = audit_id_for(head.headers)
+        decision = await server.gate.decide(head, origin)
         if server.metrics is not None:
             server.metrics.authenticated(None if decision.user is not None else decision.reason)
-        head = self.head
-        self._xff = get_all(head.headers, b"x-forwarded-for")
         if server.auditor is not None or server.metrics is not None:
             info = request_info(head.method.decode("latin-1"), head.target.decode("latin-1"))
             self._verb = info.verb
             if server.auditor is not None:
-                self._begin_audit(decision, info)
+                self._begin_audit(decision, info, origin)
         if server.access_log.json:
             self._logged = AccessRecord(
                 self._received,
-                self.conn.peer_ip,
+                origin.peer_ip,
                 isinstance(decision, Admit),
                 head.method,
                 head.target,
                 xff=self._xff,
                 user=decision.user,
                 outbound=decision.outbound if isinstance(decision, Admit) else None,
-                audit_id=self._audit.audit_id if self._audit is not None else "",
+                audit_id=self._audit_id,
                 reason=decision.reason if isinstance(decision, Deny) else "",
             )
         # From here on the request's headers (with the caller's token) are not needed, and a watch can live
         # for hours. The list belongs to this request alone (the reader started a new one), so empty it.
         head.headers.clear()
         if isinstance(decision, Deny):
-            server.access_log.failure(self.conn.peer_ip, self._xff, head.target)
+            self._log_line(admitted=None)
             log.info("rejected %s %s: %s", head.method.decode(), head.target.decode("latin-1"), decision.reason)
             self._respond_status(decision.code, decision.message)
             # kube-apiserver audits a failed authentication as one ResponseStarted event
@@ -194,7 +200,7 @@ class Exchange:
                 "ResponseStarted" if decision.code == 401 else "ResponseComplete", decision.code, decision.message
             )
             return
-        server.access_log.success(self.conn.peer_ip, self._xff, head.target, decision.user, decision.outbound)
+        self._log_line(admitted=decision)
         self.user_description = decision.user.username
         self._outbound = self._outbound_head(decision)
         del decision
@@ -208,10 +214,25 @@ class Exchange:
         else:
             await self._forward()
 
+    @property
+    def _xff(self) -> list[bytes]:
+        """The believed X-Forwarded-For chain, for the access log."""
+        origin = self._origin
+        return [", ".join(origin.forwarded_for).encode()] if origin is not None and origin.forwarded_for else []
+
+    def _log_line(self, admitted: Admit | None) -> None:
+        """The text access line: one per request, written once the request is decided (as the Go proxy)."""
+        if self._logged_line:
+            return
+        self._logged_line = True
+        peer = self.conn.peer_ip
+        if admitted is None:
+            self.server.access_log.failure(peer, self._xff, self.head.target)
+        else:
+            self.server.access_log.success(peer, self._xff, self.head.target, admitted.user, admitted.outbound)
+
     def _outbound_head(self, admit: Admit) -> Headers:
-        headers = admit.headers
-        if self._audit is not None:
-            headers = [*headers, (b"audit-id", self._audit.audit_id.encode())]  # kube-apiserver adopts it
+        headers = [*admit.headers, (b"audit-id", self._audit_id.encode())]  # exactly one; kube-apiserver adopts it
         authorization = self.server.credentials.authorization() if admit.own_credentials else None
         if authorization is None:
             return headers
@@ -219,7 +240,7 @@ class Exchange:
 
     # -- audit ------------------------------------------------------------------------------------
 
-    def _begin_audit(self, decision: Admit | Deny, info: RequestInfo) -> None:
+    def _begin_audit(self, decision: Admit | Deny, info: RequestInfo, origin: Origin) -> None:
         auditor = self.server.auditor
         assert auditor is not None
         head = self.head
@@ -228,9 +249,8 @@ class Exchange:
             target=head.target,
             user=decision.user,
             impersonated=decision.outbound if isinstance(decision, Admit) else None,
-            peer_ip=self.conn.peer_ip,
-            xff=self._xff,
-            real_ip=get_one(head.headers, b"x-real-ip"),
+            origin=origin,
+            audit_id=self._audit_id,
             user_agent=get_one(head.headers, b"user-agent"),
             received=self._received,
         )
@@ -250,14 +270,6 @@ class Exchange:
         record.status = self._code  # 0: the client left before the response began
         record.duration = time.monotonic() - self._started
         self.server.access_log.answered(record)
-
-    def _note_audit_id(self, headers: Headers) -> None:
-        """Without our own audit, log kube-apiserver's Audit-Id: it names the request in its audit log."""
-        if self._logged is not None and not self._logged.audit_id:
-            for name, value in headers:
-                if name.lower() == b"audit-id":
-                    self._logged.audit_id = value.decode("latin-1")
-                    return
 
     def _tunnel_ended(self) -> None:
         self._audit_stage("ResponseComplete")
@@ -281,7 +293,8 @@ class Exchange:
     async def _forward(self) -> None:
         head = self.head
         h2_ready = self.server.h2 is not None and self.server.h2.available
-        if self._long_running and h2_ready and await self._forward_h2():
+        # A stream carries no request body here: a long-running request with one goes over HTTP/1.1 whole.
+        if self._long_running and head.framing == "none" and h2_ready and await self._forward_h2():
             return
         retry_allowed = head.method in RETRYABLE_METHODS and head.framing == "none"
         while True:
@@ -430,7 +443,6 @@ class Exchange:
         self.server.upstream_answered(response.status)
         if response.status == 401:
             self.server.credentials.unauthorized()
-        self._note_audit_id(response.headers)
         if response.status == 101:
             if not self.head.upgrade:
                 self._drop_upstream()
@@ -480,8 +492,8 @@ class Exchange:
             self.conn.release_reader()
         if not self.keep_alive:
             headers.append((b"Connection", b"close"))
-        if self._audit is not None and not any(n.lower() == b"audit-id" for n, _ in headers):
-            headers.append((b"Audit-Id", self._audit.audit_id.encode()))
+        if not any(n.lower() == b"audit-id" for n, _ in headers):  # kube-apiserver echoes it; a kubelet may not
+            headers.append((b"Audit-Id", self._audit_id.encode()))
         return headers
 
     def _relay_body(self, data: bytes) -> None:
@@ -574,7 +586,7 @@ class Exchange:
             self.keep_alive = False
             self.conn.abort()
             return
-        self.server.access_log.failure(self.conn.peer_ip, self._xff, self.head.target)
+        self._log_line(admitted=None)
         if self._logged is not None:
             self._logged.reason = exc.detail
         log.warning("%s %s failed: %s", self.head.method.decode(), self.head.target.decode("latin-1"), exc.detail)

@@ -17,6 +17,8 @@ from collections.abc import Coroutine
 from typing import Any, Final
 
 from kube_oidc_proxy.audit.auditor import Auditor
+from kube_oidc_proxy.clientip import NO_TRUSTED_PROXIES, TrustedProxies
+from kube_oidc_proxy.config import DEFAULT_MAX_CLIENT_CONNECTIONS
 from kube_oidc_proxy.gate import Gate
 from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.observe.accesslog import AccessLog
@@ -44,7 +46,11 @@ class ProxyServer:
         h2: H2Pool | None = None,
         auditor: Auditor | None = None,
         metrics: Metrics | None = None,
+        trusted_proxies: TrustedProxies = NO_TRUSTED_PROXIES,
+        max_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS,
     ) -> None:
+        self.trusted_proxies = trusted_proxies
+        self.max_connections = max_connections
         self.auditor = auditor
         self.metrics = metrics
         self.gate = gate

@@ -109,7 +109,70 @@ BAD_REQUESTS = [
         b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
         id="chunk-data-longer-than-its-size",
     ),
+    # Upgrades to anything kube-apiserver does not serve.
+    *(
+        pytest.param(b"GET / HTTP/1.1\r\n" + HOST + b"Connection: Upgrade\r\n" + upgrade + b"\r\n", id=name)
+        for name, upgrade in [
+            ("upgrade-h2c", b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"),
+            ("upgrade-h2c-then-websocket", b"Upgrade: h2c, websocket\r\n"),
+            ("upgrade-websocket-then-spdy", b"Upgrade: websocket, SPDY/3.1\r\n"),
+            ("upgrade-two-lines", b"Upgrade: websocket\r\nUpgrade: websocket\r\n"),
+            ("upgrade-tls", b"Upgrade: TLS/1.2\r\n"),
+            ("upgrade-spdy-3", b"Upgrade: SPDY/3\r\n"),
+            ("upgrade-empty", b"Upgrade: ,\r\n"),
+        ]
+    ),
 ]
+
+# Headers the proxy owns, in the spellings a client could use to name them in Connection.
+OWNED_NAMES = [
+    b"Content-Length",
+    b"content-length",
+    b"Transfer-Encoding",
+    b"Host",
+    b"Authorization",
+    b"Proxy-Authorization",
+    b"Impersonate-User",
+    b"impersonate-group",
+    b"Impersonate-Extra-Scopes",
+    b"Impersonate_User",
+    b"X-Remote-User",
+    b"x_remote_group",
+    b"Audit-ID",
+    b"Audit_Id",
+    b"X-Forwarded-For",
+    b"X-Real-IP",
+    b"Sec-WebSocket-Protocol",
+    b"content_length",
+]
+
+
+@pytest.mark.parametrize("split", SPLITS, ids=SPLIT_IDS)
+@pytest.mark.parametrize("name", OWNED_NAMES, ids=lambda name: name.decode())
+def test_a_connection_header_naming_a_header_the_proxy_owns_is_refused(
+    name: bytes, split: Callable[[bytes], list[bytes]]
+) -> None:
+    # Removing a framing header as hop-by-hop while still sending the body is how a request is smuggled.
+    data = b"POST / HTTP/1.1\r\n" + HOST + b"Connection: keep-alive, " + name + b"\r\nContent-Length: 2\r\n\r\nab"
+    error = refusal(data, split)
+    assert error.code == 400
+    assert "Connection" in error.message
+
+
+@pytest.mark.parametrize(
+    "upgrade", [b"websocket", b"WebSocket", b"SPDY/3.1", b"spdy/3.1"], ids=lambda upgrade: upgrade.decode()
+)
+def test_the_upgrades_kube_apiserver_serves_are_accepted_in_any_case(upgrade: bytes) -> None:
+    events = feed_request(
+        [b"GET /exec HTTP/1.1\r\n" + HOST + b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n\r\n"]
+    )
+    head = events[0]
+    assert isinstance(head, RequestHead) and head.upgrade
+
+
+def test_connection_may_still_name_ordinary_hop_by_hop_headers() -> None:
+    events = feed_request([b"GET / HTTP/1.1\r\n" + HOST + b"Connection: keep-alive, X-Hop, TE\r\nX-Hop: 1\r\n\r\n"])
+    assert isinstance(events[0], RequestHead)
 
 
 @pytest.mark.parametrize("split", SPLITS, ids=SPLIT_IDS)
