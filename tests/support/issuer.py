@@ -17,7 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from tests.support.certs import CertFiles
@@ -137,6 +137,10 @@ class TestIssuer:
         return jwt.encode(
             {"alg": alg, "kid": kid, "typ": "JWT", **header}, claims or self.claims(), key, algorithms=[alg]
         )
+
+    def mint_raw(self, payload: bytes, *, kid: str = "key-1", alg: str = "RS256") -> str:
+        """A token whose payload is these bytes exactly (JSON a dict cannot be encoded to: lone surrogates)."""
+        return jws.serialize_compact({"alg": alg, "kid": kid, "typ": "JWT"}, payload, self.keys[kid], algorithms=[alg])
 
     def token(self, **overrides: Any) -> str:
         """A valid token for ``self.claims(**overrides)`` signed with the default key."""

@@ -76,7 +76,12 @@ class RequestReader:
         """True while a request head has begun but is not complete (for the header-read timeout)."""
         return self._state == _HEAD
 
-    def feed(self, data: bytes) -> list[RequestEvent]:
+    @property
+    def upgraded(self) -> bool:
+        """True after an upgrade request: what follows is the tunnel's, not HTTP."""
+        return self._state == _UPGRADED
+
+    def feed(self, data: bytes | memoryview) -> list[RequestEvent]:
         if self._state == _UPGRADED:
             raise RuntimeError("reader fed after an upgrade")
         events = self._events = []
@@ -86,7 +91,7 @@ class RequestReader:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._state = _UPGRADED
-            events.append(Upgraded(data[exc.args[0] :]))
+            events.append(Upgraded(bytes(data[exc.args[0] :])))
             return events
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__

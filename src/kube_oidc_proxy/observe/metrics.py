@@ -189,6 +189,12 @@ class Metrics:
         self.connections = Gauge(
             "open_connections", "Open client connections.", namespace=NAMESPACE, registry=r, multiprocess_mode="livesum"
         )
+        self.connections_refused = Counter(
+            "connections_refused",
+            "Client connections refused because --max-client-connections were open.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.watches = Gauge(
             "active_watches",
             "Watches and followed logs being streamed.",

@@ -1,9 +1,17 @@
 """One client connection: TLS bytes in, exchanges (or a tunnel) out.
 
 Callbacks stay synchronous and short: ``data_received`` feeds the request reader and dispatches events;
-the awaiting happens in one task per exchange. Pipelined requests wait their turn in ``_pipeline`` with
-reading paused, so a client cannot queue unbounded work. Reading is paused for named reasons (body
-back-pressure, a pipelined request, an upgrade being set up) and resumes only when none is left.
+the awaiting happens in one task per exchange. Reading is paused for named reasons (body back-pressure, a
+pipelined request, an upgrade being set up, a client that does not read its responses) and resumes only
+when none is left.
+
+Pipelining is bounded three ways, so a client that sends requests and never reads cannot make the proxy
+hold more than a few: bytes go to the parser ``PARSE_PIECE`` at a time and stop once ``MAX_PIPELINED``
+requests wait (the rest stay unparsed, reading paused); the next waiting request starts only while the
+client takes what it is sent (``pause_writing``); and such a connection is closed after the idle timeout.
+
+``--max-client-connections``: past it a connection's first request is answered 503 with ``Retry-After``
+and the connection closed; past it by ``OVER_CAPACITY_ALLOWANCE`` more, connections are closed unread.
 
 Timers: an idle keep-alive connection closes after ``IDLE_TIMEOUT``; once a request head starts it must
 complete within ``HEADER_TIMEOUT`` (slowloris). Responses and tunnels have no timeout: watches and exec
@@ -18,7 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, cast
 
 from kube_oidc_proxy.errors import ClientProtocolError
-from kube_oidc_proxy.http1.events import Body, MessageEnd, RequestHead, Upgraded
+from kube_oidc_proxy.http1.events import Body, MessageEnd, RequestEvent, RequestHead, Upgraded
 from kube_oidc_proxy.http1.request import RequestReader
 from kube_oidc_proxy.http1.serialize import status_response
 from kube_oidc_proxy.server import readpause
@@ -34,6 +42,14 @@ log = logging.getLogger("kop.connection")
 # kube-apiserver: IdleTimeout 90 s, ReadHeaderTimeout 32 s (k8s.io/apiserver secure_serving.go).
 IDLE_TIMEOUT_SECONDS: Final = 90.0
 HEADER_TIMEOUT_SECONDS: Final = 32.0
+# Requests parsed and waiting behind the one being answered. Go's and Python's clients never pipeline;
+# this only bounds what one connection can make the proxy hold.
+MAX_PIPELINED: Final = 4
+# Bytes handed to the parser at once: the requests parsed from one piece are queued together, so this
+# bounds how far a burst of tiny pipelined requests can go past MAX_PIPELINED (~26 bytes each at least).
+PARSE_PIECE: Final = 8 * 1024
+# A connection over --max-client-connections gets this long to send the request it is refused.
+OVER_CAPACITY_HEADER_TIMEOUT_SECONDS: Final = 5.0
 
 
 def peer_ip_of(transport: asyncio.BaseTransport) -> str:
@@ -45,13 +61,17 @@ def peer_ip_of(transport: asyncio.BaseTransport) -> str:
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
+        "_client_full",
         "_head_timer_armed",
         "_pause_reasons",
         "_pipeline",
         "_reading",
         "_timer",
+        "_unparsed",
+        "_unparsed_at",
         "closed",
         "current",
+        "over_capacity",
         "peer_ip",
         "reader",
         "server",
@@ -74,6 +94,10 @@ class ClientConnection(asyncio.Protocol):
         self._pause_reasons: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._head_timer_armed = False
+        self._unparsed = b""  # received, not yet given to the parser (a pipeline is full)
+        self._unparsed_at = 0
+        self._client_full = False  # the client is not reading what we send it
+        self.over_capacity = False  # over --max-client-connections: the first request is refused
 
     # asyncio callbacks ----------------------------------------------------------------------------
 
@@ -83,20 +107,51 @@ class ClientConnection(asyncio.Protocol):
         self.peer_ip = peer_ip_of(transport)
         tune_socket(transport)
         self.server.connection_opened(self)
-        self._arm_idle_timer()
+        if self.over_capacity:
+            self._arm_timer(OVER_CAPACITY_HEADER_TIMEOUT_SECONDS)
+        else:
+            self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
-        reader = self.reader
-        if reader is None:
-            reader = self.reader = RequestReader()
-        try:
-            events = reader.feed(data)
-        except ClientProtocolError as exc:
-            self._protocol_error(exc)
+        if self._unparsed:  # reading is paused, but a transport may still deliver what it had read
+            self._unparsed = self._unparsed[self._unparsed_at :] + data
+            self._unparsed_at = 0
             return
+        self._unparsed, self._unparsed_at = data, 0
+        self._parse()
+
+    def _parse(self) -> None:
+        """Feed the parser what waits, a piece at a time, until it is all parsed or the pipeline is full."""
+        while self._unparsed and len(self._pipeline) < MAX_PIPELINED and not self.closed:
+            data, start = self._unparsed, self._unparsed_at
+            end = min(start + PARSE_PIECE, len(data))
+            if end == len(data):
+                self._unparsed, self._unparsed_at = b"", 0
+            else:
+                self._unparsed_at = end
+            piece = data if start == 0 and end == len(data) else memoryview(data)[start:end]
+            reader = self.reader
+            if reader is None:
+                reader = self.reader = RequestReader()
+            if reader.upgraded:  # bytes behind an upgrade request belong to its tunnel
+                self._on_upgrade(bytes(piece))
+                continue
+            try:
+                events = reader.feed(piece)
+            except ClientProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            self._dispatch(events)
+        if self._unparsed:
+            self.pause_reading("pipeline")
+        elif self.reader is not None and self.reader.in_head and not self._head_timer_armed:
+            self._arm_timer(HEADER_TIMEOUT_SECONDS)
+            self._head_timer_armed = True
+
+    def _dispatch(self, events: list[RequestEvent]) -> None:
         for event in events:
             if type(event) is Body:
                 if self._reading is not None:
@@ -109,9 +164,6 @@ class ClientConnection(asyncio.Protocol):
                     self._reading = None
             elif type(event) is Upgraded:
                 self._on_upgrade(event.tail)
-        if reader.in_head and not self._head_timer_armed:
-            self._arm_timer(HEADER_TIMEOUT_SECONDS)
-            self._head_timer_armed = True
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
@@ -132,22 +184,33 @@ class ClientConnection(asyncio.Protocol):
         self._pipeline.clear()
 
     def pause_writing(self) -> None:
+        self._client_full = True
         if self.tunnel is not None:
             self.tunnel.client_paused(True)
-        elif self.current is not None and self.current.upstream is not None:
+            return
+        self.pause_reading("client-full")  # more requests would only queue more answers
+        if self.current is not None and self.current.upstream is not None:
             self.current.upstream.pause_reading()
 
     def resume_writing(self) -> None:
+        self._client_full = False
         if self.tunnel is not None:
             self.tunnel.client_paused(False)
-        elif self.current is not None and self.current.upstream is not None:
+            return
+        if self.current is not None and self.current.upstream is not None:
             self.current.upstream.resume_reading()
+        elif self.current is None and self._pipeline and not self.closed:
+            self._start_next()
+        self.resume_reading("client-full")
 
     # requests ---------------------------------------------------------------------------------------
 
     def _on_head(self, head: RequestHead) -> None:
         self._cancel_timer()
         self._head_timer_armed = False
+        if self.over_capacity:
+            self._refuse_over_capacity(head)
+            return
         exchange = Exchange(self, head)
         self._reading = exchange if not exchange.body_done else None
         if self.current is None:
@@ -159,7 +222,7 @@ class ClientConnection(asyncio.Protocol):
     def _on_upgrade(self, tail: bytes) -> None:
         exchange = self._pipeline[-1] if self._pipeline else self.current
         if exchange is not None:
-            exchange.upgrade_tail = tail
+            exchange.upgrade_tail += tail
         self.pause_reading("upgrade")
 
     def _start(self, exchange: Exchange) -> None:
@@ -176,12 +239,19 @@ class ClientConnection(asyncio.Protocol):
         if not exchange.keep_alive or self.stopping or self.closed:
             self.close()
             return
-        if self._pipeline:
-            self._start(self._pipeline.popleft())
-            if not self._pipeline:
-                self.resume_reading("pipeline")
-        else:
+        if not self._pipeline:
             self._arm_idle_timer()
+        elif self._client_full:
+            self._arm_idle_timer()  # resume_writing starts the next one; a client that never reads is let go
+        else:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        self._cancel_timer()
+        self._start(self._pipeline.popleft())
+        self._parse()
+        if not self._pipeline and not self._unparsed:
+            self.resume_reading("pipeline")
 
     def start_tunnel(self, tunnel: Tunnel) -> None:
         self.tunnel = tunnel
@@ -197,7 +267,8 @@ class ClientConnection(asyncio.Protocol):
 
     def release_reader(self) -> None:
         """A long stream began: drop the idle parser (it is made again if the client sends more)."""
-        if self._reading is None and not self._pipeline and self.reader is not None and not self.reader.in_head:
+        reader = self.reader
+        if self._reading is None and not self._pipeline and not self._unparsed and reader and not reader.in_head:
             self.reader = None
 
     # flow control and writing ---------------------------------------------------------------------
@@ -222,6 +293,14 @@ class ClientConnection(asyncio.Protocol):
             self.transport.writelines(data)
 
     # endings ------------------------------------------------------------------------------------------
+
+    def _refuse_over_capacity(self, head: RequestHead) -> None:
+        self.server.connection_refused(self.peer_ip, head.target)
+        message = "this proxy is serving as many connections as it is allowed; retry shortly"
+        self.write(status_response(503, message, close=True, extra=[(b"Retry-After", b"1")]))
+        self.reader = None
+        self._unparsed = b""
+        self.close()
 
     def _protocol_error(self, exc: ClientProtocolError) -> None:
         self.server.access_log.malformed(self.peer_ip, exc.code, exc.detail)

@@ -21,7 +21,7 @@ from kube_oidc_proxy.clientip import NO_TRUSTED_PROXIES, TrustedProxies
 from kube_oidc_proxy.config import DEFAULT_MAX_CLIENT_CONNECTIONS
 from kube_oidc_proxy.gate import Gate
 from kube_oidc_proxy.kube.credentials import BearerToken
-from kube_oidc_proxy.observe.accesslog import AccessLog
+from kube_oidc_proxy.observe.accesslog import AccessLog, AccessRecord
 from kube_oidc_proxy.observe.metrics import Metrics
 from kube_oidc_proxy.server.connection import ClientConnection
 from kube_oidc_proxy.server.tunnel import Tunnel
@@ -31,6 +31,10 @@ from kube_oidc_proxy.server.upstream_h2 import H2Pool
 log = logging.getLogger("kop.server")
 
 TLS_HANDSHAKE_TIMEOUT_SECONDS: Final = 10.0
+# Connections over --max-client-connections whose request is still answered with a 503 (at least this many,
+# or a sixteenth of the limit); beyond those a new connection is closed at once.
+OVER_CAPACITY_MINIMUM: Final = 16
+REFUSAL_LOG_INTERVAL_SECONDS: Final = 10.0
 BACKLOG: Final = 2048
 
 
@@ -65,6 +69,7 @@ class ProxyServer:
         self.last_upstream_answer = -float("inf")  # monotonic time of the last non-401 upstream answer
         self.stopping = False
         self._server: asyncio.Server | None = None
+        self._refusal_logged = -REFUSAL_LOG_INTERVAL_SECONDS
         self._all_closed = asyncio.Event()
         self._all_closed.set()
 
@@ -120,12 +125,33 @@ class ProxyServer:
         return task
 
     def connection_opened(self, conn: ClientConnection) -> None:
+        over = len(self.connections) - self.max_connections + 1
         self.connections.add(conn)
         if self.metrics is not None:
             self.metrics.connections.inc()
         self._all_closed.clear()
         if self.stopping:
             conn.shutdown()
+        elif over > 0:
+            if over > max(OVER_CAPACITY_MINIMUM, self.max_connections // 16):
+                self.connection_refused(conn.peer_ip, None)
+                conn.abort()  # too many even to answer: the client sees the connection closed
+            else:
+                conn.over_capacity = True  # its request is answered 503, with Retry-After
+
+    def connection_refused(self, peer_ip: str, target: bytes | None) -> None:
+        """A connection over --max-client-connections: an AuFail line, and the metric."""
+        self.access_log.failure(peer_ip, [], target or b"-")
+        self.access_log.answered(
+            AccessRecord(time.time(), peer_ip, uri=target or b"-", status=503, reason="too many client connections")
+        )
+        if self.metrics is not None:
+            self.metrics.connections_refused.inc()
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL_SECONDS:
+            self._refusal_logged = now
+            log.warning("refusing client connections: %d open, --max-client-connections is %d",
+                        len(self.connections), self.max_connections)  # fmt: skip
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)

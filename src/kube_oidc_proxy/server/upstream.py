@@ -54,6 +54,7 @@ def tune_socket(transport: asyncio.BaseTransport) -> None:
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_drained",
+        "_read_paused",
         "_write_paused",
         "closed",
         "idle_since",
@@ -75,6 +76,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = False  # any byte of the current response
         self.idle_since = 0.0
         self._write_paused = False
+        self._read_paused = False  # by the exchange, while its client is slower
         self._drained: asyncio.Future[None] | None = None
 
     # asyncio callbacks ----------------------------------------------------------------------------
@@ -159,11 +161,13 @@ class UpstreamConnection(asyncio.Protocol):
             await self._drained
 
     def pause_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self._read_paused:
+            self._read_paused = True
             readpause.pause_reading(self.transport)
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and self._read_paused:
+            self._read_paused = False
             readpause.resume_reading(self.transport)
 
     @property
@@ -235,6 +239,9 @@ class UpstreamPool:
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.sink = None
+        # The response can end in the very read that filled the client, which paused this connection:
+        # it must read again before anyone else uses it (and to notice kube-apiserver closing it).
+        conn.resume_reading()
         if not conn.reusable or len(self._idle) >= MAX_IDLE:
             conn.close()
             return

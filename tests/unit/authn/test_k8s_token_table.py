@@ -195,7 +195,7 @@ DEVIATIONS: Final[dict[str, Deviation]] = {
         ours="Rejected: mapped username ' ' has leading or trailing whitespace",
         why=(
             "the proxy forwards the username as an Impersonate-User header value, which kube-apiserver's Go HTTP "
-            "server trims: it would read \"\" (or, for \" system:masters\", system:masters), not what was checked"
+            'server trims: it would read "" (or, for " system:masters", system:masters), not what was checked'
         ),
     ),
     "claim mappings with expressions and deeply nested claim - success - service account payload": Deviation(
