@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
 from kube_oidc_proxy.authn.bearer import CredentialError, find_credential
-from kube_oidc_proxy.authn.model import Authenticated, NotMine, UserInfo
+from kube_oidc_proxy.authn.model import Authenticated, Failure, NotMine, UserInfo
 from kube_oidc_proxy.authn.passthrough import Passthrough
 from kube_oidc_proxy.authz.checker import ImpersonationChecker, ReviewError
 from kube_oidc_proxy.authz.requested import BadImpersonation, requested_impersonation
@@ -48,6 +48,7 @@ class Deny:
     message: str
     reason: str
     user: UserInfo | None = None  # the caller, when it was authenticated (for the audit event)
+    failure: Failure | None = None  # why the credential was refused, when it was (for the metrics)
 
 
 def is_websocket(head: RequestHead) -> bool:
@@ -77,10 +78,10 @@ class Gate:
         try:
             credential = find_credential(head.headers, websocket=is_websocket(head))
         except CredentialError as exc:
-            return Deny(401, "Unauthorized", str(exc))
+            return Deny(401, "Unauthorized", str(exc), failure=Failure.MALFORMED)
         token = credential.token
         if token is None:
-            return Deny(401, "Unauthorized", "no bearer token")
+            return Deny(401, "Unauthorized", "no bearer token", failure=Failure.NO_TOKEN)
 
         cached = self.authenticator.lookup(token)
         if self.metrics is not None:
@@ -88,13 +89,14 @@ class Gate:
         result = cached or await self.authenticator.authenticate(token)
         if isinstance(result, NotMine):
             if self.passthrough is None:
-                return Deny(401, "Unauthorized", result.reason)
+                return Deny(401, "Unauthorized", result.reason, failure=result.failure)
             reviewed = await self.passthrough.authenticate(token)
             if not isinstance(reviewed, Authenticated):
-                return Deny(reviewed.code, reviewed.message, f"{result.reason}; {reviewed.reason}")
+                reason = f"{result.reason}; {reviewed.reason}"
+                return Deny(reviewed.code, reviewed.message, reason, failure=reviewed.failure)
             return self._as_caller(head, reviewed.user, origin)
         if not isinstance(result, Authenticated):
-            return Deny(result.code, result.message, result.reason)
+            return Deny(result.code, result.message, result.reason, failure=result.failure)
         if self.disable_impersonation:
             return self._as_caller(head, result.user, origin)
 

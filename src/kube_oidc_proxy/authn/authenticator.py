@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from kube_oidc_proxy.authn.cache import TokenCache, token_key
 from kube_oidc_proxy.authn.claims import issuer_of
-from kube_oidc_proxy.authn.model import Authenticated, AuthResult, NotMine
+from kube_oidc_proxy.authn.model import Authenticated, AuthResult, Failure, NotMine
 from kube_oidc_proxy.authn.oidc import JWTAuthenticator
 from kube_oidc_proxy.authn.token import MalformedToken, parse_compact
 
@@ -46,11 +46,11 @@ class TokenAuthenticator:
         try:
             parsed = parse_compact(token)
         except MalformedToken as exc:
-            return NotMine(f"bearer token is not a JWT: {exc}")
+            return NotMine(Failure.MALFORMED, f"bearer token is not a JWT: {exc}")
         issuer = issuer_of(parsed.claims)
         authenticator = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
         if authenticator is None:
-            return NotMine("token issuer is not a trusted issuer")
+            return NotMine(Failure.WRONG_ISSUER, "token issuer is not a trusted issuer")
         generation = self._generation
         result = await authenticator.verify(parsed)
         if isinstance(result, Authenticated) and generation == self._generation:

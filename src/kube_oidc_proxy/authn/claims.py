@@ -13,6 +13,7 @@ from kube_oidc_proxy.authn.cel import CLAIMS, USER, Binding, CelEvaluationError,
 from kube_oidc_proxy.authn.model import (
     CREDENTIAL_ID_EXTRA,
     Authenticated,
+    Failure,
     JWTAuthenticatorSpec,
     Rejected,
     UserInfo,
@@ -49,19 +50,20 @@ def _audience_ok(aud: Any, audiences: tuple[str, ...]) -> bool:
 
 
 class _Refused(Exception):
-    """Internal: a mapping step refused the token; carries the log reason."""
+    """Internal: a mapping step refused the token; carries the category and the log reason."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, failure: Failure, reason: str) -> None:
         super().__init__(reason)
+        self.failure = failure
         self.reason = reason
 
 
-def _evaluate(program: Program, value: Binding | None, what: str) -> Any:
+def _evaluate(program: Program, value: Binding | None, what: str, failure: Failure = Failure.CLAIM_MAPPING) -> Any:
     assert value is not None  # bound whenever the spec has expressions
     try:
         return program.evaluate(value)
     except CelEvaluationError as exc:
-        raise _Refused(f"error evaluating {what}: {exc}") from exc
+        raise _Refused(failure, f"error evaluating {what}: {exc}") from exc
 
 
 def _string_list(value: Any) -> tuple[str, ...] | None:
@@ -80,15 +82,18 @@ def _username(claims: dict[str, Any], cel_claims: Binding | None, spec: JWTAuthe
     if mapping.expression is not None:
         username = _evaluate(mapping.expression, cel_claims, "username claim expression")
         if not isinstance(username, str):
-            raise _Refused("error evaluating username claim expression: username claim expression must return a string")
+            raise _Refused(
+                Failure.CLAIM_MAPPING,
+                "error evaluating username claim expression: username claim expression must return a string",
+            )
         if not username:
-            raise _Refused("empty username via CEL expression is not allowed")
+            raise _Refused(Failure.CLAIM_MAPPING, "empty username via CEL expression is not allowed")
         return username
     raw = claims.get(mapping.claim)
     if not isinstance(raw, str) or not raw:
-        raise _Refused(f"username claim {mapping.claim!r} is missing, empty or not a string")
+        raise _Refused(Failure.MISSING_USERNAME, f"username claim {mapping.claim!r} is missing, empty or not a string")
     if mapping.claim == "email" and "email_verified" in claims and claims["email_verified"] is not True:
-        raise _Refused("email_verified is not true for the email username claim")
+        raise _Refused(Failure.UNVERIFIED_EMAIL, "email_verified is not true for the email username claim")
     return mapping.prefix + raw
 
 
@@ -100,7 +105,8 @@ def _groups(claims: dict[str, Any], cel_claims: Binding | None, spec: JWTAuthent
         groups = _string_list(_evaluate(mapping.expression, cel_claims, "group claim expression"))
         if groups is None:
             raise _Refused(
-                "error evaluating group claim expression: expression must return a string or a list of strings"
+                Failure.CLAIM_MAPPING,
+                "error evaluating group claim expression: expression must return a string or a list of strings",
             )
         return groups
     value = claims.get(mapping.claim)
@@ -109,7 +115,7 @@ def _groups(claims: dict[str, Any], cel_claims: Binding | None, spec: JWTAuthent
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
-        raise _Refused(f"groups claim {mapping.claim!r} is not a string or a list of strings")
+        raise _Refused(Failure.BAD_CLAIMS, f"groups claim {mapping.claim!r} is not a string or a list of strings")
     return tuple(mapping.prefix + g for g in value if g)
 
 
@@ -120,12 +126,15 @@ def _uid(claims: dict[str, Any], cel_claims: Binding | None, spec: JWTAuthentica
     if mapping.expression is not None:
         uid = _evaluate(mapping.expression, cel_claims, "uid claim expression")
         if not isinstance(uid, str):
-            raise _Refused("error evaluating uid claim expression: uid claim expression must return a string")
+            raise _Refused(
+                Failure.CLAIM_MAPPING,
+                "error evaluating uid claim expression: uid claim expression must return a string",
+            )
         return uid
     uid = claims.get(mapping.claim)
     if not isinstance(uid, str):
         # kube-apiserver refuses a token without the configured uid claim
-        raise _Refused(f"uid claim {mapping.claim!r} is missing or not a string")
+        raise _Refused(Failure.CLAIM_MAPPING, f"uid claim {mapping.claim!r} is missing or not a string")
     return uid
 
 
@@ -140,8 +149,9 @@ def _extra(
         values = _string_list(_evaluate(mapping.value, cel_claims, "extra claim expression"))
         if values is None:
             raise _Refused(
+                Failure.CLAIM_MAPPING,
                 f"error evaluating extra claim expression: {mapping.value.expression}: "
-                "expression must return a string or a list of strings"
+                "expression must return a string or a list of strings",
             )
         if values:
             extra[mapping.key] = values
@@ -151,17 +161,18 @@ def _extra(
 def _check_required_claims(claims: dict[str, Any], spec: JWTAuthenticatorSpec) -> None:
     for key, required in spec.required_claims:
         if claims.get(key) != required:
-            raise _Refused(f"required claim {key!r} is missing or does not match")
+            raise _Refused(Failure.REQUIRED_CLAIM, f"required claim {key!r} is missing or does not match")
 
 
-def _check_rules(rules: tuple[ValidationRule, ...], value: Binding | None, what: str) -> None:
+def _check_rules(rules: tuple[ValidationRule, ...], value: Binding | None, what: str, failure: Failure) -> None:
     for rule in rules:
-        result = _evaluate(rule.expression, value, what)
+        result = _evaluate(rule.expression, value, what, failure)
         if not isinstance(result, bool):
-            raise _Refused(f"error evaluating {what}: validation expression must return a boolean")
+            raise _Refused(failure, f"error evaluating {what}: validation expression must return a boolean")
         if not result:
             raise _Refused(
-                f"error evaluating {what}: validation expression '{rule.expression.expression}' failed: {rule.message}"
+                failure,
+                f"error evaluating {what}: validation expression '{rule.expression.expression}' failed: {rule.message}",
             )
 
 
@@ -179,21 +190,21 @@ def user_from_claims(
 ) -> Authenticated | Rejected:
     """Check the standard and configured claims of a token whose signature is already verified."""
     if issuer_of(claims) != spec.issuer_url:
-        return Rejected("token issuer does not match the configured issuer")
+        return Rejected(Failure.WRONG_ISSUER, "token issuer does not match the configured issuer")
     if not _audience_ok(claims.get("aud"), spec.audiences):
-        return Rejected("token audience does not include the client id")
+        return Rejected(Failure.WRONG_AUDIENCE, "token audience does not include the client id")
     exp = claims.get("exp")
     if not _is_number(exp):
-        return Rejected("token has no numeric exp claim")
+        return Rejected(Failure.BAD_CLAIMS, "token has no numeric exp claim")
     assert isinstance(exp, int | float)
     if now >= exp:
-        return Rejected("token has expired", "Unauthorized: the token has expired")
+        return Rejected(Failure.EXPIRED, "token has expired", "Unauthorized: the token has expired")
     nbf = claims.get("nbf")
     if nbf is not None:
         if not _is_number(nbf):
-            return Rejected("nbf claim is not a number")
+            return Rejected(Failure.BAD_CLAIMS, "nbf claim is not a number")
         if nbf > now + NBF_LEEWAY_SECONDS:
-            return Rejected("token is not valid yet (nbf is in the future)")
+            return Rejected(Failure.NOT_YET_VALID, "token is not valid yet (nbf is in the future)")
 
     # kube-apiserver's order: username, groups, uid, extra, required claims, claim rules, user rules
     cel_claims = Binding(CLAIMS, claims) if spec.uses_cel else None
@@ -203,25 +214,29 @@ def user_from_claims(
         uid = _uid(claims, cel_claims, spec)
         extra = _extra(claims, cel_claims, spec)
         _check_required_claims(claims, spec)
-        _check_rules(spec.claim_rules, cel_claims, "claim validation expression")
+        _check_rules(spec.claim_rules, cel_claims, "claim validation expression", Failure.CLAIM_RULE)
         user = UserInfo(username=username, uid=uid, groups=groups, extra=extra)
         if spec.user_rules:
-            _check_rules(spec.user_rules, _user_value(user), "user info validation rule")
+            _check_rules(spec.user_rules, _user_value(user), "user info validation rule", Failure.USER_RULE)
     except _Refused as refused:
-        return Rejected(refused.reason)
+        return Rejected(refused.failure, refused.reason)
 
     problem = user_problem(user, "mapped ")
     if problem is not None:
-        return Rejected(problem, "Unauthorized: the identity in the token cannot be forwarded as it is")
+        return Rejected(
+            Failure.BAD_CLAIMS, problem, "Unauthorized: the identity in the token cannot be forwarded as it is"
+        )
     if not allow_system_identities:
         if username.startswith("system:"):
             return Rejected(
+                Failure.SYSTEM_IDENTITY,
                 f"username {username!r} is in the reserved system: namespace",
                 "Unauthorized: identities in the system: namespace are not accepted from OIDC tokens",
             )
         for group in groups:
             if group.startswith("system:"):
                 return Rejected(
+                    Failure.SYSTEM_IDENTITY,
                     f"group {group!r} is in the reserved system: namespace",
                     "Unauthorized: identities in the system: namespace are not accepted from OIDC tokens",
                 )

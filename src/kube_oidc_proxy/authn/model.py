@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -38,10 +39,37 @@ class Authenticated:
     issuer: str = ""
 
 
+class Failure(StrEnum):
+    """Why a credential was refused, as a metric label. Chosen where the refusal is decided, never read back
+    from the reason's text (which quotes claims and an admin's CEL)."""
+
+    NO_TOKEN = "no_token"  # noqa: S105 - a label, not a secret
+    MALFORMED = "malformed"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    BAD_ALGORITHM = "bad_algorithm"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    KEYS_UNAVAILABLE = "keys_unavailable"
+    WRONG_ISSUER = "wrong_issuer"
+    WRONG_AUDIENCE = "wrong_audience"
+    SYSTEM_IDENTITY = "system_identity"
+    REQUIRED_CLAIM = "required_claim"
+    MISSING_USERNAME = "missing_username"
+    UNVERIFIED_EMAIL = "unverified_email"
+    CLAIM_MAPPING = "claim_mapping"  # --authentication-config username/groups/uid/extra expressions
+    CLAIM_RULE = "claim_rule"
+    USER_RULE = "user_rule"
+    BAD_CLAIMS = "bad_claims"  # exp or nbf not numbers, groups not strings, identities kube-apiserver reads otherwise
+    TOKEN_REVIEW_REJECTED = "token_review_rejected"  # noqa: S105
+    TOKEN_REVIEW_ERROR = "token_review_error"  # noqa: S105
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """The credential is not acceptable. ``reason`` is for the log; ``message`` is safe to show."""
 
+    failure: Failure
     reason: str
     message: str = "Unauthorized"
     code: int = 401
@@ -51,6 +79,7 @@ class Rejected:
 class NotMine:
     """No authenticator recognises the token (unknown issuer, not a JWT): another stage may try it."""
 
+    failure: Failure
     reason: str
 
 

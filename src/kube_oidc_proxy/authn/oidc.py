@@ -15,7 +15,7 @@ from joserfc.errors import JoseError
 
 from kube_oidc_proxy.authn.claims import user_from_claims
 from kube_oidc_proxy.authn.jwks import KeySource, PublicKey
-from kube_oidc_proxy.authn.model import Authenticated, JWTAuthenticatorSpec, Rejected
+from kube_oidc_proxy.authn.model import Authenticated, Failure, JWTAuthenticatorSpec, Rejected
 from kube_oidc_proxy.authn.token import ParsedToken
 
 
@@ -45,10 +45,11 @@ class JWTAuthenticator:
 
     async def verify(self, token: ParsedToken) -> Authenticated | Rejected:
         if token.alg not in self.spec.signing_algs:
-            return Rejected(f"signing algorithm {token.alg!r} is not allowed")
+            return Rejected(Failure.BAD_ALGORITHM, f"signing algorithm {token.alg!r} is not allowed")
         key_set = self.keys.keys
         if key_set is None:
             return Rejected(
+                Failure.KEYS_UNAVAILABLE,
                 f"signing keys of {self.spec.issuer_url} are not loaded yet ({self.keys.last_error})",
                 "the OIDC issuer's signing keys are not available yet; try again shortly",
                 503,
@@ -58,7 +59,7 @@ class JWTAuthenticator:
             key_set = self.keys.keys or key_set
             candidates = key_set.candidates(token.kid, token.alg)
         if not candidates:
-            return Rejected(f"no signing key matches kid {token.kid!r} and alg {token.alg}")
+            return Rejected(Failure.UNKNOWN_KEY, f"no signing key matches kid {token.kid!r} and alg {token.alg}")
         if not _signature_valid(token, candidates):
-            return Rejected("token signature is invalid")
+            return Rejected(Failure.BAD_SIGNATURE, "token signature is invalid")
         return user_from_claims(token.claims, self.spec, self._clock(), allow_system_identities=self._allow_system)

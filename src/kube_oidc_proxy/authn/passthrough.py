@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from kube_oidc_proxy.authn.cache import TokenCache, token_key
-from kube_oidc_proxy.authn.model import Authenticated, Rejected, UserInfo
+from kube_oidc_proxy.authn.model import Authenticated, Failure, Rejected, UserInfo
 from kube_oidc_proxy.authn.token import MalformedToken, parse_compact
 from kube_oidc_proxy.authz.checker import ReviewError
 
@@ -68,16 +68,18 @@ class Passthrough:
         try:
             text = token.decode("ascii")
         except UnicodeDecodeError:
-            return Rejected("bearer token is not ASCII")
+            return Rejected(Failure.MALFORMED, "bearer token is not ASCII")
         self.reviews += 1
         try:
             status = await self._reviewer.token_review(text, self._audiences)
         except ReviewError as exc:
-            return Rejected(f"TokenReview failed: {exc}", "cannot verify the token right now", 503)
+            return Rejected(
+                Failure.TOKEN_REVIEW_ERROR, f"TokenReview failed: {exc}", "cannot verify the token right now", 503
+            )
         if status.get("error"):
-            return Rejected(f"TokenReview: {status['error']}")
+            return Rejected(Failure.TOKEN_REVIEW_REJECTED, f"TokenReview: {status['error']}")
         if status.get("authenticated") is not True:
-            return Rejected("TokenReview: not authenticated")
+            return Rejected(Failure.TOKEN_REVIEW_REJECTED, "TokenReview: not authenticated")
         exp = _unverified_exp(token)
         result = Authenticated(_user(status), expires_at=exp if exp is not None else now + CACHE_TTL_SECONDS)
         self._cache.put(key, result, now)

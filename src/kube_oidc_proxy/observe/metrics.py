@@ -5,7 +5,7 @@ workers start, and any worker's ``/metrics`` answers for all of them (prometheus
 mode: counters and histograms are summed, gauges are summed over live processes).
 
 Label values are bounded: verbs are kube-apiserver's verbs, codes are status codes, authentication
-reasons are a fixed set of categories (never a username or a path).
+reasons are ``authn.model.Failure`` values, chosen where a refusal is decided (never a username or a path).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
+
+    from kube_oidc_proxy.authn.model import Failure
 
 NAMESPACE: Final = "kube_oidc_proxy"
 LATENCY_BUCKETS: Final = (
@@ -37,44 +39,6 @@ LATENCY_BUCKETS: Final = (
     30.0,
     60.0,
 )
-
-# Why a token was refused (free text, first match wins) -> a small fixed set of label values.
-_REASON_CATEGORIES: Final = (
-    # --authentication-config rules first: their reasons quote the admin's expressions and messages
-    ("claim validation expression", "claim_rule"),
-    ("user info validation rule", "user_rule"),
-    ("claim expression", "claim_mapping"),  # username/group/uid/extra claim expression
-    ("via CEL expression", "claim_mapping"),
-    ("uid claim", "claim_mapping"),
-    ("TokenReview failed", "token_review_error"),  # --token-passthrough: the review's verdict is what counts
-    ("TokenReview", "token_review_rejected"),
-    ("no bearer token", "no_token"),
-    ("not a JWT", "malformed"),
-    ("not ASCII", "malformed"),
-    ("Authorization", "malformed"),
-    ("bearer token", "malformed"),  # the WebSocket subprotocol form
-    ("has expired", "expired"),
-    ("not valid yet", "not_yet_valid"),
-    ("signing algorithm", "bad_algorithm"),
-    ("signature is invalid", "bad_signature"),
-    ("no signing key", "unknown_key"),
-    ("not loaded yet", "keys_unavailable"),
-    ("issuer", "wrong_issuer"),
-    ("audience", "wrong_audience"),
-    ("system: namespace", "system_identity"),
-    ("required claim", "required_claim"),
-    ("email_verified", "unverified_email"),
-    ("username claim", "missing_username"),
-)
-KNOWN_REASONS: Final = frozenset(category for _, category in _REASON_CATEGORIES) | {"bad_claims"}
-
-
-def reason_category(reason: str) -> str:
-    for needle, category in _REASON_CATEGORIES:
-        if needle in reason:
-            return category
-    return "bad_claims"  # exp, nbf, groups, control characters
-
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -245,13 +209,13 @@ class Metrics:
         if not long_running:
             children[1].observe(time.monotonic() - started)
 
-    def authenticated(self, refusal: str | None) -> None:
-        """Count one authentication: ``refusal`` is None when the caller was authenticated (whether or not
-        the request was then allowed), else the reason the token was refused."""
-        if refusal is None:
+    def authenticated(self, failure: Failure | None) -> None:
+        """Count one authentication: ``failure`` is None when the caller was authenticated (whether or not
+        the request was then allowed), else why the credential was refused."""
+        if failure is None:
             self._authenticated.inc()
         else:
-            self.authentications.labels("failure", reason_category(refusal)).inc()
+            self.authentications.labels("failure", failure.value).inc()
 
     def token_cache_lookup(self, hit: bool) -> None:
         (self._cache_hit if hit else self._cache_miss).inc()

@@ -167,7 +167,7 @@ class Exchange:
         self._audit_id = audit_id_for(head.headers)
         decision = await server.gate.decide(head, origin)
         if server.metrics is not None:
-            server.metrics.authenticated(None if decision.user is not None else decision.reason)
+            server.metrics.authenticated(None if decision.user is not None else decision.failure)
         if server.auditor is not None or server.metrics is not None:
             info = request_info(head.method.decode("latin-1"), head.target.decode("latin-1"))
             self._verb = info.verb
