@@ -170,7 +170,7 @@ def test_the_forwarded_chain_drops_the_peer_and_keeps_the_order(xff: list[bytes]
     [
         (
             "evil\nAuSuccess src:[1.1.1.1 / ] URI:/ inbound:[root / system:masters /]",
-            "evil\\x0aAuSuccess src:\\x5b1.1.1.1 / \\x5d URI:/ inbound:\\x5broot / system:masters /\\x5d",
+            "evil\\x0aAuSuccess src:\\x5b1.1.1.1 \\x2f \\x5d URI:/ inbound:\\x5broot \\x2f system:masters \\x2f\\x5d",
         ),
         ("cr\rlf\r\n", "cr\\x0dlf\\x0d\\x0a"),
         ("nul\x00", "nul\\x00"),
@@ -197,6 +197,16 @@ def test_field_delimiters_in_identities_cannot_forge_a_section(log: AccessLog, s
         " URI:/api inbound:[a\\x5d URI:/x inbound:\\x5broot / g\\x7csystem:masters|system:authenticated /]"
     )
     assert lines[0].count("inbound:[") == 1
+
+
+def test_names_keep_their_spaces_but_cannot_fake_a_separator(log: AccessLog, stream: MemoryStream) -> None:
+    # Active Directory groups have spaces and '=' (kept); a backslash is doubled; " /" would end the field
+    user = UserInfo("CORP\\alice", groups=("CN=Domain Users,CN=Users,DC=corp", "Team A / Backend", ""))
+    log.success("10.0.0.1", [], b"/api", user)
+    (line,) = written(log, stream)
+    assert line.endswith(
+        " inbound:[CORP\\\\alice / CN=Domain Users,CN=Users,DC=corp|Team A \\x2f Backend|\\-|system:authenticated /]"
+    )
 
 
 def test_control_characters_in_the_uri_and_forwarded_for_are_escaped(log: AccessLog, stream: MemoryStream) -> None:
@@ -254,7 +264,8 @@ def test_json_objects_keep_crafted_text_as_data(stream: MemoryStream) -> None:
     (line,) = written(access, stream)
     entry = json.loads(line)
     assert entry["time"] == "1970-01-01T00:00:00.000000Z"
-    assert entry["user"] == {"username": "eve\ud800", "uid": "", "groups": ["g]|[", "system:authenticated"],
+    # a lone surrogate (a claim can hold one) is U+FFFD, as kube-apiserver decodes it: strict readers refuse it
+    assert entry["user"] == {"username": "eve\ufffd", "uid": "", "groups": ["g]|[", "system:authenticated"],
                              "extra": {"k": ["v\n"]}}  # fmt: skip
     assert (entry["uri"], entry["forwardedFor"], entry["durationSeconds"]) == ("/api?x=\x1b", ["1.2.3.4"], 0.5)
 
