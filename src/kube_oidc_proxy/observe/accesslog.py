@@ -53,28 +53,29 @@ UTF-8 and no value is ambiguous. A lone surrogate in a text field (a token's cla
 as ``\ud800``) becomes U+FFFD, as kube-apiserver's Go JSON decoder reads it: strict JSON readers refuse
 lone surrogates, and one crafted claim must not make a line unreadable.
 
-Lines go to a queue that a writer thread drains to stdout every 50 ms, so a slow log pipe never blocks the
-event loop.
+Lines go to a bounded queue that a writer thread drains (``linequeue.py``): a slow log pipe never blocks
+the event loop, and a stalled one costs lines, counted and reported in the log, not memory.
 """
 
 from __future__ import annotations
 
-import queue
 import re
 import sys
-import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import orjson
 
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
+from kube_oidc_proxy.observe.linequeue import Dropped, LineQueue, TextStream
 from kube_oidc_proxy.rfc3339 import timestamp
 
-_STOP: Final = object()
-WRITE_INTERVAL_SECONDS: Final = 0.05  # lines reach stdout within this long
+# A queued text line, or a JSON record before it is serialized, is ~350 bytes (tracemalloc, a typical
+# request), so the queue holds at most ~35 MB: about 10 s of one worker's full rate. More would only
+# delay the loss while costing a memory-limited pod its headroom.
+ACCESS_LOG_QUEUE_LIMIT: Final = 100_000
 SIEM_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%z"
 
 
@@ -273,24 +274,46 @@ def siem_time(unix: float) -> str:
     return time.strftime(SIEM_TIME_FORMAT, time.localtime(int(unix)))
 
 
-class TextStream(Protocol):
-    def write(self, text: str, /) -> int: ...
-    def flush(self) -> None: ...
+def _lines(count: int) -> str:
+    return f"{count} access log line{'' if count == 1 else 's'} dropped"
+
+
+def _dropped_text(gap: Dropped) -> str:
+    return f"[{siem_time(gap.at)}] {_lines(gap.count)}"
+
+
+def _dropped_json(gap: Dropped) -> str:
+    return json_line({"time": timestamp(gap.at), "dropped": gap.count})
+
+
+def _render(item: object) -> str:
+    return item.to_json() if isinstance(item, AccessRecord) else str(item)
 
 
 class AccessLog:
     """``success``/``failure`` write the text lines (as soon as the request is authenticated, as the Go proxy
-    did); ``answered`` writes the JSON object. Each is a no-op in the other format."""
+    did); ``answered`` writes the JSON object. Each is a no-op in the other format. Called from the event
+    loop; the lines are written by ``queue``'s thread."""
 
-    def __init__(self, stream: TextStream | None = None, *, json: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextStream | None = None,
+        *,
+        json: bool = False,
+        limit: int = ACCESS_LOG_QUEUE_LIMIT,
+        on_dropped: Callable[[int], None] | None = None,
+    ) -> None:
         self.json = json
-        self._stream = stream if stream is not None else sys.stdout
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._stopping = threading.Event()
+        self.queue = LineQueue(
+            stream if stream is not None else sys.stdout,
+            render=_render,
+            dropped_line=_dropped_json if json else _dropped_text,
+            limit=limit,
+            name="access-log",
+            on_dropped=on_dropped,
+        )
         self._stamp_second = -1
         self._stamp = ""
-        self._thread = threading.Thread(target=self._drain, name="access-log", daemon=True)
-        self._thread.start()
 
     def _timestamp(self) -> str:
         now = int(time.time())
@@ -303,49 +326,21 @@ class AccessLog:
         self, peer_ip: str, xff: Sequence[bytes], uri: bytes, user: UserInfo, outbound: UserInfo | None = None
     ) -> None:
         if not self.json:
-            self._queue.put(success_line(self._timestamp(), peer_ip, xff, uri, user, outbound=outbound))
+            self.queue.put(success_line(self._timestamp(), peer_ip, xff, uri, user, outbound=outbound))
 
     def failure(self, peer_ip: str, xff: Sequence[bytes], uri: bytes) -> None:
         if not self.json:
-            self._queue.put(failure_line(self._timestamp(), peer_ip, xff, uri))
+            self.queue.put(failure_line(self._timestamp(), peer_ip, xff, uri))
 
     def answered(self, record: AccessRecord) -> None:
         if self.json:
-            self._queue.put(record)  # serialized by the writer thread, off the event loop
+            self.queue.put(record)  # serialized by the writer thread, off the event loop
 
     def malformed(self, peer_ip: str, status: int, reason: str) -> None:
         """A request too broken to have a method or URI (bad framing, a header timeout)."""
         self.failure(peer_ip, [], b"-")
         self.answered(AccessRecord(time.time(), peer_ip, status=status, reason=reason))
 
-    def _drain(self) -> None:
-        # Poll rather than block on the queue: a writer woken for every line would contend for the GIL
-        # with the event loop thousands of times a second (measured: ~10 µs per request).
-        while True:
-            self._stopping.wait(WRITE_INTERVAL_SECONDS)
-            lines: list[str] = []
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._write(lines)
-                    return
-                lines.append(item.to_json() if isinstance(item, AccessRecord) else str(item))
-            self._write(lines)
-
-    def _write(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        try:
-            self._stream.write("\n".join(lines) + "\n")
-            self._stream.flush()
-        except (OSError, ValueError):
-            pass  # stdout went away (pipe closed); the proxy keeps serving
-
     def close(self, timeout: float = 5.0) -> None:
         """Write everything queued, then stop the writer."""
-        self._queue.put(_STOP)
-        self._stopping.set()
-        self._thread.join(timeout)
+        self.queue.close(timeout)
