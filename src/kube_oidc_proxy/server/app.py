@@ -73,6 +73,14 @@ def setup_logging(verbosity: int, stream: TextStream | None = None) -> BoundedQu
     return handler
 
 
+def _count_dropped_log_lines(access_log: AccessLog, metrics: Metrics) -> None:
+    """Count dropped access lines, and diagnostic ones when ``setup_logging`` installed their queue."""
+    access_log.queue.on_dropped = metrics.log_lines_dropped_counter("access")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BoundedQueueHandler):
+            handler.lines.on_dropped = metrics.log_lines_dropped_counter("diagnostic")
+
+
 @dataclass
 class App:
     config: Config
@@ -210,6 +218,8 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         client_ip_extra=config.proxy.extra_user_header_client_ip,
     )
     access_log = access_log or AccessLog(json=config.proxy.log_format == "json")
+    if metrics is not None:
+        _count_dropped_log_lines(access_log, metrics)
     pool = UpstreamPool(target, upstream_ssl)
     credentials = BearerToken(target.token, target.token_file, exec_plugin=_exec_plugin(target))
     client = KubeClient(
