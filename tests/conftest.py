@@ -108,10 +108,16 @@ class ProxyHandle:
 
 
 async def start_proxy(
-    config: Config, issuer: TestIssuer, upstream: RecordingUpstream, *, wait_for_keys: bool = True
+    config: Config,
+    issuer: TestIssuer,
+    upstream: RecordingUpstream,
+    *,
+    wait_for_keys: bool = True,
+    access_log: AccessLog | None = None,
 ) -> ProxyHandle:
+    """``access_log``: written somewhere else than the returned ``access`` (whose lines then stay empty)."""
     captured = CapturedLog()
-    app = load(config, AccessLog(captured, json=config.proxy.log_format == "json"))
+    app = load(config, access_log or AccessLog(captured, json=config.proxy.log_format == "json"))
     running = await start(app)
     for _ in range(500 if wait_for_keys else 0):
         if all(k.ready for k in app.key_sources):

@@ -4,6 +4,7 @@ Prometheus does and parsed by prometheus-client's own parser."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import threading
@@ -22,11 +23,15 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config
+from kube_oidc_proxy.observe.accesslog import AccessLog
+from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
+from kube_oidc_proxy.server.app import setup_logging
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.certs import CertFiles
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
 from tests.support.process import free_port, start_process
+from tests.support.streams import GUARD_SECONDS, GatedStream
 from tests.support.upstream import RecordingUpstream
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -219,6 +224,52 @@ async def test_audit_events_dropped_by_a_full_buffer_are_counted(
     dropped = value(samples, "audit_events_dropped_total", backend="webhook")
     assert dropped >= 6
     assert handle.app.proxy.auditor is not None and dropped == handle.app.proxy.auditor.dropped["webhook"]
+
+
+@pytest.fixture
+def stalled_stderr() -> Iterator[tuple[GatedStream, BoundedQueueHandler]]:
+    """Diagnostics set up as the command does, to a stderr nobody reads."""
+    root, kop = logging.getLogger(), logging.getLogger("kop")
+    saved = (root.handlers[:], root.level, kop.level)
+    stderr = GatedStream(shut=True)
+    handler = setup_logging(0, stderr)
+    yield stderr, handler
+    stderr.open()
+    handler.close()
+    root.handlers[:], root.level = saved[0], saved[1]
+    kop.setLevel(saved[2])
+
+
+async def test_log_lines_dropped_while_stdout_and_stderr_stall_are_counted_per_log(
+    config: Config,
+    issuer: TestIssuer,
+    upstream: RecordingUpstream,
+    stalled_stderr: tuple[GatedStream, BoundedQueueHandler],
+) -> None:
+    stderr, diagnostics = stalled_stderr
+    diagnostics.lines.limit = 1
+    stdout = GatedStream(shut=True)
+    access_log = AccessLog(stdout, limit=1)
+    metered = replace(config, proxy=replace(config.proxy, metrics_bind_address="127.0.0.1:0"))
+    handle = await start_proxy(metered, issuer, upstream, access_log=access_log)
+    try:
+        token = issuer.token()
+        assert (await get(handle.port, handle.ca_file, "/api/v1/pods?n=0", token=token)).status == 200
+        assert await asyncio.to_thread(stdout.entered.wait, GUARD_SECONDS)  # stuck writing the first line
+        for n in range(1, 5):
+            assert (await get(handle.port, handle.ca_file, f"/api/v1/pods?n={n}", token=token)).status == 200
+        for _ in range(3):  # each is an AuFail line and an INFO record
+            assert (await get(handle.port, handle.ca_file, "/api/v1/pods", token="not-a-jwt")).status == 401
+        samples = await scrape(handle.running.metrics_port)
+        diagnostics_dropped = diagnostics.lines.dropped  # before shutting down logs more
+    finally:
+        stdout.open()
+        stderr.open()
+        await handle.running.stop(grace=1)
+        access_log.close()
+    # 8 lines: one being written, one queued, 6 dropped
+    assert value(samples, "log_lines_dropped_total", log="access") == access_log.queue.dropped == 6
+    assert value(samples, "log_lines_dropped_total", log="diagnostic") == diagnostics_dropped >= 1
 
 
 def _served_by(shared_dir: str, pid: int, tmp_path: Path) -> float:

@@ -14,6 +14,7 @@ import pytest
 
 from kube_oidc_proxy.authn.model import UserInfo
 from kube_oidc_proxy.observe.accesslog import AccessLog, AccessRecord, forwarded_chain
+from tests.support.streams import GUARD_SECONDS, Counted, GatedStream
 
 STAMP: Final = re.compile(r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}\]")
 
@@ -31,6 +32,11 @@ class MemoryStream(io.StringIO):
 
     def lines(self) -> list[str]:
         return self.getvalue().splitlines()
+
+
+@pytest.fixture
+def counted() -> Counted:
+    return Counted()
 
 
 @pytest.fixture
@@ -170,7 +176,7 @@ def test_the_forwarded_chain_drops_the_peer_and_keeps_the_order(xff: list[bytes]
     [
         (
             "evil\nAuSuccess src:[1.1.1.1 / ] URI:/ inbound:[root / system:masters /]",
-            "evil\\x0aAuSuccess src:\\x5b1.1.1.1 / \\x5d URI:/ inbound:\\x5broot / system:masters /\\x5d",
+            "evil\\x0aAuSuccess src:\\x5b1.1.1.1 \\x2f \\x5d URI:/ inbound:\\x5broot \\x2f system:masters \\x2f\\x5d",
         ),
         ("cr\rlf\r\n", "cr\\x0dlf\\x0d\\x0a"),
         ("nul\x00", "nul\\x00"),
@@ -199,6 +205,16 @@ def test_field_delimiters_in_identities_cannot_forge_a_section(log: AccessLog, s
     assert lines[0].count("inbound:[") == 1
 
 
+def test_names_keep_their_spaces_but_cannot_fake_a_separator(log: AccessLog, stream: MemoryStream) -> None:
+    # Active Directory groups have spaces and '=' (kept); a backslash is doubled; " /" would end the field
+    user = UserInfo("CORP\\alice", groups=("CN=Domain Users,CN=Users,DC=corp", "Team A / Backend", ""))
+    log.success("10.0.0.1", [], b"/api", user)
+    (line,) = written(log, stream)
+    assert line.endswith(
+        " inbound:[CORP\\\\alice / CN=Domain Users,CN=Users,DC=corp|Team A \\x2f Backend|\\-|system:authenticated /]"
+    )
+
+
 def test_control_characters_in_the_uri_and_forwarded_for_are_escaped(log: AccessLog, stream: MemoryStream) -> None:
     log.failure("10.0.0.1", [b"1.1.1.1\r\nAuSuccess"], b"/api\n/x")
     lines = written(log, stream)
@@ -216,18 +232,65 @@ def test_close_writes_every_queued_line_in_order(stream: MemoryStream) -> None:
     assert stream.flushes >= 1
 
 
-def test_lines_are_written_and_flushed_without_waiting_for_close(stream: MemoryStream) -> None:
+def test_lines_are_written_and_flushed_without_waiting_for_close() -> None:
+    stream = GatedStream()
     log = AccessLog(stream)
     try:
         log.failure("10.0.0.1", [], b"/soon")
-        for _ in range(500):
-            if stream.flushes and "/soon" in stream.getvalue():
-                break
-            time.sleep(0.01)
-        assert "/soon" in stream.getvalue()
-        assert stream.flushes >= 1
+        assert stream.flushed.wait(GUARD_SECONDS)
+        assert "/soon" in stream.lines()[0]
     finally:
         log.close()
+
+
+def test_a_stalled_stdout_costs_lines_not_memory_and_the_log_says_how_many(counted: Counted) -> None:
+    stream = GatedStream(shut=True)
+    log = AccessLog(stream, limit=100, on_dropped=counted)
+    try:
+        log.failure("10.0.0.1", [], b"/first")
+        assert stream.entered.wait(GUARD_SECONDS)  # the writer is stuck in write(), as on a full pipe
+        for n in range(150):
+            log.failure("10.0.0.1", [], f"/stalled/{n}".encode())
+        assert (log.queue.queued, log.queue.dropped, counted.total) == (100, 50, 50)
+        stream.open()
+        stream.wait_for(lambda lines: any("dropped" in line for line in lines))
+        log.failure("10.0.0.1", [], b"/after")
+    finally:
+        stream.open()
+        log.close()
+    lines = stream.lines()
+    assert len(lines) == 103
+    assert [line.rsplit("URI:", 1)[1] for line in lines[:101]] == ["/first", *(f"/stalled/{n}" for n in range(100))]
+    assert without_stamp(lines[101]) == " 50 access log lines dropped"
+    assert lines[102].endswith(" URI:/after")
+
+
+def test_in_json_the_dropped_lines_are_an_object_with_a_count(counted: Counted) -> None:
+    stream = GatedStream(shut=True)
+    log = AccessLog(stream, json=True, limit=3, on_dropped=counted)
+    try:
+        log.answered(AccessRecord(0.0, "10.0.0.1", uri=b"/first"))
+        assert stream.entered.wait(GUARD_SECONDS)
+        for n in range(5):
+            log.answered(AccessRecord(0.0, "10.0.0.1", uri=f"/stalled/{n}".encode()))
+        stream.open()
+        stream.wait_for(lambda lines: any("dropped" in line for line in lines))
+        log.answered(AccessRecord(0.0, "10.0.0.1", uri=b"/after"))
+    finally:
+        stream.open()
+        log.close()
+    entries = [json.loads(line) for line in stream.lines()]
+    assert [e.get("uri", e.get("dropped")) for e in entries] == [
+        "/first",
+        "/stalled/0",
+        "/stalled/1",
+        "/stalled/2",
+        2,
+        "/after",
+    ]
+    assert set(entries[4]) == {"time", "dropped"}
+    assert entries[4]["time"].endswith("Z")
+    assert counted.total == 2
 
 
 class BrokenStream(io.StringIO):
@@ -240,7 +303,7 @@ def test_a_broken_stream_does_not_stop_the_writer_or_the_caller() -> None:
     log.failure("10.0.0.1", [], b"/a")
     log.success("10.0.0.1", [], b"/b", UserInfo("a"))
     log.close(timeout=5)
-    assert not log._thread.is_alive()
+    assert not log.queue.running
 
 
 # ---------------------------------------------------------------------------------------------------- json
@@ -254,7 +317,8 @@ def test_json_objects_keep_crafted_text_as_data(stream: MemoryStream) -> None:
     (line,) = written(access, stream)
     entry = json.loads(line)
     assert entry["time"] == "1970-01-01T00:00:00.000000Z"
-    assert entry["user"] == {"username": "eve\ud800", "uid": "", "groups": ["g]|[", "system:authenticated"],
+    # a lone surrogate (a claim can hold one) is U+FFFD, as kube-apiserver decodes it: strict readers refuse it
+    assert entry["user"] == {"username": "eve\ufffd", "uid": "", "groups": ["g]|[", "system:authenticated"],
                              "extra": {"k": ["v\n"]}}  # fmt: skip
     assert (entry["uri"], entry["forwardedFor"], entry["durationSeconds"]) == ("/api?x=\x1b", ["1.2.3.4"], 0.5)
 

@@ -194,6 +194,13 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.log_lines_dropped = Counter(
+            "log_lines_dropped",
+            "Log lines dropped because the log's queue was full (stdout or stderr stalled) or the stream refused them.",
+            ["log"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         # children of the per-request series, bound once: .labels() costs more than .inc()
         self._cache_hit = self.token_cache.labels("hit")
         self._cache_miss = self.token_cache.labels("miss")
@@ -244,6 +251,10 @@ class Metrics:
 
     def audit_failed_counter(self) -> Callable[[str, int], None]:
         return lambda backend, count: self.audit_failed.labels(backend).inc(count)
+
+    def log_lines_dropped_counter(self, log: str) -> Callable[[int], None]:
+        """``log``: ``access`` or ``diagnostic``; called from the thread that dropped the lines."""
+        return self.log_lines_dropped.labels(log).inc
 
     def exposition(self) -> bytes:
         """The text exposition; across workers in multiprocess mode."""

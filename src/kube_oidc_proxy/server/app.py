@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import logging.handlers
 import os
-import queue
 import resource
 import shutil
 import signal
@@ -42,6 +40,8 @@ from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.kube.execcredential import ExecCredential, ExecCredentialError
 from kube_oidc_proxy.kube.target import UpstreamTarget, load_target, webhook_kubeconfig
 from kube_oidc_proxy.observe.accesslog import AccessLog
+from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
+from kube_oidc_proxy.observe.linequeue import TextStream
 from kube_oidc_proxy.observe.metrics import MULTIPROC_ENV, Metrics, forget_worker
 from kube_oidc_proxy.server.authentication import Authentication
 from kube_oidc_proxy.server.kubeclient import KubeClient
@@ -62,18 +62,24 @@ DEFAULT_CLIENT_BURST: Final = 100
 WORKER_RESTART_DELAY_SECONDS: Final = 1.0
 
 
-def setup_logging(verbosity: int) -> logging.handlers.QueueListener:
-    """Diagnostics to stderr through a queue, so a slow stderr never blocks the event loop."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log_queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(log_queue, handler)
+def setup_logging(verbosity: int, stream: TextStream | None = None) -> BoundedQueueHandler:
+    """Diagnostics to stderr, one line per record, through a bounded queue, so a slow stderr never blocks
+    the event loop and a stalled one never grows memory (observe/diaglog.py). Close the handler to write
+    what is queued."""
+    handler = BoundedQueueHandler(stream if stream is not None else sys.stderr)
     root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
+    root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("kop").setLevel(logging.DEBUG if verbosity >= 4 else logging.INFO)
-    listener.start()
-    return listener
+    return handler
+
+
+def _count_dropped_log_lines(access_log: AccessLog, metrics: Metrics) -> None:
+    """Count dropped access lines, and diagnostic ones when ``setup_logging`` installed their queue."""
+    access_log.queue.on_dropped = metrics.log_lines_dropped_counter("access")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BoundedQueueHandler):
+            handler.lines.on_dropped = metrics.log_lines_dropped_counter("diagnostic")
 
 
 @dataclass
@@ -213,6 +219,8 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         client_ip_extra=config.proxy.extra_user_header_client_ip,
     )
     access_log = access_log or AccessLog(json=config.proxy.log_format == "json")
+    if metrics is not None:
+        _count_dropped_log_lines(access_log, metrics)
     pool = UpstreamPool(target, upstream_ssl)
     credentials = BearerToken(target.token, target.token_file, exec_plugin=_exec_plugin(target))
     client = KubeClient(
@@ -453,12 +461,13 @@ def _supervise(config: Config, metrics_dir: str | None) -> int:
         pid = os.fork()
         if pid == 0:
             code = 1
-            setup_logging(config.verbosity)  # the parent's log thread does not survive fork
+            diagnostics = setup_logging(config.verbosity)  # the parent's log thread does not survive fork
             try:
                 code = run_worker(config, reuse_port=True)
             except StartupError as exc:
                 print(f"kube-oidc-proxy: error: worker {index}: {exc}", file=sys.stderr)
             finally:
+                diagnostics.close()  # os._exit skips atexit: write the records still queued
                 os._exit(code)
         children[pid] = index
 
@@ -506,7 +515,7 @@ def _raise_open_file_limit() -> None:
 
 
 def run(config: Config) -> int:
-    listener = setup_logging(config.verbosity)
+    diagnostics = setup_logging(config.verbosity)
     _raise_open_file_limit()
     os.environ.pop(MULTIPROC_ENV, None)  # one process: plain in-memory metrics, whatever the environment says
     try:
@@ -514,4 +523,4 @@ def run(config: Config) -> int:
             return _run_workers(config)
         return run_worker(config, reuse_port=False)
     finally:
-        listener.stop()
+        diagnostics.close()
