@@ -57,8 +57,7 @@ class TrustedProxies:
         return address is not None and any(address in network for network in self.networks)
 
     def origin(self, headers: Headers, peer_ip: str) -> Origin:
-        peer = _address(peer_ip)
-        if not self.networks or not self.trusts(peer):
+        if not self.networks or not self.trusts(_address(peer_ip)):
             return Origin(peer_ip, client_ip=peer_ip)
         chain: list[Address] = []
         for entry in comma_tokens(v for n, v in headers if n == b"x-forwarded-for"):

@@ -25,21 +25,32 @@ from kube_oidc_proxy.authn.model import UserInfo
 # C0 controls and DEL: not allowed in a header value (HTAB is, but Go would trim it at the ends, and
 # inside a name it only invites confusion in logs and RBAC bindings).
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-# What Go's textproto.TrimString removes from both ends of a header value.
-_GO_TRIMMED: Final = " \t\r\n"
+# What Go's textproto.TrimString removes from both ends of a header value (CR and LF are controls).
+_GO_TRIMMED: Final = " \t"
 
 
 def value_problem(value: str) -> str | None:
     """Why kube-apiserver would not read ``value`` exactly as given, or None."""
+    # This runs for every value of every request: printable text (no control, no surrogate, no tab) not
+    # starting or ending with a space is the common case, and str.isprintable is a single C pass.
+    if value.isprintable() and value[:1] != " " and value[-1:] != " ":
+        return None
     if _CONTROL.search(value):
         return "contains control characters"
     if value and (value[0] in _GO_TRIMMED or value[-1] in _GO_TRIMMED):
         return "has leading or trailing whitespace"
+    if not _is_unicode_text(value):
+        return "is not valid Unicode text"
+    return None  # printable after all for Go: C1 controls, separators and other non-printable characters
+
+
+def _is_unicode_text(value: str) -> bool:
+    """False for a lone surrogate (a JSON claim can carry one): it cannot be encoded at all."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return "is not valid Unicode text"
-    return None
+        return False
+    return True
 
 
 def extra_key_problem(key: str) -> str | None:
