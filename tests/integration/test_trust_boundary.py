@@ -111,6 +111,18 @@ async def test_kube_apiserver_sees_exactly_one_request_with_the_body_the_proxy_p
         assert not [n for n, _ in recorded.headers if "_" in n]
 
 
+async def test_a_half_sent_request_never_leaves_its_upstream_connection_in_the_pool(proxy: ProxyHandle) -> None:
+    client = await Client.connect(proxy.port, proxy.ca_file)
+    head = raw_request(proxy.issuer.token(), b"Content-Length: 100000", target=b"/discard-body")
+    await client.send_raw(head + b"x" * 50_000)
+    await _until(lambda: proxy.upstream.connections == 1, "the request to reach kube-apiserver")
+    client.writer.transport.abort()  # half the body sent upstream, and the client is gone
+    await _until(lambda: not proxy.app.proxy.connections, "the proxy to see the client go")
+    for _ in range(3):  # had that connection gone back to the pool, these would be read as the rest of its body
+        assert (await get(proxy.port, proxy.ca_file, "/api/v1/pods", token=proxy.issuer.token())).status == 200
+    assert [r.target for r in proxy.upstream.requests] == ["/api/v1/pods"] * 3
+
+
 # Identity headers in every spelling ---------------------------------------------------------------------------
 
 
