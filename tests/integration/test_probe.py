@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 
 from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.server.plainhttp import MAX_CONNECTIONS
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
@@ -78,3 +79,20 @@ async def test_liveness_does_not_depend_on_the_issuer(
         assert (await probe(handle.running.probe_port, "/healthz"))[0] == 200
     finally:
         await handle.running.stop(grace=1)
+
+
+async def test_the_probe_port_closes_connections_beyond_its_cap_and_answers_the_others(proxy: ProxyHandle) -> None:
+    port = proxy.running.probe_port
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]  # idle, at the cap
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        refused = await asyncio.wait_for(reader.read(), 5)
+    except ConnectionResetError:
+        refused = b""
+    assert refused == b""
+    writer.close()
+    for held_reader, held_writer in held[:3]:
+        held_writer.write(b"GET /healthz HTTP/1.1\r\nHost: probe\r\n\r\n")
+        assert (await asyncio.wait_for(held_reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
+    for _, held_writer in held:
+        held_writer.close()

@@ -91,4 +91,6 @@ def _json(status: int, body: object) -> Reply:
 async def start_probe_server(
     host: str, port: int, readiness: Readiness, tasks: set[asyncio.Task[None]], *, reuse_port: bool = False
 ) -> asyncio.Server:
-    return await start_plain_server(host, port, probe_handler(readiness), tasks, reuse_port=reuse_port)
+    return await start_plain_server(
+        host, port, probe_handler(readiness), tasks, reuse_port=reuse_port, what="readiness probe"
+    )
