@@ -24,6 +24,7 @@ from typing import BinaryIO, Final, Protocol
 from urllib.parse import urlsplit
 
 from kube_oidc_proxy.audit.logbackups import BackupKeeper, Compressor, backup_path, gzip_file
+from kube_oidc_proxy.errors import describe
 
 WEBHOOK_RETRIES: Final = 5  # kube-apiserver: wait.Backoff{Factor: 1.5, Steps: 5}
 WEBHOOK_TIMEOUT_SECONDS: Final = 30.0
@@ -144,13 +145,20 @@ class Webhook:
                     return
                 error = f"HTTP {status}"
             except (OSError, http.client.HTTPException) as exc:
-                error = str(exc)
+                error = describe(exc)
             if attempt == WEBHOOK_RETRIES:
                 break
             time.sleep(delay)
             delay *= 1.5
         self.failures += 1
-        raise SinkError(f"{WEBHOOK_RETRIES} attempts failed, the last with {error}")
+        raise SinkError(f"POST {self.peer}: {WEBHOOK_RETRIES} attempts failed, the last with {error}")
+
+    @property
+    def peer(self) -> str:
+        """The webhook's URL for messages, without user info or query (either could hold a secret)."""
+        url = urlsplit(self.target.url)
+        host = f"[{url.hostname}]" if url.hostname and ":" in url.hostname else url.hostname or ""
+        return f"{url.scheme}://{host}{f':{url.port}' if url.port else ''}{url.path}"
 
     def _post(self, body: bytes) -> int:
         url = urlsplit(self.target.url)
