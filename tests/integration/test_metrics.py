@@ -26,7 +26,8 @@ from tests.conftest import ProxyHandle, start_proxy
 from tests.support.certs import CertFiles
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
-from tests.support.process import free_port, start_process
+from tests.support.ports import PortHolder
+from tests.support.process import start_process
 from tests.support.upstream import RecordingUpstream
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -238,13 +239,14 @@ def _worker_pids(parent: int) -> list[int]:
 async def test_workers_share_one_view_of_the_metrics(
     tmp_path: Path, issuer: TestIssuer, upstream: RecordingUpstream, server_certs: CertFiles
 ) -> None:
-    metrics_port = free_port()
+    ports = PortHolder()
+    metrics_port = ports.take()
     temp = tmp_path / "tmp"
     temp.mkdir()
     process = start_process(
         str(tmp_path), issuer, upstream, server_certs,
         "--workers=2", f"--metrics-bind-address=127.0.0.1:{metrics_port}",
-        env={**os.environ, "TMPDIR": str(temp)},
+        env={**os.environ, "TMPDIR": str(temp)}, ports=ports,
     )  # fmt: skip
     try:
         process.wait_ready()
@@ -264,7 +266,5 @@ async def test_workers_share_one_view_of_the_metrics(
         assert os.path.isdir(shared_dir)
         assert await asyncio.to_thread(process.stop) == 0
     finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
+        process.kill()
     assert not os.path.exists(shared_dir)  # removed by the parent on exit

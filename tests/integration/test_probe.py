@@ -10,6 +10,7 @@ from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.server.plainhttp import MAX_CONNECTIONS
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.issuer import TestIssuer
+from tests.support.ports import PortHolder
 from tests.support.upstream import RecordingUpstream
 
 
@@ -51,18 +52,21 @@ async def test_not_ready_while_the_issuer_keys_are_missing_then_ready(
 
 
 async def test_readiness_follows_the_api_server_both_ways(
-    issuer: TestIssuer, upstream: RecordingUpstream, config: Config
+    issuer: TestIssuer, upstream: RecordingUpstream, config: Config, ports: PortHolder
 ) -> None:
-    down = RecordingUpstream(None)
-    port = down.port
-    down.close()  # nothing listens there now
+    port = ports.take()  # nothing listens there
     handle = await start_proxy(
         replace(config, client=replace(config.client, server=f"https://127.0.0.1:{port}")), issuer, upstream
     )
     try:
         status, body = await probe(handle.running.probe_port, "/ready")
         assert status == 503
-        assert "kube-apiserver" in json.dumps(body)
+        # the check names the request and the address it tried, and why it failed
+        checks = body["checks"]
+        assert isinstance(checks, dict)
+        assert checks["kube-apiserver"].startswith(
+            f"GET https://127.0.0.1:{port}/readyz: connect to 127.0.0.1:{port}: [Errno 111]"
+        ), checks
         # the API server comes back (same address): readiness follows without a restart
         handle.app.proxy.pool.target = replace(handle.app.proxy.pool.target, port=upstream.port)
         assert (await probe(handle.running.probe_port, "/ready"))[0] == 200

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import replace
 
 import h11
@@ -13,19 +12,14 @@ from kube_oidc_proxy.config import Config
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
+from tests.support.ports import PortHolder
 from tests.support.upstream import RecordingUpstream
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_an_api_server_that_refuses_connections_gives_503(
-    issuer: TestIssuer, upstream: RecordingUpstream, config: Config
+    issuer: TestIssuer, upstream: RecordingUpstream, config: Config, ports: PortHolder
 ) -> None:
-    cfg = replace(config, client=replace(config.client, server=f"https://127.0.0.1:{_closed_port()}"))
+    cfg = replace(config, client=replace(config.client, server=f"https://127.0.0.1:{ports.take()}"))
     handle = await start_proxy(cfg, issuer, upstream)
     try:
         response = await get(handle.port, handle.ca_file, "/api/v1/pods", token=issuer.token())
