@@ -10,6 +10,7 @@ from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.server.plainhttp import MAX_CONNECTIONS
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.issuer import TestIssuer
+from tests.support.keysource import refresh_after_change
 from tests.support.ports import PortHolder
 from tests.support.upstream import RecordingUpstream
 
@@ -45,7 +46,7 @@ async def test_not_ready_while_the_issuer_keys_are_missing_then_ready(
         assert status == 503
         assert issuer.url in json.dumps(body)
         issuer.down = False
-        await handle.app.key_sources[0].refresh()
+        assert await refresh_after_change(handle.app.key_sources[0])
         assert (await probe(handle.running.probe_port, "/ready"))[0] == 200
     finally:
         await handle.running.stop(grace=1)

@@ -12,6 +12,7 @@ from kube_oidc_proxy.config import Config
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
+from tests.support.keysource import refresh_after_change
 from tests.support.ports import PortHolder
 from tests.support.upstream import RecordingUpstream
 
@@ -96,7 +97,7 @@ async def test_an_issuer_down_at_start_gives_503_until_its_keys_load(
         assert response.status == 503
         assert "signing keys" in response.json()["message"]
         issuer.down = False
-        assert await handle.app.key_sources[0].refresh()
+        assert await refresh_after_change(handle.app.key_sources[0])
         assert (await get(handle.port, handle.ca_file, "/api", token=issuer.token())).status == 200
     finally:
         await handle.running.stop(grace=1)
@@ -104,7 +105,7 @@ async def test_an_issuer_down_at_start_gives_503_until_its_keys_load(
 
 async def test_an_issuer_outage_after_start_does_not_stop_the_proxy(proxy: ProxyHandle) -> None:
     proxy.issuer.down = True
-    assert not await proxy.app.key_sources[0].refresh()
+    assert not await refresh_after_change(proxy.app.key_sources[0])
     response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(sub="bob"))
     assert response.status == 200
 

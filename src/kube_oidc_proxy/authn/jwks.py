@@ -131,6 +131,11 @@ class KeySource:
     def ready(self) -> bool:
         return self.keys is not None
 
+    @property
+    def fetching(self) -> bool:
+        """A fetch is in flight (``refresh`` would share it)."""
+        return self._inflight is not None
+
     async def _default_fetch(self, url: str) -> FetchResponse:
         return await fetch(url, self._ssl_context, timeout=FETCH_TIMEOUT_SECONDS, max_bytes=MAX_DOCUMENT_BYTES)
 
