@@ -144,10 +144,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_proxy(flags: list[str], stderr: Path) -> tuple[subprocess.Popen[Any], int]:
-    """The real command, pinned to its core, ready to serve; access lines are discarded."""
+def start_proxy(
+    flags: list[str], stderr: Path, launcher: tuple[str, ...] = ("-m", "kube_oidc_proxy")
+) -> tuple[subprocess.Popen[Any], int]:
+    """The real command (or ``launcher``, a script that runs it), pinned to its core, ready to serve;
+    access lines are discarded."""
     port, probe = PORTS.take(), PORTS.take()
-    cmd = [*PIN_PROXY, sys.executable, "-m", "kube_oidc_proxy", *flags, f"--secure-port={port}"]
+    cmd = [*PIN_PROXY, sys.executable, *launcher, *flags, f"--secure-port={port}"]
     cmd.append(f"--readiness-probe-port={probe}")
     say("starting the proxy: " + " ".join(cmd[len(PIN_PROXY) :]))
     proxy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(stderr, "wb"))  # noqa: SIM115
