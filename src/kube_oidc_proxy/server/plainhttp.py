@@ -62,7 +62,7 @@ class Listener:
         self.limits = limits
         self.open = 0
         self.refused = 0
-        self._refusal_logged = -REFUSAL_LOG_INTERVAL_SECONDS
+        self._refusal_logged = float("-inf")
 
     def admit(self) -> bool:
         if self.open >= self.limits.max_connections:
