@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,9 +66,11 @@ class ProxyProcess:
             self.ports.close()
 
     def kill(self) -> None:
-        """Gone, whatever state it was in, and its ports released (for ``finally`` blocks)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """Gone with its workers, whatever state it was in, and its ports released (for ``finally``
+        blocks). The whole process group: a killed parent cannot pass the signal on to ``--workers``."""
+        if self.proc.returncode is None:  # not reaped yet: its pid, the group's id, is still ours
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self.ports.close()
 
@@ -105,5 +108,5 @@ def start_process(
     ]
     out, err = os.path.join(tmp, f"proxy-{port}.out"), os.path.join(tmp, f"proxy-{port}.err")
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, env=env)
+        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, env=env, start_new_session=True)
     return ProxyProcess(proc, port, probe_port, certs.ca, out, err, args, ports)
