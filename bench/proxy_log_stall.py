@@ -31,15 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.certs import issue  # noqa: E402
 from tests.support.issuer import TestIssuer  # noqa: E402
-from tests.support.process import free_port  # noqa: E402
 
-from bench.run import PIN_LOAD, PIN_PROXY, build, rss_mb, say  # noqa: E402
+from bench.run import PIN_LOAD, PIN_PROXY, PORTS, build, rss_mb, say  # noqa: E402
 
 SAMPLE_EVERY = 2
 
 
 def start(flags: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    port, probe = free_port(), free_port()
+    port, probe = PORTS.take(), PORTS.take()
     cmd = [*PIN_PROXY, sys.executable, "-m", "kube_oidc_proxy", *flags, f"--secure-port={port}"]
     cmd.append(f"--readiness-probe-port={probe}")
     proxy = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

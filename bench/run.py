@@ -45,8 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.certs import issue  # noqa: E402
 from tests.support.issuer import TestIssuer  # noqa: E402
-from tests.support.process import free_port  # noqa: E402
+from tests.support.ports import PortHolder  # noqa: E402
 
+PORTS = PortHolder()  # every port of the run, held until the process exits: no two listeners share one
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kube-oidc-proxy" / "bench"
 PIN_PROXY = ["taskset", "-c", "1"] if os.cpu_count() and os.cpu_count() >= 2 else []  # type: ignore[operator]
 PIN_LOAD = ["taskset", "-c", "0"] if PIN_PROXY else []
@@ -143,10 +144,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_proxy(flags: list[str], stderr: Path) -> tuple[subprocess.Popen[Any], int]:
-    """The real command, pinned to its core, ready to serve; access lines are discarded."""
-    port, probe = free_port(), free_port()
-    cmd = [*PIN_PROXY, sys.executable, "-m", "kube_oidc_proxy", *flags, f"--secure-port={port}"]
+def start_proxy(
+    flags: list[str], stderr: Path, launcher: tuple[str, ...] = ("-m", "kube_oidc_proxy")
+) -> tuple[subprocess.Popen[Any], int]:
+    """The real command (or ``launcher``, a script that runs it), pinned to its core, ready to serve;
+    access lines are discarded."""
+    port, probe = PORTS.take(), PORTS.take()
+    cmd = [*PIN_PROXY, sys.executable, *launcher, *flags, f"--secure-port={port}"]
     cmd.append(f"--readiness-probe-port={probe}")
     say("starting the proxy: " + " ".join(cmd[len(PIN_PROXY) :]))
     proxy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(stderr, "wb"))  # noqa: SIM115
@@ -231,11 +235,11 @@ def main() -> int:
         policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n")
         settings = {
             "audit": [f"--audit-policy-file={policy}", f"--audit-log-path={work / 'audit.log'}"],
-            "metrics": [f"--metrics-bind-address=127.0.0.1:{free_port()}"],
+            "metrics": [f"--metrics-bind-address=127.0.0.1:{PORTS.take()}"],
             "json": ["--log-format=json"],
             "everything": [
                 f"--audit-policy-file={policy}", f"--audit-log-path={work / 'audit-all.log'}",
-                f"--metrics-bind-address=127.0.0.1:{free_port()}", "--log-format=json",
+                f"--metrics-bind-address=127.0.0.1:{PORTS.take()}", "--log-format=json",
             ],
         }  # fmt: skip
         variants = {"plain": (proxy.pid, port)}

@@ -17,6 +17,7 @@ from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.server.app import App, Running, load, start
 from tests.support.certs import CertFiles, issue
 from tests.support.issuer import TestIssuer
+from tests.support.ports import PortHolder
 from tests.support.upstream import RecordingUpstream
 
 PROXY_SA_TOKEN = "proxy-service-account-token"
@@ -35,6 +36,14 @@ def cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server_certs(ca: trustme.CA, cert_dir: Path) -> CertFiles:
     return issue(ca, cert_dir, "server")
+
+
+@pytest.fixture
+def ports() -> Iterator[PortHolder]:
+    """Port numbers for listeners of other processes (or addresses where nothing listens), held until the
+    test ends so that no other listener gets the same number."""
+    with PortHolder() as holder:
+        yield holder
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 // Command loadgen drives the benchmarks that wrk cannot: a fixed request rate with latency percentiles
-// (open loop, measured from the scheduled send time so a stall is not hidden), first-request cost of
-// fresh tokens, and thousands of idle watches held open at once. HTTP/1.1 over TLS only, like kubectl's
-// upgrades and our proxy. Results are one JSON object on stdout.
+// (open loop, measured from the scheduled send time so a stall is not hidden), or every request's latency
+// on a timeline; first-request cost of fresh tokens; and thousands of idle watches held open at once.
+// HTTP/1.1 over TLS only, like kubectl's upgrades and our proxy. Results are one JSON object on stdout.
 package main
 
 import (
@@ -103,6 +103,43 @@ func rate(c *http.Client, url, token string, perSecond int, duration, warmup tim
 	return summary(lat, errors)
 }
 
+// timeline is rate without the summary: every request's scheduled send time (unix microseconds) and
+// latency (microseconds, measured from that time), so a caller can cut the run into windows around an
+// event it timed itself (an audit log rotation).
+func timeline(c *http.Client, url, token string, perSecond int, duration, warmup time.Duration) map[string]any {
+	if warmup > 0 {
+		rate(c, url, token, perSecond, warmup, 0)
+	}
+	var mu sync.Mutex
+	samples := [][2]int64{}
+	errors := 0
+	interval := time.Second / time.Duration(perSecond)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; ; i++ {
+		scheduled := start.Add(time.Duration(i) * interval)
+		if scheduled.Sub(start) >= duration {
+			break
+		}
+		time.Sleep(time.Until(scheduled))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := get(c, url, token)
+			took := time.Since(scheduled)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errors++
+				return
+			}
+			samples = append(samples, [2]int64{scheduled.UnixMicro(), took.Microseconds()})
+		}()
+	}
+	wg.Wait()
+	return map[string]any{"samples": samples, "errors": errors}
+}
+
 func tokens(c *http.Client, url, tokenFile string) map[string]any {
 	data, err := os.ReadFile(tokenFile)
 	if err != nil {
@@ -162,7 +199,7 @@ func watches(c *http.Client, url, token string, n int) map[string]any {
 }
 
 func main() {
-	mode := flag.String("mode", "rate", "rate | tokens | watches")
+	mode := flag.String("mode", "rate", "rate | timeline | tokens | watches")
 	url := flag.String("url", "", "target URL")
 	ca := flag.String("ca", "", "CA file")
 	token := flag.String("token", "", "bearer token")
@@ -176,6 +213,8 @@ func main() {
 	switch *mode {
 	case "rate":
 		out = rate(client(*ca, 256), *url, *token, *perSecond, *duration, *warmup)
+	case "timeline":
+		out = timeline(client(*ca, 256), *url, *token, *perSecond, *duration, *warmup)
 	case "tokens":
 		out = tokens(client(*ca, 1), *url, *tokenFile)
 	case "watches":

@@ -70,3 +70,10 @@ class ConfigError(Exception):
 
 class StartupError(Exception):
     """A runtime failure while starting (unreadable file, bad certificate, port in use): exit 1."""
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for logs and health checks; the type alone when there is no message (a bare
+    ``TimeoutError()`` says nothing by itself)."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

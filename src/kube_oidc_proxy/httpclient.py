@@ -13,7 +13,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from kube_oidc_proxy import __version__
-from kube_oidc_proxy.errors import UpstreamError
+from kube_oidc_proxy.errors import UpstreamError, describe
 from kube_oidc_proxy.http1.events import Body, MessageEnd, ResponseHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.http1.response import ResponseReader
@@ -35,12 +35,14 @@ class FetchResponse:
 
 
 async def fetch(url: str, ssl_context: ssl.SSLContext, *, timeout: float, max_bytes: int) -> FetchResponse:
+    """The response to ``GET url``; every failure is a ``FetchError`` whose message starts with
+    ``GET <url>:``, so a log line or a readiness check says which peer failed, and how."""
     try:
         return await asyncio.wait_for(_fetch(url, ssl_context, max_bytes), timeout)
     except TimeoutError:
         raise FetchError(f"GET {url}: timed out after {timeout:g}s") from None
-    except (OSError, ssl.SSLError) as exc:
-        raise FetchError(f"GET {url}: {exc}") from None
+    except (OSError, ssl.SSLError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
+        raise FetchError(f"GET {url}: {describe(exc)}") from None
     except UpstreamError as exc:
         raise FetchError(f"GET {url}: {exc.detail}") from None
 

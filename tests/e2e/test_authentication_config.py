@@ -23,9 +23,9 @@ import yaml
 
 from tests.e2e.cluster.cluster import NAMESPACE, PROXY_NAMESPACE, AdminClient, Cluster
 from tests.e2e.cluster.idp import CLIENT_ID, id_token
-from tests.e2e.cluster.processes import free_port
 from tests.e2e.cluster.proxy import SERVICE_ACCOUNT, Proxy, probe_status
 from tests.e2e.kube import Kubectl
+from tests.support.ports import PortHolder
 
 TENANT = "example.com/tenant"
 EMAIL = "example.com/email"
@@ -313,7 +313,9 @@ def test_the_file_is_reloaded_and_a_bad_edit_keeps_the_old_config(
     _poll("the prefix after the bad edit", lambda: _whoami(alice)["username"] == "v3:alice", 15)
 
 
-def test_an_invalid_file_at_startup_is_refused_with_kube_apiservers_reason(cluster: Cluster, tmp_path: Path) -> None:
+def test_an_invalid_file_at_startup_is_refused_with_kube_apiservers_reason(
+    cluster: Cluster, tmp_path: Path, ports: PortHolder
+) -> None:
     # kube-apiserver's rule: a username expression using claims.email must also use claims.email_verified
     config = tmp_path / "authentication-config.yaml"
     mappings = {"username": {"expression": "claims.email"}}
@@ -325,7 +327,7 @@ def test_an_invalid_file_at_startup_is_refused_with_kube_apiservers_reason(clust
         "-m",
         "kube_oidc_proxy",
         f"--authentication-config={config}",
-        f"--secure-port={free_port()}",
+        f"--secure-port={ports.take()}",
     ]
     argv += [
         f"--tls-cert-file={tls.cert}",

@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.cluster.cluster import Cluster
 from tests.e2e.cluster.idp import id_token
-from tests.e2e.cluster.processes import free_port
+from tests.e2e.cluster.processes import wait_until
 from tests.e2e.cluster.proxy import Proxy, probe_status
 from tests.e2e.kube import Kubectl
 
@@ -195,12 +195,23 @@ def test_readiness_follows_the_issuer(cluster: Cluster, proxy: Proxy) -> None:
     # the Go e2e "probe" case: with the issuer unreachable the proxy never becomes ready
     assert probe_status(proxy.probe_port) == 200
     orphan = Proxy(cluster)
-    orphan.start(f"--oidc-issuer-url=https://127.0.0.1:{free_port()}/realms/none", wait_ready=False)
+    issuer = f"https://127.0.0.1:{orphan.ports.take()}/realms/none"  # held, never listening: refused
+    orphan.start(f"--oidc-issuer-url={issuer}", wait_ready=False)
     try:
-        time.sleep(2)
+        # once the first fetch has failed, readiness says so, naming the address it tried
+        failed = f"GET {issuer}/.well-known/openid-configuration: ConnectionRefusedError"
+        wait_until("the failed key fetch", lambda: failed in json.dumps(_readiness(orphan.probe_port)), 30)
         assert probe_status(orphan.probe_port) == 503
     finally:
         orphan.stop()
+
+
+def _readiness(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as error:
+        return dict(json.loads(error.read()))
 
 
 def test_the_proxy_token_rotates_with_zero_failed_requests(proxy: Proxy, alice: Kubectl) -> None:

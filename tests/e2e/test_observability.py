@@ -17,7 +17,6 @@ import pytest
 
 from tests.e2e.cluster.cluster import Cluster
 from tests.e2e.cluster.idp import id_token
-from tests.e2e.cluster.processes import free_port
 from tests.e2e.cluster.proxy import Proxy
 from tests.e2e.kube import Kubectl
 from tests.e2e.test_identity import _audit_events, _get
@@ -126,8 +125,8 @@ def test_kubectl_traffic_reaches_the_audit_webhook_with_kube_apiservers_audit_id
     policy.write_text(
         "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules: [{level: Metadata}]\n"
     )
-    metrics_port = free_port()
     audited = Proxy(cluster)
+    metrics_port = audited.ports.take()
     audited.start(
         f"--audit-policy-file={policy}",
         f"--audit-webhook-config-file={_webhook_kubeconfig(tmp_path / 'hook', sink.start())}",

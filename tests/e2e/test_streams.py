@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.cluster.cluster import Cluster
 from tests.e2e.kube import Kubectl, no_fallback
+from tests.support.ports import PortHolder
 
 PROTOCOLS = [pytest.param(False, id="websocket"), pytest.param(True, id="spdy")]
 
@@ -99,8 +100,10 @@ def _echo(conn: socket.socket) -> None:
 
 
 @pytest.mark.parametrize("spdy", PROTOCOLS)
-def test_port_forward_reaches_a_tcp_service(alice: Kubectl, bob: Kubectl, echo_port: int, spdy: bool) -> None:
-    local = _free_port()
+def test_port_forward_reaches_a_tcp_service(
+    alice: Kubectl, bob: Kubectl, echo_port: int, spdy: bool, ports: PortHolder
+) -> None:
+    local = ports.take()
     forward = alice.popen("port-forward", "pod/web", f"{local}:{echo_port}", "-v=4", spdy=spdy)
     try:
         deadline = time.monotonic() + 20
@@ -123,15 +126,9 @@ def test_port_forward_reaches_a_tcp_service(alice: Kubectl, bob: Kubectl, echo_p
         forward.terminate()
         _, err = forward.communicate(timeout=10)
     assert b"fallback to secondary dialer" not in err
-    denied = bob.popen("port-forward", "pod/web", f"{_free_port()}:{echo_port}", spdy=spdy)
+    denied = bob.popen("port-forward", "pod/web", f"{ports.take()}:{echo_port}", spdy=spdy)
     _, err = denied.communicate(timeout=30)
     assert denied.returncode != 0 and (b"Forbidden" in err or b"forbidden" in err)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _python_client(cluster: Cluster, kubectl: Kubectl) -> object:

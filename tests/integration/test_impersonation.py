@@ -4,7 +4,10 @@ caller, as kube-apiserver does it; the target goes out, the caller is kept in or
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+
+import pytest
 
 from tests.conftest import PROXY_SA_TOKEN, ProxyHandle
 from tests.support.client import get
@@ -142,13 +145,16 @@ async def test_review_answers_are_reused_briefly(proxy: ProxyHandle) -> None:
     assert len(forwarded(proxy)) == 5
 
 
-async def test_a_failing_review_api_is_a_503_not_an_allow(proxy: ProxyHandle) -> None:
+async def test_a_failing_review_api_is_a_503_not_an_allow(proxy: ProxyHandle, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="kop")
     proxy.upstream.sar_failure = 500
     response = await get(
         proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=[("Impersonate-User", "bob")]
     )
     assert response.status == 503
     assert forwarded(proxy) == []
+    # the log names the review request and the kube-apiserver it went to
+    assert f"SubjectAccessReview failed: POST {proxy.upstream.url}{SAR_PATH}: HTTP 500" in caplog.text
 
 
 async def test_an_unauthenticated_as_is_a_401_and_asks_nothing(proxy: ProxyHandle) -> None:

@@ -187,8 +187,6 @@ async def test_the_command_writes_json_lines_to_stdout(
         assert (await get(process.port, process.ca_file, "/api/v1/nodes", token="bad")).status == 401
         assert await asyncio.to_thread(process.stop) == 0
     finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
+        process.kill()
     entries = [json.loads(line) for line in process.stdout().splitlines()]
     assert [(e["result"], e["status"]) for e in entries] == [("AuSuccess", 200), ("AuFail", 401)]

@@ -37,9 +37,7 @@ def process(
         proc.wait_ready()
         yield proc
     finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
+        proc.kill()
 
 
 async def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(process: ProxyProcess, issuer: TestIssuer) -> None:

@@ -30,7 +30,9 @@ from tests.conftest import ProxyHandle, start_proxy
 from tests.support.certs import CertFiles
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
-from tests.support.process import free_port, start_process
+from tests.support.listeners import children, wait_until_listening
+from tests.support.ports import PortHolder
+from tests.support.process import start_process
 from tests.support.streams import GUARD_SECONDS, GatedStream
 from tests.support.upstream import RecordingUpstream
 
@@ -282,24 +284,21 @@ def _served_by(shared_dir: str, pid: int, tmp_path: Path) -> float:
     return registry.get_sample_value("kube_oidc_proxy_http_requests_total", {"verb": "get", "code": "200"}) or 0.0
 
 
-def _worker_pids(parent: int) -> list[int]:
-    return [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
-
-
 async def test_workers_share_one_view_of_the_metrics(
     tmp_path: Path, issuer: TestIssuer, upstream: RecordingUpstream, server_certs: CertFiles
 ) -> None:
-    metrics_port = free_port()
+    ports = PortHolder()
+    metrics_port = ports.take()
     temp = tmp_path / "tmp"
     temp.mkdir()
     process = start_process(
         str(tmp_path), issuer, upstream, server_certs,
         "--workers=2", f"--metrics-bind-address=127.0.0.1:{metrics_port}",
-        env={**os.environ, "TMPDIR": str(temp)},
+        env={**os.environ, "TMPDIR": str(temp)}, ports=ports,
     )  # fmt: skip
     try:
-        process.wait_ready()
-        workers = _worker_pids(process.proc.pid)
+        process.wait_ready()  # one worker answers readiness; the other may not have bound the port yet
+        workers = wait_until_listening(lambda: children(process.proc.pid), process.port, count=2)
         (shared_dir,) = map(str, temp.glob("kube-oidc-proxy-metrics-*"))
         token = issuer.token()
         responses = await asyncio.gather(
@@ -315,7 +314,5 @@ async def test_workers_share_one_view_of_the_metrics(
         assert os.path.isdir(shared_dir)
         assert await asyncio.to_thread(process.stop) == 0
     finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
+        process.kill()
     assert not os.path.exists(shared_dir)  # removed by the parent on exit

@@ -7,8 +7,11 @@ import json
 from dataclasses import replace
 
 from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.server.plainhttp import MAX_CONNECTIONS
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.issuer import TestIssuer
+from tests.support.keysource import refresh_after_change
+from tests.support.ports import PortHolder
 from tests.support.upstream import RecordingUpstream
 
 
@@ -43,25 +46,28 @@ async def test_not_ready_while_the_issuer_keys_are_missing_then_ready(
         assert status == 503
         assert issuer.url in json.dumps(body)
         issuer.down = False
-        await handle.app.key_sources[0].refresh()
+        assert await refresh_after_change(handle.app.key_sources[0])
         assert (await probe(handle.running.probe_port, "/ready"))[0] == 200
     finally:
         await handle.running.stop(grace=1)
 
 
 async def test_readiness_follows_the_api_server_both_ways(
-    issuer: TestIssuer, upstream: RecordingUpstream, config: Config
+    issuer: TestIssuer, upstream: RecordingUpstream, config: Config, ports: PortHolder
 ) -> None:
-    down = RecordingUpstream(None)
-    port = down.port
-    down.close()  # nothing listens there now
+    port = ports.take()  # nothing listens there
     handle = await start_proxy(
         replace(config, client=replace(config.client, server=f"https://127.0.0.1:{port}")), issuer, upstream
     )
     try:
         status, body = await probe(handle.running.probe_port, "/ready")
         assert status == 503
-        assert "kube-apiserver" in json.dumps(body)
+        # the check names the request and the address it tried, and why it failed
+        checks = body["checks"]
+        assert isinstance(checks, dict)
+        assert checks["kube-apiserver"].startswith(
+            f"GET https://127.0.0.1:{port}/readyz: connect to 127.0.0.1:{port}: [Errno 111]"
+        ), checks
         # the API server comes back (same address): readiness follows without a restart
         handle.app.proxy.pool.target = replace(handle.app.proxy.pool.target, port=upstream.port)
         assert (await probe(handle.running.probe_port, "/ready"))[0] == 200
@@ -78,3 +84,20 @@ async def test_liveness_does_not_depend_on_the_issuer(
         assert (await probe(handle.running.probe_port, "/healthz"))[0] == 200
     finally:
         await handle.running.stop(grace=1)
+
+
+async def test_the_probe_port_closes_connections_beyond_its_cap_and_answers_the_others(proxy: ProxyHandle) -> None:
+    port = proxy.running.probe_port
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]  # idle, at the cap
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        refused = await asyncio.wait_for(reader.read(), 5)
+    except ConnectionResetError:
+        refused = b""
+    assert refused == b""
+    writer.close()
+    for held_reader, held_writer in held[:3]:
+        held_writer.write(b"GET /healthz HTTP/1.1\r\nHost: probe\r\n\r\n")
+        assert (await asyncio.wait_for(held_reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
+    for _, held_writer in held:
+        held_writer.close()

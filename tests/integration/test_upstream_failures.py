@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import replace
 
 import h11
@@ -13,19 +12,15 @@ from kube_oidc_proxy.config import Config
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
+from tests.support.keysource import refresh_after_change
+from tests.support.ports import PortHolder
 from tests.support.upstream import RecordingUpstream
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_an_api_server_that_refuses_connections_gives_503(
-    issuer: TestIssuer, upstream: RecordingUpstream, config: Config
+    issuer: TestIssuer, upstream: RecordingUpstream, config: Config, ports: PortHolder
 ) -> None:
-    cfg = replace(config, client=replace(config.client, server=f"https://127.0.0.1:{_closed_port()}"))
+    cfg = replace(config, client=replace(config.client, server=f"https://127.0.0.1:{ports.take()}"))
     handle = await start_proxy(cfg, issuer, upstream)
     try:
         response = await get(handle.port, handle.ca_file, "/api/v1/pods", token=issuer.token())
@@ -105,7 +100,7 @@ async def test_an_issuer_down_at_start_gives_503_until_its_keys_load(
         assert response.status == 503
         assert "signing keys" in response.json()["message"]
         issuer.down = False
-        assert await handle.app.key_sources[0].refresh()
+        assert await refresh_after_change(handle.app.key_sources[0])
         assert (await get(handle.port, handle.ca_file, "/api", token=issuer.token())).status == 200
     finally:
         await handle.running.stop(grace=1)
@@ -113,7 +108,7 @@ async def test_an_issuer_down_at_start_gives_503_until_its_keys_load(
 
 async def test_an_issuer_outage_after_start_does_not_stop_the_proxy(proxy: ProxyHandle) -> None:
     proxy.issuer.down = True
-    assert not await proxy.app.key_sources[0].refresh()
+    assert not await refresh_after_change(proxy.app.key_sources[0])
     response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(sub="bob"))
     assert response.status == 200
 

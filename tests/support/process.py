@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +13,8 @@ from dataclasses import dataclass, field
 
 from tests.support.certs import CertFiles
 from tests.support.issuer import TestIssuer
+from tests.support.ports import PortHolder
 from tests.support.upstream import RecordingUpstream
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -31,6 +26,7 @@ class ProxyProcess:
     stdout_path: str
     stderr_path: str
     args: list[str] = field(default_factory=list)
+    ports: PortHolder = field(default_factory=PortHolder)  # its port numbers, held until it is stopped
 
     def wait_ready(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -66,6 +62,17 @@ class ProxyProcess:
             self.proc.kill()
             self.proc.wait()
             raise
+        finally:
+            self.ports.close()
+
+    def kill(self) -> None:
+        """Gone with its workers, whatever state it was in, and its ports released (for ``finally``
+        blocks). The whole process group: a killed parent cannot pass the signal on to ``--workers``."""
+        if self.proc.returncode is None:  # not reaped yet: its pid, the group's id, is still ours
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.ports.close()
 
 
 def start_process(
@@ -75,8 +82,12 @@ def start_process(
     certs: CertFiles,
     *extra: str,
     env: dict[str, str] | None = None,
+    ports: PortHolder | None = None,
 ) -> ProxyProcess:
-    port, probe_port = free_port(), free_port()
+    """Start the proxy on two ports of ``ports`` (a holder of its own by default), held until ``stop``;
+    take more from the same holder for other flags (``process.ports`` after the start)."""
+    ports = ports or PortHolder()
+    port, probe_port = ports.take(), ports.take()
     args = [
         sys.executable,
         "-m",
@@ -97,5 +108,5 @@ def start_process(
     ]
     out, err = os.path.join(tmp, f"proxy-{port}.out"), os.path.join(tmp, f"proxy-{port}.err")
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, env=env)
-    return ProxyProcess(proc, port, probe_port, certs.ca, out, err, args)
+        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, env=env, start_new_session=True)
+    return ProxyProcess(proc, port, probe_port, certs.ca, out, err, args, ports)

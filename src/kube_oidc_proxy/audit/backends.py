@@ -5,15 +5,14 @@ Batch mode (``Batcher``) never makes a request wait: events go into a bounded bu
 in batches of up to ``max_size`` every ``max_wait`` (throttled when asked); a full buffer drops the event,
 counts it and logs it. Blocking mode is ``groupcommit``. The webhook is retried with exponential backoff
 from ``initial_backoff``; a sink that gives up raises, and its caller counts and logs the lost events.
+The log file's rotated backups are compressed and pruned by ``logbackups``, in a thread of its own.
 """
 
 from __future__ import annotations
 
 import datetime
-import gzip
 import http.client
 import os
-import shutil
 import ssl
 import sys
 import threading
@@ -21,9 +20,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, Final, Protocol
 from urllib.parse import urlsplit
+
+from kube_oidc_proxy.audit.logbackups import BackupKeeper, Compressor, backup_path, gzip_file
+from kube_oidc_proxy.errors import describe
 
 WEBHOOK_RETRIES: Final = 5  # kube-apiserver: wait.Backoff{Factor: 1.5, Steps: 5}
 WEBHOOK_TIMEOUT_SECONDS: Final = 30.0
@@ -49,21 +50,32 @@ class Sink(Protocol):
 
 
 class LogFile:
-    """JSON or legacy lines appended to a file (or stdout for ``-``), rotated like lumberjack."""
+    """JSON or legacy lines appended to a file (or stdout for ``-``), rotated like lumberjack.
+
+    A write that would pass ``max_size_mb`` first renames the file to its backup name and opens a new one
+    (cheap: it stays on the writer's path, so a blocking-mode request still waits only for its own write);
+    compressing and pruning the backups is ``BackupKeeper``'s, in its own thread."""
 
     name = "log"
 
     def __init__(
-        self, path: str, *, max_size_mb: int = 0, max_backups: int = 0, max_age_days: int = 0, compress: bool = False
+        self,
+        path: str,
+        *,
+        max_size_mb: int = 0,
+        max_backups: int = 0,
+        max_age_days: int = 0,
+        compress: bool = False,
+        compressor: Compressor = gzip_file,
     ) -> None:
         self.path = path
         self._max_bytes = max_size_mb * 1024 * 1024
-        self._max_backups = max_backups
-        self._max_age = max_age_days * 86400
-        self._compress = compress
         self._lock = threading.Lock()
         self._file: BinaryIO = sys.stdout.buffer if path == "-" else open(path, "ab")  # noqa: SIM115
         self._size = 0 if path == "-" else os.fstat(self._file.fileno()).st_size
+        self.backups = BackupKeeper(
+            path, max_backups=max_backups, max_age_days=max_age_days, compress=compress, compressor=compressor
+        )
 
     def write(self, events: list[bytes]) -> None:
         data = b"".join(events)
@@ -79,38 +91,18 @@ class LogFile:
 
     def _rotate(self) -> None:
         self._file.close()
-        base, ext = os.path.splitext(self.path)
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
-        backup = f"{base}-{stamp}{ext}"
-        os.rename(self.path, backup)
-        if self._compress:
-            with open(backup, "rb") as src, gzip.open(backup + ".gz", "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.remove(backup)
+        os.rename(self.path, backup_path(self.path, datetime.datetime.now(datetime.UTC)))
         self._file = open(self.path, "ab")  # noqa: SIM115
         self._size = 0
-        self._prune(base, ext)
-
-    def _prune(self, base: str, ext: str) -> None:
-        directory = Path(self.path).parent
-        prefix = Path(base).name + "-"
-        backups = sorted(
-            (p for p in directory.iterdir() if p.name.startswith(prefix) and p.name != Path(self.path).name),
-            key=lambda p: p.stat().st_mtime,
-            reverse=True,
-        )
-        now = time.time()
-        for index, backup in enumerate(backups):
-            too_many = self._max_backups and index >= self._max_backups
-            too_old = self._max_age and now - backup.stat().st_mtime > self._max_age
-            if too_many or too_old:
-                backup.unlink(missing_ok=True)
+        self.backups.request()
 
     def close(self) -> None:
+        """Flush and close the file, then wait for a compression or pruning that is under way."""
         with self._lock:
             self._file.flush()
             if self.path != "-":
                 self._file.close()
+        self.backups.close()
 
 
 @dataclass(frozen=True)
@@ -153,13 +145,20 @@ class Webhook:
                     return
                 error = f"HTTP {status}"
             except (OSError, http.client.HTTPException) as exc:
-                error = str(exc)
+                error = describe(exc)
             if attempt == WEBHOOK_RETRIES:
                 break
             time.sleep(delay)
             delay *= 1.5
         self.failures += 1
-        raise SinkError(f"{WEBHOOK_RETRIES} attempts failed, the last with {error}")
+        raise SinkError(f"POST {self.peer}: {WEBHOOK_RETRIES} attempts failed, the last with {error}")
+
+    @property
+    def peer(self) -> str:
+        """The webhook's URL for messages, without user info or query (either could hold a secret)."""
+        url = urlsplit(self.target.url)
+        host = f"[{url.hostname}]" if url.hostname and ":" in url.hostname else url.hostname or ""
+        return f"{url.scheme}://{host}{f':{url.port}' if url.port else ''}{url.path}"
 
     def _post(self, body: bytes) -> int:
         url = urlsplit(self.target.url)

@@ -5,6 +5,9 @@ requests emit during one turn of the event loop are written together at the end 
 ``write()`` to the log file or one EventList POSTed to the webhook (in a thread), and each request waits
 for the write that carries its event. A request still never goes on before its event is written; under
 load, one system call serves many requests instead of two per request.
+
+The log file is written on the event loop: a ``write()``, and when the file is full a rename and an open.
+Compressing and pruning the rotated file never happens here (``logbackups`` does it in its thread).
 """
 
 from __future__ import annotations

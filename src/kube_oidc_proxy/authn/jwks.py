@@ -26,6 +26,7 @@ from typing import Any, Final
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey, import_key
 
+from kube_oidc_proxy.errors import describe
 from kube_oidc_proxy.httpclient import FetchError, FetchResponse, fetch
 
 log = logging.getLogger("kop.jwks")
@@ -85,6 +86,13 @@ def parse_jwks(document: Any, now: float) -> KeySet:
     return KeySet(by_kid=by_kid, all_keys=all_keys, fetched_at=now)
 
 
+def failure_text(exc: BaseException) -> str:
+    """Why a fetch failed, for the log and readiness: our own FetchError already names the URL and the
+    cause; anything else says what it is and its message. The key fetch carries no user token, so no
+    message here can contain one."""
+    return str(exc) if isinstance(exc, FetchError) else describe(exc)
+
+
 def discovery_url_for(issuer_url: str) -> str:
     return issuer_url.rstrip("/") + "/.well-known/openid-configuration"
 
@@ -123,6 +131,11 @@ class KeySource:
     def ready(self) -> bool:
         return self.keys is not None
 
+    @property
+    def fetching(self) -> bool:
+        """A fetch is in flight (``refresh`` would share it)."""
+        return self._inflight is not None
+
     async def _default_fetch(self, url: str) -> FetchResponse:
         return await fetch(url, self._ssl_context, timeout=FETCH_TIMEOUT_SECONDS, max_bytes=MAX_DOCUMENT_BYTES)
 
@@ -136,20 +149,22 @@ class KeySource:
             raise FetchError(f"GET {url}: not JSON") from exc
 
     async def _load(self) -> KeySet:
-        discovery = await self._get_json(self._discovery_url)
+        url = self._discovery_url
+        discovery = await self._get_json(url)
         if not isinstance(discovery, dict):
-            raise FetchError("discovery document is not a JSON object")
+            raise FetchError(f"GET {url}: the discovery document is not a JSON object")
         if discovery.get("issuer") != self.issuer_url:
             raise FetchError(
-                f"discovery document issuer {discovery.get('issuer')!r} does not match {self.issuer_url!r}"
+                f"GET {url}: the discovery document's issuer {discovery.get('issuer')!r}"
+                f" does not match {self.issuer_url!r}"
             )
         jwks_uri = discovery.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri:
-            raise FetchError("discovery document has no jwks_uri")
+            raise FetchError(f"GET {url}: the discovery document has no jwks_uri")
         try:
             return parse_jwks(await self._get_json(jwks_uri), self._clock())
         except ValueError as exc:
-            raise FetchError(f"{jwks_uri}: {exc}") from exc
+            raise FetchError(f"GET {jwks_uri}: {exc}") from exc
 
     async def refresh(self) -> bool:
         """Fetch now (sharing a fetch already running); True if the key set was replaced."""
@@ -166,10 +181,12 @@ class KeySource:
         self.fetch_count += 1
         try:
             keys = await self._load()
-        except Exception as exc:
-            self.last_error = str(exc) or type(exc).__name__
+        except Exception as exc:  # whatever fails, the loop must go on retrying
+            self.last_error = failure_text(exc)
             state = "keeping the last good keys" if self.keys else "no keys yet"
-            log.warning("fetching signing keys of %s failed (%s): %s", self.issuer_url, state, exc)
+            log.warning("fetching signing keys of %s failed (%s): %s", self.issuer_url, state, self.last_error)
+            if not isinstance(exc, FetchError | OSError):
+                log.debug("the unexpected failure fetching keys of %s", self.issuer_url, exc_info=exc)
             if self.on_fetch is not None:
                 self.on_fetch(False)
             return False

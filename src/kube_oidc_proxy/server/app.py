@@ -332,7 +332,7 @@ async def _start_metrics_server(app: App, reuse_port: bool) -> asyncio.Server | 
     host, port = split_host_port(address)
     try:
         return await start_plain_server(
-            host, port, _metrics_handler(app.metrics), app.proxy.tasks, reuse_port=reuse_port
+            host, port, _metrics_handler(app.metrics), app.proxy.tasks, reuse_port=reuse_port, what="metrics"
         )
     except OSError as exc:
         raise StartupError(f"cannot listen on --metrics-bind-address {address}: {exc.strerror}") from None

@@ -1,6 +1,11 @@
 """The proxy's own calls to kube-apiserver (SubjectAccessReview, TokenReview, the readiness check): small
 JSON requests over the same upstream pool, with the proxy's credentials, rate-limited like client-go
-(``--kube-client-qps``/``--kube-client-burst``), retried once after a 401 with a re-read token."""
+(``--kube-client-qps``/``--kube-client-burst``), retried once after a 401 with a re-read token.
+
+Every failure names the request and the peer (``GET https://10.0.0.1:6443/readyz: connect to ...``), in
+the detail of the ``UpstreamError`` that ``request`` raises and in the message of a ``ReviewError``: those
+texts reach the log and the readiness check, where "cannot reach kube-apiserver" alone would not say which
+address was tried."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import time
 from typing import Any, Final
 
 from kube_oidc_proxy.authz.checker import ReviewError
-from kube_oidc_proxy.errors import UpstreamError
+from kube_oidc_proxy.errors import UpstreamError, UpstreamTimeout
 from kube_oidc_proxy.http1.events import Body, MessageEnd, ResponseEvent, ResponseHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.http1.serialize import request_head
@@ -84,14 +89,31 @@ class KubeClient:
         self._credentials = credentials
         self._limiter = RateLimiter(qps, burst)
 
+    @property
+    def peer(self) -> str:
+        """kube-apiserver's address as the proxy reaches it, for messages."""
+        return f"{self._pool.target.scheme}://{self._pool.target.authority}"
+
+    def describe(self, method: bytes, path: bytes, problem: str) -> str:
+        return f"{method.decode()} {self.peer}{path.decode('latin-1')}: {problem}"
+
     async def request(self, method: bytes, path: bytes, body: Any = None) -> tuple[int, bytes]:
-        """Status and body of one request; retried once after a 401 with a freshly read token."""
+        """Status and body of one request; retried once after a 401 with a freshly read token. Raises
+        ``UpstreamError`` whose detail names the request and the peer."""
         await self._limiter.take()
         data = json.dumps(body).encode() if body is not None else b""
-        status, payload = await asyncio.wait_for(self._once(method, path, data), TIMEOUT_SECONDS)
-        if status == 401:
-            self._credentials.unauthorized()
+        try:
             status, payload = await asyncio.wait_for(self._once(method, path, data), TIMEOUT_SECONDS)
+            if status == 401:
+                self._credentials.unauthorized()
+                status, payload = await asyncio.wait_for(self._once(method, path, data), TIMEOUT_SECONDS)
+        except TimeoutError:
+            problem = f"no answer within {TIMEOUT_SECONDS:g}s"
+            raise UpstreamTimeout(
+                "kube-apiserver did not answer in time", self.describe(method, path, problem)
+            ) from None
+        except UpstreamError as exc:
+            raise type(exc)(exc.message, self.describe(method, path, exc.detail)) from exc
         return status, payload
 
     async def _once(self, method: bytes, path: bytes, data: bytes) -> tuple[int, bytes]:
@@ -122,20 +144,20 @@ class KubeClient:
         started = time.monotonic()
         try:
             status, payload = await self.request(b"POST", path, body)
-        except (UpstreamError, TimeoutError) as exc:
+        except UpstreamError as exc:
             self._failed(kind)
-            raise ReviewError(f"{path.decode()}: {exc}") from exc
+            raise ReviewError(exc.detail) from exc
         if self._metrics is not None:
             self._metrics.reviews.labels(kind).observe(time.monotonic() - started)
         if status not in (200, 201):
             self._failed(kind)
-            raise ReviewError(f"{path.decode()}: HTTP {status}: {payload[:200].decode(errors='replace')}")
+            raise ReviewError(self.describe(b"POST", path, f"HTTP {status}: {payload[:200].decode(errors='replace')}"))
         try:
             result = json.loads(payload)
         except json.JSONDecodeError as exc:
-            raise ReviewError(f"{path.decode()}: not JSON") from exc
+            raise ReviewError(self.describe(b"POST", path, "not JSON")) from exc
         if not isinstance(result, dict):
-            raise ReviewError(f"{path.decode()}: not a JSON object")
+            raise ReviewError(self.describe(b"POST", path, "not a JSON object"))
         return result
 
     def _failed(self, kind: str) -> None:

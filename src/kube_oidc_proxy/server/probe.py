@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -21,6 +22,8 @@ from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.server.kubeclient import KubeClient
 from kube_oidc_proxy.server.plainhttp import Handler, Reply, start_plain_server
 from kube_oidc_proxy.server.proxy import ProxyServer
+
+log = logging.getLogger("kop.probe")
 
 UPSTREAM_FRESH_SECONDS: Final = 10.0
 UPSTREAM_CHECK_TIMEOUT_SECONDS: Final = 5.0
@@ -34,6 +37,7 @@ class Readiness:
         self._proxy = proxy
         self._client = client
         self._check: asyncio.Task[None] | None = None
+        self._upstream_error = ""  # why the last /readyz check failed, naming the address it tried
 
     async def check(self) -> tuple[bool, dict[str, str]]:
         checks: dict[str, str] = {}
@@ -52,7 +56,7 @@ class Readiness:
                 self._check.add_done_callback(self._clear_check)
             await asyncio.shield(self._check)
             if not self._upstream_fresh():
-                checks["kube-apiserver"] = "no answer from kube-apiserver (/readyz)"
+                checks["kube-apiserver"] = self._upstream_error or "no answer from kube-apiserver (/readyz)"
         ready = issuers_ready and "shutdown" not in checks and "kube-apiserver" not in checks
         return ready, checks
 
@@ -65,10 +69,25 @@ class Readiness:
     async def _check_upstream(self) -> None:
         try:
             status, _ = await asyncio.wait_for(self._client.request(b"GET", b"/readyz"), UPSTREAM_CHECK_TIMEOUT_SECONDS)
-        except (TimeoutError, UpstreamError):
+        except TimeoutError:
+            problem = f"no answer within {UPSTREAM_CHECK_TIMEOUT_SECONDS:g}s"
+            self._upstream_failed(self._client.describe(b"GET", b"/readyz", problem))
+            return
+        except UpstreamError as exc:
+            self._upstream_failed(exc.detail)
             return
         if status != 401 and status < 500:
+            if self._upstream_error:
+                log.info("readiness: kube-apiserver answers again")
+            self._upstream_error = ""
             self._proxy.upstream_answered(status)
+        else:
+            self._upstream_failed(self._client.describe(b"GET", b"/readyz", f"HTTP {status}"))
+
+    def _upstream_failed(self, error: str) -> None:
+        if error != self._upstream_error:  # once per change, not once per probe
+            log.warning("readiness: kube-apiserver check failed: %s", error)
+        self._upstream_error = error
 
 
 def probe_handler(readiness: Readiness) -> Handler:
@@ -91,4 +110,6 @@ def _json(status: int, body: object) -> Reply:
 async def start_probe_server(
     host: str, port: int, readiness: Readiness, tasks: set[asyncio.Task[None]], *, reuse_port: bool = False
 ) -> asyncio.Server:
-    return await start_plain_server(host, port, probe_handler(readiness), tasks, reuse_port=reuse_port)
+    return await start_plain_server(
+        host, port, probe_handler(readiness), tasks, reuse_port=reuse_port, what="readiness probe"
+    )

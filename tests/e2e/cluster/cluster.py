@@ -21,7 +21,8 @@ import yaml
 
 from tests.e2e.cluster import build
 from tests.e2e.cluster.pki import CertificateAuthority, Pair, service_account_keys
-from tests.e2e.cluster.processes import Process, free_port, https_ok, wait_until
+from tests.e2e.cluster.processes import Process, https_ok, wait_until
+from tests.support.ports import PortHolder
 
 ROOT = Path(__file__).resolve().parents[3]
 NAMESPACE = "e2e"
@@ -48,6 +49,7 @@ class Cluster:
     keycloak_port: int = 0
     fakelet_port: int = 0
     ca: CertificateAuthority | None = None
+    ports: PortHolder = field(default_factory=PortHolder)  # every port of the cluster, held until stop()
 
     # -- addresses and credentials ----------------------------------------------------------------
 
@@ -83,7 +85,7 @@ class Cluster:
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self.ca = ca = CertificateAuthority(self.workdir / "pki")
-        self.keycloak_port = free_port()
+        self.keycloak_port = self.ports.take()
         keycloak_tls = ca.serving("keycloak")
         keycloak = self._start_keycloak(keycloak_tls, logs)
 
@@ -106,11 +108,12 @@ class Cluster:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+        self.ports.close()
 
     # -- processes --------------------------------------------------------------------------------
 
     def _start_etcd(self, logs: Path) -> str:
-        client, peer = free_port(), free_port()
+        client, peer = self.ports.take(), self.ports.take()
         url = f"http://127.0.0.1:{client}"
         etcd = Process(
             "etcd",
@@ -132,7 +135,7 @@ class Cluster:
         return url
 
     def _start_apiserver(self, ca: CertificateAuthority, logs: Path, etcd_url: str) -> Process:
-        self.api_port = free_port()
+        self.api_port = self.ports.take()
         serving = ca.serving("kube-apiserver", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
         kubelet_client = ca.issue(
             "apiserver-kubelet-client",
@@ -206,7 +209,7 @@ class Cluster:
                 "--import-realm",
                 f"--https-port={self.keycloak_port}",
                 "--http-enabled=false",
-                f"--http-management-port={free_port()}",
+                f"--http-management-port={self.ports.take()}",
                 f"--https-certificate-file={tls.cert}",
                 f"--https-certificate-key-file={tls.key}",
                 "--hostname-strict=false",

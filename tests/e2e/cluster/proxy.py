@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tests.e2e.cluster.cluster import PROXY_NAMESPACE, Cluster, kubeconfig
 from tests.e2e.cluster.idp import CLIENT_ID
-from tests.e2e.cluster.processes import Process, free_port, wait_until
+from tests.e2e.cluster.processes import Process, wait_until
+from tests.support.ports import PortHolder
 
 SERVICE_ACCOUNT = "kube-oidc-proxy"
 
@@ -26,6 +27,7 @@ class Proxy:
     probe_port: int = 0
     token_file: Path = field(default_factory=Path)
     rotations: int = 0
+    ports: PortHolder = field(default_factory=PortHolder)  # held until stop(); take more here for extra flags
     _stop_rotation: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -58,7 +60,7 @@ class Proxy:
         self.rotate()
         config = work / "kubeconfig"
         config.write_text(kubeconfig(cluster.server, cluster.ca_file, user={"tokenFile": str(self.token_file)}))
-        self.port, self.probe_port = free_port(), free_port()
+        self.port, self.probe_port = self.ports.take(), self.ports.take()
         oidc = [
             f"--oidc-issuer-url={cluster.issuer}",
             f"--oidc-client-id={CLIENT_ID}",
@@ -99,6 +101,7 @@ class Proxy:
         self._stop_rotation.set()
         if self.process is not None:
             self.process.stop()
+        self.ports.close()
 
     def access_lines(self) -> list[str]:
         assert self.process is not None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from kube_oidc_proxy.audit.auditor import AuditFailed, Auditor, Mode
-from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, Webhook, WebhookTarget
+from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, SinkError, Webhook, WebhookTarget
 from kube_oidc_proxy.audit.event import AuditRecord, user_info
 from kube_oidc_proxy.audit.groupcommit import FailureHandler, GroupCommit
 from kube_oidc_proxy.audit.policy import Decision, parse_policy
@@ -200,3 +200,17 @@ def test_webhook_batches_are_split_at_the_byte_limit() -> None:
     lists = [json.loads(body) for body in bodies]
     assert [[item["n"] for item in body["items"]] for body in lists] == [[0, 1], [2, 3], [4]]
     assert all(body["kind"] == "EventList" for body in lists)
+
+
+def test_a_webhook_that_gives_up_names_its_url_without_secrets_and_the_last_error() -> None:
+    class Refused(Webhook):
+        def _post(self, body: bytes) -> int:
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    hook = Refused(WebhookTarget("https://audit:s3cret@sink.example:8443/events?key=hunter2", None), initial_backoff=0)
+    with pytest.raises(SinkError) as failure:
+        hook.write([b'{"kind":"Event"}\n'])
+    assert str(failure.value) == (
+        "POST https://sink.example:8443/events: 5 attempts failed, the last with "
+        "ConnectionRefusedError: [Errno 111] Connection refused"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -254,6 +255,52 @@ async def test_a_failed_refresh_keeps_the_last_good_keys(
     assert source.ready
     assert source.keys is good
     assert error_word in source.last_error
+
+
+@pytest.mark.parametrize(
+    ("which", "response", "error_word"),
+    [p for p in FAILURES if p.id != "connection-refused"],  # that one is raised past the URL-naming client
+)
+async def test_a_failed_fetch_names_the_url_it_fetched(
+    keyring: Keyring, which: str, response: FetchResponse | BaseException, error_word: str
+) -> None:
+    issuer = FakeIssuer()
+    issuer.publish(keyring.rsa1)
+    url = issuer.discovery_url if which == "discovery" else issuer.jwks_url
+    issuer.responses[url] = response
+    source = issuer.key_source()
+    assert await source.refresh() is False
+    assert source.last_error.startswith(f"GET {url}: ")
+
+
+@pytest.mark.parametrize(
+    ("raised", "cause"),
+    [
+        pytest.param(TimeoutError(), "TimeoutError", id="no-message"),
+        pytest.param(
+            ConnectionRefusedError(111, "Connection refused"),
+            "ConnectionRefusedError: [Errno 111] Connection refused",
+            id="os-error",
+        ),
+        pytest.param(KeyError("jwks_uri"), "KeyError: 'jwks_uri'", id="a-bug"),
+        pytest.param(
+            FetchError("GET https://issuer.example/keys: timed out after 30s"),
+            "GET https://issuer.example/keys: timed out after 30s",
+            id="fetch-error-says-it-all",
+        ),
+    ],
+)
+async def test_whatever_fails_a_fetch_is_logged_and_reported_with_its_type_and_message(
+    keyring: Keyring, caplog: pytest.LogCaptureFixture, raised: BaseException, cause: str
+) -> None:
+    issuer = FakeIssuer()
+    issuer.publish(keyring.rsa1)
+    issuer.responses[issuer.discovery_url] = raised
+    source = issuer.key_source()
+    with caplog.at_level(logging.WARNING, logger="kop.jwks"):
+        assert await source.refresh() is False
+    assert source.last_error == cause
+    assert f"fetching signing keys of {ISSUER} failed (no keys yet): {cause}" in caplog.text
 
 
 @pytest.mark.parametrize(
