@@ -210,7 +210,8 @@ def test_every_value_becomes_its_flag(full: Rendered) -> None:
     assert proxy.token_passthrough
     assert proxy.token_passthrough_audiences == ("https://kubernetes.default.svc", "sts")
     assert proxy.extra_user_header_client_ip
-    assert proxy.extra_user_headers == (("Team", ("platform",)), ("env", ("prod",)), ("team", ("sre",)))
+    # keys lower-cased, as kube-apiserver always read them, so "Team" and "team" are one key
+    assert proxy.extra_user_headers == (("team", ("platform", "sre")), ("env", ("prod",)))
     assert proxy.workers == 4
     assert proxy.shutdown_grace == 90
     assert proxy.log_format == "json"
