@@ -49,6 +49,9 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+LUMBERJACK_DEFAULT_MAX_SIZE_MB: Final = 100
+
+
 class LogFile:
     """JSON or legacy lines appended to a file (or stdout for ``-``), rotated like lumberjack.
 
@@ -69,7 +72,9 @@ class LogFile:
         compressor: Compressor = gzip_file,
     ) -> None:
         self.path = path
-        self._max_bytes = max_size_mb * 1024 * 1024
+        # lumberjack, which kube-apiserver's --audit-log-maxsize feeds, reads 0 as its default of 100 MB:
+        # a file kube-apiserver would rotate must not grow here until the disk is full.
+        self._max_bytes = (max_size_mb or LUMBERJACK_DEFAULT_MAX_SIZE_MB) * 1024 * 1024
         self._lock = threading.Lock()
         self._file: BinaryIO = sys.stdout.buffer if path == "-" else open(path, "ab")  # noqa: SIM115
         self._size = 0 if path == "-" else os.fstat(self._file.fileno()).st_size

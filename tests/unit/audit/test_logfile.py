@@ -241,3 +241,16 @@ def test_backups_are_found_by_the_time_in_their_name_newest_first(tmp_path: Path
     (tmp_path / "audit-2026-03-10T12-00-00.000.log.gz.partial").write_bytes(b"")  # a compression under way
     (tmp_path / "other-2026-03-10T12-00-00.000.log").write_bytes(b"")
     assert [b.path.name for b in find_backups(str(tmp_path / "audit.log"))] == [new.name, old.name]
+
+
+def test_maxsize_zero_rotates_at_100_mb_as_kube_apiserver_does(tmp_path: Path) -> None:
+    # kube-apiserver hands --audit-log-maxsize to lumberjack, which reads 0 as 100 MB
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"x" * (100 * 1024 * 1024 - 10))  # an audit log just under 100 MB from an earlier run
+    log = LogFile(str(path), max_size_mb=0)
+    log.write([b"12345678\n"])  # 9 bytes: the file is now one byte short of 100 MB
+    assert [p.name for p in tmp_path.iterdir()] == ["audit.log"]
+    log.write([b"an event that does not fit\n"])
+    log.close()
+    assert len(list(tmp_path.iterdir())) == 2
+    assert path.read_bytes() == b"an event that does not fit\n"
