@@ -50,6 +50,10 @@ class Deny:
     user: UserInfo | None = None  # the caller, when it was authenticated (for the audit event)
     failure: Failure | None = None  # why the credential was refused, when it was (for the metrics)
 
+    def __post_init__(self) -> None:
+        # exactly one of the two: a refused credential has no user, an authenticated caller no failure
+        assert (self.user is None) != (self.failure is None), self
+
 
 def is_websocket(head: RequestHead) -> bool:
     upgrade = get_one(head.headers, b"upgrade")

@@ -11,7 +11,8 @@ requests wait (the rest stay unparsed, reading paused); the next waiting request
 client takes what it is sent (``pause_writing``); and such a connection is closed after the idle timeout.
 
 ``--max-client-connections``: past it a connection's first request is answered 503 with ``Retry-After``
-and the connection closed; past it by ``OVER_CAPACITY_ALLOWANCE`` more, connections are closed unread.
+and the connection closed; past it by a sixteenth more (``proxy.OVER_CAPACITY_MINIMUM`` at least),
+connections are closed unread.
 
 Timers: an idle keep-alive connection closes after ``IDLE_TIMEOUT``; once a request head starts it must
 complete within ``HEADER_TIMEOUT`` (slowloris). Responses and tunnels have no timeout: watches and exec
@@ -206,6 +207,8 @@ class ClientConnection(asyncio.Protocol):
     # requests ---------------------------------------------------------------------------------------
 
     def _on_head(self, head: RequestHead) -> None:
+        if self.transport.is_closing():
+            return  # pipelined behind a request that closed the connection
         self._cancel_timer()
         self._head_timer_armed = False
         if self.over_capacity:
