@@ -8,6 +8,7 @@ The same classes run against the real kube-apiserver in tests/e2e/test_trust_bou
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -179,6 +180,25 @@ async def test_an_upgrade_to_anything_but_spdy_or_websocket_is_refused(proxy: Pr
         assert response.status == 400, upgrade
     assert proxy.upstream.requests == []
     assert proxy.upstream.upgrades == 0
+
+
+@pytest.mark.parametrize("hiding", [b"\xc2\xa0", b"\xc2\x85", b"\xe2\x80\x83"], ids=["nbsp", "nel", "em-space"])
+async def test_a_websocket_token_hidden_behind_a_unicode_space_is_refused(
+    passthrough: ProxyHandle, hiding: bytes
+) -> None:
+    # Go's strings.TrimSpace (kube-apiserver's WebSocket authenticator) would read the hidden element as a
+    # second credential, after the Authorization header fails: one the proxy never looked at.
+    hidden = b"base64url.bearer.authorization.k8s.io." + base64.urlsafe_b64encode(b"other-token").rstrip(b"=")
+    protocols = b"Sec-WebSocket-Protocol: v5.channel.k8s.io, " + hiding + hidden
+    attack = raw_request(
+        "sa-token", b"Connection: Upgrade", b"Upgrade: websocket", b"Sec-WebSocket-Version: 13",
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", protocols,
+        method=b"GET", target=b"/api/v1/namespaces/ns/pods/p/exec?command=sh",
+    )  # fmt: skip
+    response = await send_and_read(passthrough, attack)
+    assert response.status == 401
+    assert passthrough.upstream.upgrades == 0
+    assert passthrough.upstream.token_review_requests == []
 
 
 # Where a request came from --------------------------------------------------------------------------------

@@ -4,6 +4,11 @@ Browsers cannot set headers on a WebSocket, so Kubernetes accepts the token as a
 ``base64url.bearer.authorization.k8s.io.<base64url(token)>`` (k8s.io/apiserver
 pkg/authentication/request/websocket). We accept it under the same rules and return the remaining
 subprotocols, because the token must not be forwarded.
+
+kube-apiserver reads only the first ``Sec-WebSocket-Protocol`` line and trims each element with Go's
+``strings.TrimSpace``, which also removes Unicode spaces (NBSP, NEL, ...): an element we read as "not a
+token" it could read as one. So on a WebSocket request the subprotocols must be one line of RFC 6455
+tokens (``token`` of RFC 9110), or the request is refused: there is then one reading of the credential.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import binascii
 from dataclasses import dataclass
 from typing import Final
+
+TCHAR: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 from kube_oidc_proxy.authn.token import MalformedToken, b64url_decode
 from kube_oidc_proxy.http1.headers import Headers, comma_tokens, get_all
@@ -42,7 +49,12 @@ def _from_authorization(values: list[bytes]) -> bytes | None:
 
 
 def _from_websocket_protocol(headers: Headers) -> tuple[bytes, list[bytes]] | None:
-    protocols = comma_tokens(get_all(headers, b"sec-websocket-protocol"))
+    lines = get_all(headers, b"sec-websocket-protocol")
+    if len(lines) > 1:
+        raise CredentialError("more than one Sec-WebSocket-Protocol header")
+    protocols = comma_tokens(lines)
+    if any(not TCHAR.issuperset(p) for p in protocols):
+        raise CredentialError("a Sec-WebSocket-Protocol element is not a token")
     tokens = [p for p in protocols if p.startswith(WS_TOKEN_PREFIX)]
     if not tokens:
         return None
