@@ -21,6 +21,7 @@ from kube_oidc_proxy.server import connection
 from kube_oidc_proxy.server.connection import MAX_PIPELINED
 from kube_oidc_proxy.server.proxy import OVER_CAPACITY_MINIMUM
 from tests.conftest import ProxyHandle, start_proxy
+from tests.support.certs import CertFiles
 from tests.support.client import Client, Response, get
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
@@ -280,6 +281,40 @@ async def test_a_client_that_pipelines_and_never_reads_holds_only_a_few_requests
     finally:
         await client.close()
     assert len([r for r in proxy.upstream.requests if r.target != "/api"]) == total
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1-upstream", "http2-upstream"])
+@pytest.mark.parametrize(
+    "target", [b"/api/v1/pods?watch=true", b"/api/v1/namespaces", b"/api/v1/namespaces/ns/pods/p/exec?command=sh"]
+)
+async def test_a_client_that_leaves_right_after_asking_leaves_nothing_open_upstream(
+    config: Config, issuer: TestIssuer, server_certs: CertFiles, http2: bool, target: bytes
+) -> None:
+    upstream = RecordingUpstream(server_certs, http2=http2)
+    handle = await start_proxy(replace(config, client=replace(config.client, server=upstream.url)), issuer, upstream)
+    try:
+        token = issuer.token()
+        assert (await get(handle.port, handle.ca_file, "/api", token=token)).status == 200  # the token is cached
+        upgrade = b"Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n" if b"exec" in target else b""
+        request = (
+            raw_request(token, upgrade.rstrip(b"\r\n"), method=b"GET", target=target)
+            if upgrade
+            else (raw_request(token, method=b"GET", target=target))
+        )
+        for _ in range(30):  # each gone while the proxy decides, finds a connection, or waits for the answer
+            client = await Client.connect(handle.port, handle.ca_file)
+            client.writer.write(request)
+            client.writer.transport.abort()
+        await _until(lambda: not handle.app.proxy.connections, "the proxy to see every client go")
+        await _until(lambda: upstream.open_watches == 0, "no watch left open on kube-apiserver")
+        h2 = handle.app.proxy.h2
+        await _until(lambda: h2 is None or h2.stream_count == 0, "no HTTP/2 stream left")
+        await _until(lambda: not handle.app.proxy.tunnels, "no tunnel left")
+        await _until(lambda: upstream.open_connections <= handle.app.proxy.pool.idle_count + (1 if h2 else 0),
+                     "no upstream connection but the pooled ones")  # fmt: skip
+    finally:
+        await handle.running.stop(grace=1)
+        upstream.close()
 
 
 async def test_connections_over_the_cap_are_answered_503_then_closed(

@@ -102,6 +102,7 @@ class RecordingUpstream:
         self.requests: list[Recorded] = []
         self.raw: dict[str, bytes] = {}
         self.connections = 0
+        self.open_connections = 0  # connections the proxy holds open right now
         self.upgrades = 0
         self.watches_closed = 0
         self.discarded = 0
@@ -172,6 +173,13 @@ class RecordingUpstream:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.open_connections += 1
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self.open_connections -= 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sslobj = writer.get_extra_info("ssl_object")
         if sslobj is not None:
             self.peer_certs.append(sslobj.getpeercert())

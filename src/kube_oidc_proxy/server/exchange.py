@@ -153,6 +153,9 @@ class Exchange:
             self._audit_stage("Panic", 500, "internal error")
             self._fail(ProxyError("internal error"))
         finally:
+            self._drop_upstream()  # whatever is still attached now (a client that left mid-way) is not needed
+            if self._done.done() and not self._done.cancelled():
+                self._done.exception()  # seen: a client that left before anyone awaited the answer is no error
             for wait in self._audit_waits:  # blocking audit: the exchange ends when its events are written
                 with contextlib.suppress(Exception):
                     await wait
@@ -333,6 +336,8 @@ class Exchange:
         if stream is None:
             return False
         self.upstream = stream
+        if self.conn.closed:
+            raise _ClientGone  # it left while a connection was found: the stream is reset (run() drops it)
         await self._wait_response()
         return True
 
@@ -344,6 +349,9 @@ class Exchange:
         await self._wait_response()
 
     def _attach(self, upstream: UpstreamConnection, *, head_only: bool) -> None:
+        if self.conn.closed:  # the client left while a connection was found: nothing is sent for it
+            self.server.pool.release(upstream)  # back to the pool if it is a clean idle one, else closed
+            raise _ClientGone
         self._sent = time.monotonic()
         self.upstream = upstream
         upstream.begin(self, head_only=head_only)
