@@ -39,6 +39,9 @@ DEFAULT_MAX_HEADERS: Final = 256
 # What kube-apiserver serves after a 101 (exec, attach, cp, port-forward), compared as it does, case-blind.
 # Anything else, h2c included, is refused rather than passed on for the next hop to interpret.
 UPGRADE_PROTOCOLS: Final = frozenset({b"spdy/3.1", b"websocket"})
+# Bytes of a body that carry no data (chunk-size lines, extensions, trailer fields) in a row. llhttp buffers
+# an unfinished trailer field without limit; real chunk framing is a few bytes between pieces of data.
+MAX_BODY_BYTES_WITHOUT_DATA: Final = 64 * 1024
 
 _IDLE, _HEAD, _BODY, _UPGRADED = range(4)
 
@@ -47,6 +50,7 @@ class RequestReader:
     """One per client connection; handles keep-alive and pipelined requests in sequence."""
 
     __slots__ = (
+        "_bytes_without_data",
         "_events",
         "_fed_body",
         "_head_bytes",
@@ -70,6 +74,7 @@ class RequestReader:
         self._head_bytes = 0  # bytes of completed head pieces of the current message
         self._unparsed_head = 0  # upper bound of bytes llhttp holds for an unfinished piece
         self._fed_body = 0  # body bytes delivered by the current feed
+        self._bytes_without_data = 0  # body framing since the last body data (trailers, chunk lines)
 
     @property
     def in_head(self) -> bool:
@@ -110,12 +115,18 @@ class RequestReader:
                 self._unparsed_head += fed
             if self._head_bytes + self._unparsed_head > 2 * self._max_head_bytes:
                 raise HeadersTooLarge("request header fields too large")
+        elif self._state == _BODY:
+            without_data = len(data) - self._fed_body
+            self._bytes_without_data = without_data if self._fed_body else self._bytes_without_data + without_data
+            if self._bytes_without_data > MAX_BODY_BYTES_WITHOUT_DATA:
+                raise ClientProtocolError("request body framing or trailer fields too large")
         return events
 
     # llhttp callbacks (synchronous, short) ---------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._state = _HEAD
+        self._bytes_without_data = 0
         self._url = b""
         self._headers = []
         self._head_bytes = 0

@@ -6,7 +6,12 @@ import pytest
 
 from kube_oidc_proxy.errors import ClientProtocolError, HeadersTooLarge
 from kube_oidc_proxy.http1.events import Body, MessageEnd, RequestHead
-from kube_oidc_proxy.http1.request import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, RequestReader
+from kube_oidc_proxy.http1.request import (
+    DEFAULT_MAX_HEAD_BYTES,
+    DEFAULT_MAX_HEADERS,
+    MAX_BODY_BYTES_WITHOUT_DATA,
+    RequestReader,
+)
 from tests.unit.http1.transcripts import HOST, feed_request, merge_bodies, pieces_of
 
 KIB = 1024
@@ -197,3 +202,36 @@ def test_repeated_header_lines_each_count_towards_the_header_limit() -> None:
     lines = b"X-Stream-Protocol-Version: v4.channel.k8s.io\r\n" * 20
     with pytest.raises(HeadersTooLarge):
         RequestReader(max_headers=10).feed(b"GET / HTTP/1.1\r\n" + HOST + lines + b"\r\n")
+
+
+CHUNKED_HEAD = b"POST /x HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("piece", [1024, 8 * KIB, 64 * KIB])
+def test_an_endless_trailer_field_is_refused_before_it_grows_past_the_bound(piece: int) -> None:
+    # llhttp buffers an unfinished trailer field without limit (and copies it on every feed)
+    reader = RequestReader()
+    reader.feed(CHUNKED_HEAD + b"5\r\nhello\r\n0\r\nX-T: ")
+    fed = 0
+    with pytest.raises(ClientProtocolError) as info:
+        while fed < 4 * MIB:
+            reader.feed(b"a" * piece)
+            fed += piece
+    assert info.value.code == 400
+    assert fed <= MAX_BODY_BYTES_WITHOUT_DATA + piece
+
+
+def test_endless_chunk_extensions_are_refused_too() -> None:
+    reader = RequestReader()
+    reader.feed(CHUNKED_HEAD + b"5;x=")
+    with pytest.raises(ClientProtocolError):
+        for _ in range(100):
+            reader.feed(b"a" * 4096)
+
+
+def test_a_large_body_of_tiny_chunks_passes() -> None:
+    # legitimate framing between pieces of data never adds up: each piece of data resets the count
+    body = b"1\r\nx\r\n" * 200_000  # 1.2 MB of framing for 200,000 bytes of data
+    events = feed_request([CHUNKED_HEAD, *pieces_of(body + b"0\r\n\r\n", 8 * KIB)])
+    assert b"".join(e.data for e in events if isinstance(e, Body)) == b"x" * 200_000
+    assert isinstance(events[-1], MessageEnd)
