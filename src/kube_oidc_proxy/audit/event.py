@@ -209,12 +209,17 @@ def to_legacy_line(event: dict[str, Any]) -> bytes:
     """kube-apiserver's ``--audit-log-format=legacy`` line."""
     user = event.get("user") or {}
     impersonated = event.get("impersonatedUser")
-    groups = ",".join(f'"{g}"' for g in user.get("groups", []))
-    as_groups = ",".join(f'"{g}"' for g in impersonated.get("groups", [])) if impersonated else "<lookup>"
-    response = str(event["responseStatus"]["code"]) if "responseStatus" in event else "<deferred>"
 
     def q(value: str) -> str:
         return orjson.dumps(value).decode()
+
+    def quoted_list(values: list[str]) -> str:
+        # kube-apiserver's auditStringSlice: each element %q-quoted, so `dev","system:masters` stays one group
+        return ",".join(map(q, values)) if values else "<none>"
+
+    groups = quoted_list(user.get("groups", []))
+    as_groups = quoted_list(impersonated.get("groups", [])) if impersonated else "<lookup>"
+    response = str(event["responseStatus"]["code"]) if "responseStatus" in event else "<deferred>"
 
     ip = event["sourceIPs"][0] if event["sourceIPs"] else "<unknown>"
     return (

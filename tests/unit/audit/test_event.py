@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from kube_oidc_proxy.audit.event import AuditRecord, new_audit_id, user_info
+from kube_oidc_proxy.audit.event import AuditRecord, new_audit_id, to_legacy_line, user_info
 from kube_oidc_proxy.audit.policy import Decision, Level
 from kube_oidc_proxy.authn.model import UserInfo
 from kube_oidc_proxy.rfc3339 import timestamp
@@ -100,3 +100,39 @@ def test_a_truncated_line_keeps_everything_but_the_objects_and_says_so() -> None
         **{k: v for k, v in full.items() if k not in ("requestObject", "responseObject")},
         "annotations": {"audit.k8s.io/truncated": "true"},
     }
+
+
+def _go_quote(value: str) -> str:
+    """Go's %q for the ASCII values used here."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def test_a_legacy_line_quotes_each_group_so_a_group_cannot_pass_for_two() -> None:
+    forged = 'dev","system:masters'
+    honest = {"username": "alice", "groups": ["dev", "system:masters"]}
+    crafted = {"username": "alice", "groups": [forged]}
+    lines = []
+    for user in (honest, crafted):
+        event = {
+            "stageTimestamp": "2026-12-05T00:00:00.000000Z",
+            "auditID": "a",
+            "stage": "ResponseComplete",
+            "sourceIPs": ["10.0.0.1"],
+            "verb": "get",
+            "user": user,
+            "requestURI": "/api",
+            "responseStatus": {"code": 200},
+        }
+        lines.append(to_legacy_line(event).decode())
+    assert lines[0] != lines[1]
+    # as kube-apiserver writes it: each element %q-quoted, then the list %q-quoted again
+    inner = ",".join(_go_quote(g) for g in [forged])
+    assert f"groups={_go_quote(inner)}" in lines[1]
+
+
+def test_a_legacy_line_says_none_for_no_groups() -> None:
+    event = {
+        "stageTimestamp": "t", "auditID": "a", "stage": "ResponseStarted", "sourceIPs": [], "verb": "get",
+        "user": {"username": "system:anonymous"}, "requestURI": "/",
+    }  # fmt: skip
+    assert 'groups="<none>"' in to_legacy_line(event).decode()
