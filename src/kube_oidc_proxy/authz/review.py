@@ -1,7 +1,8 @@
 """The SubjectAccessReviews that decide an impersonation, and the identity that results — kube-apiserver's
 legacy impersonation rules (peers.md §3.2), pure:
 
-- user ``system:serviceaccount:<ns>:<name>``: ``impersonate`` on ``serviceaccounts`` ``<name>`` in ``<ns>``
+- user ``system:serviceaccount:<ns>:<name>`` with a valid namespace and name (as kube-apiserver's
+  ``SplitUsername``; otherwise it is an ordinary user): ``impersonate`` on ``serviceaccounts`` ``<name>`` in ``<ns>``
   (core group); when no groups are asked, the target gets ``system:serviceaccounts`` and
   ``system:serviceaccounts:<ns>``;
 - any other user: ``users`` (core); each group: ``groups`` (core); the uid: ``uids`` in
@@ -13,8 +14,9 @@ Each review asks about the caller: its username, groups, uid and extras.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
 from kube_oidc_proxy.authz.requested import ImpersonationRequest
@@ -47,10 +49,31 @@ class Attributes:
         )
 
 
+_DNS1123_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def service_account(username: str) -> tuple[str, str] | None:
+    """(namespace, name) when kube-apiserver reads ``username`` as a service account (serviceaccount.
+    SplitUsername: a valid namespace and a valid name), else None: then it is an ordinary user."""
+    if not username.startswith(SA_PREFIX):
+        return None
+    parts = username[len(SA_PREFIX) :].split(":")
+    if len(parts) != 2:
+        return None
+    namespace, name = parts
+    if len(namespace) > 63 or not _DNS1123_LABEL.fullmatch(namespace):
+        return None
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
+        return None
+    return namespace, name
+
+
 def reviews_for(request: ImpersonationRequest) -> list[Attributes]:
     checks: list[Attributes] = []
-    if request.user.startswith(SA_PREFIX) and request.user.count(":") == 3:
-        namespace, name = request.user[len(SA_PREFIX) :].split(":", 1)
+    account = service_account(request.user)
+    if account is not None:
+        namespace, name = account
         checks.append(Attributes("serviceaccounts", name, namespace=namespace))
     else:
         checks.append(Attributes("users", request.user))
@@ -88,9 +111,9 @@ def review_body(caller: UserInfo, attributes: Attributes) -> dict[str, Any]:
 def target_user(request: ImpersonationRequest, caller: UserInfo) -> UserInfo:
     """Who the request goes out as: the target, with the caller recorded in the originaluser extras."""
     groups = request.groups
-    if not groups and request.user.startswith(SA_PREFIX) and request.user.count(":") == 3:
-        namespace = request.user.split(":")[2]
-        groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
+    account = service_account(request.user)
+    if not groups and account is not None:
+        groups = ("system:serviceaccounts", f"system:serviceaccounts:{account[0]}")
     extra: dict[str, tuple[str, ...]] = dict(request.extra)
     extra[ORIGINAL_USER] = (caller.username,)
     if caller.groups:

@@ -6,6 +6,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from kube_oidc_proxy.authn.model import UserInfo
 from kube_oidc_proxy.authz.checker import ImpersonationChecker
 from kube_oidc_proxy.authz.requested import ImpersonationRequest
@@ -24,6 +26,35 @@ def test_service_account_users_are_checked_as_namespaced_serviceaccounts() -> No
     assert reviews_for(request("system:serviceaccount:ns:sa")) == [Attributes("serviceaccounts", "sa", namespace="ns")]
     # not a well-formed service-account name: an ordinary user
     assert reviews_for(request("system:serviceaccount:ns")) == [Attributes("users", "system:serviceaccount:ns")]
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        "system:serviceaccount:e2e:Not_A_ServiceAccount",  # a name kube-apiserver's SplitUsername refuses
+        "system:serviceaccount:E2E:web",
+        "system:serviceaccount:e2e:web\u00a0",
+        "system:serviceaccount:e2e:web:extra",
+        "system:serviceaccount::web",
+        "system:serviceaccount:e2e:",
+        "system:serviceaccount:" + "n" * 64 + ":web",
+        "system:serviceaccount:e2e:-web",
+        "system:serviceaccount:e2e:web.",
+    ],
+)
+def test_a_name_kube_apiserver_does_not_read_as_a_service_account_is_checked_and_sent_as_a_user(username: str) -> None:
+    # the impersonate right on serviceaccounts (the edit role has it) must not buy a user with SA groups
+    assert reviews_for(request(username)) == [Attributes("users", username)]
+    assert target_user(request(username), UserInfo("alice")).groups == ()
+
+
+def test_valid_service_account_names_follow_kube_apiservers_rules() -> None:
+    for username, (namespace, name) in [
+        ("system:serviceaccount:kube-system:coredns", ("kube-system", "coredns")),
+        ("system:serviceaccount:a:web.v1-x", ("a", "web.v1-x")),
+        ("system:serviceaccount:" + "n" * 63 + ":" + "s" * 253, ("n" * 63, "s" * 253)),
+    ]:
+        assert reviews_for(request(username)) == [Attributes("serviceaccounts", name, namespace=namespace)]
 
 
 def test_uids_and_extras_are_in_the_authentication_group() -> None:
