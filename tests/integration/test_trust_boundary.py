@@ -202,6 +202,22 @@ async def test_a_websocket_token_hidden_behind_a_unicode_space_is_refused(
     assert passthrough.upstream.token_review_requests == []
 
 
+async def test_only_a_401_to_the_proxys_own_token_refreshes_it(proxy: ProxyHandle, passthrough: ProxyHandle) -> None:
+    refreshes = {"impersonation": 0, "passthrough": 0}
+    for name, handle, token in (
+        ("impersonation", proxy, proxy.issuer.token()),
+        ("passthrough", passthrough, "sa-token"),
+    ):
+
+        def counted(name: str = name) -> None:
+            refreshes[name] += 1
+
+        handle.app.proxy.credentials.unauthorized = counted  # type: ignore[method-assign]
+        # a 401 from kube-apiserver (or a pod behind pods/proxy) about the caller's token, not the proxy's
+        assert (await get(handle.port, handle.ca_file, "/status/401", token=token)).status == 401
+    assert refreshes == {"impersonation": 1, "passthrough": 0}
+
+
 # Where a request came from --------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kube_oidc_proxy.kube.credentials import BearerToken
+from kube_oidc_proxy.kube.credentials import REFRESH_AFTER_401_SECONDS, BearerToken
 
 CHECK = 5.0
 MAX_AGE = 60.0
@@ -141,6 +141,18 @@ def test_unauthorized_re_reads_even_an_unchanged_file_only_once(token_file: Path
     clock.now += CHECK
     assert creds.authorization() == b"Bearer first-token"
     assert creds.reads == 2
+
+
+def test_a_flood_of_401s_re_reads_the_file_once_per_interval(token_file: Path, clock: Clock) -> None:
+    creds = file_token(token_file, clock)
+    for _ in range(100):  # e.g. many requests answered 401 at once
+        creds.unauthorized()
+        assert creds.authorization() == b"Bearer first-token"
+    assert creds.reads == 2
+    clock.now += REFRESH_AFTER_401_SECONDS
+    creds.unauthorized()
+    creds.authorization()
+    assert creds.reads == 3
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 Projected service-account tokens are rotated by the kubelet (every ~hour) and TokenRequest-based setups
 rewrite the file; so the file is re-read when it changes (checked every ``check_interval``), at least
 every ``max_age`` (client-go's cachingFileTokenSource re-reads every minute), and right after
-kube-apiserver answers 401. If the file cannot be read, the last good token stays in use.
+kube-apiserver answers 401 to a request that carried it (at most once per ``REFRESH_AFTER_401_SECONDS``:
+a flood of 401s must not run an exec plugin back to back). If the file cannot be read, the last good
+token stays in use.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ log = logging.getLogger("kop.credentials")
 
 CHECK_INTERVAL_SECONDS: Final = 5.0
 MAX_AGE_SECONDS: Final = 60.0
+REFRESH_AFTER_401_SECONDS: Final = 5.0
 
 
 class BearerToken:
@@ -42,6 +45,7 @@ class BearerToken:
         self._stamp: tuple[int, int, int] | None = None
         self._read_at = -float("inf")
         self._checked_at = -float("inf")
+        self._refreshed_after_401 = -float("inf")
         self.reads = 0
         if token_file:
             self._reload(force=True)
@@ -62,6 +66,10 @@ class BearerToken:
 
     def unauthorized(self) -> None:
         """kube-apiserver rejected our token: re-read the file (or run the plugin) before the next request."""
+        now = self._clock()
+        if now - self._refreshed_after_401 < REFRESH_AFTER_401_SECONDS:
+            return
+        self._refreshed_after_401 = now
         if self._exec is not None:
             self._exec.schedule_refresh()
         if self._file:

@@ -84,6 +84,7 @@ class Exchange:
         "_long_running",
         "_origin",
         "_outbound",
+        "_own_credential",
         "_received",
         "_sent",
         "_started",
@@ -133,6 +134,7 @@ class Exchange:
         self._audit: AuditRecord | None = None
         self._audit_waits: list[Awaitable[bool]] = []
         self._origin: Origin | None = None  # set first thing in run()
+        self._own_credential = False  # the proxy's own token went upstream (not the caller's)
         self._audit_id = ""
         self._logged_line = False  # the text access line is written once per request
 
@@ -239,6 +241,7 @@ class Exchange:
         authorization = self.server.credentials.authorization() if admit.own_credentials else None
         if authorization is None:
             return headers
+        self._own_credential = True
         return [*headers, (b"authorization", authorization)]
 
     # -- audit ------------------------------------------------------------------------------------
@@ -449,7 +452,7 @@ class Exchange:
         assert upstream is not None
         self._outbound = None  # answered: no retry from here on
         self.server.upstream_answered(response.status)
-        if response.status == 401:
+        if response.status == 401 and self._own_credential:  # not a caller's token, not a pod's own 401
             self.server.credentials.unauthorized()
         if response.status == 101:
             if not self.head.upgrade:
