@@ -17,12 +17,12 @@ import binascii
 from dataclasses import dataclass
 from typing import Final
 
-TCHAR: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
 from kube_oidc_proxy.authn.token import MalformedToken, b64url_decode
 from kube_oidc_proxy.http1.headers import Headers, comma_tokens, get_all
 
 WS_TOKEN_PREFIX: Final = b"base64url.bearer.authorization.k8s.io."
+# RFC 9110 token characters: what a subprotocol may be made of (RFC 6455 §4.1).
+TCHAR: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(frozen=True, slots=True)

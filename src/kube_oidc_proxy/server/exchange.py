@@ -75,6 +75,7 @@ class Exchange:
         "_audit_waits",
         "_body",
         "_body_buffered",
+        "_body_sent",
         "_body_waiter",
         "_chunked",
         "_code",
@@ -112,6 +113,7 @@ class Exchange:
         self._body: deque[bytes] = deque()
         self._body_buffered = 0
         self.body_done = head.framing == "none"
+        self._body_sent = self.body_done  # every byte of it written upstream: only then may its connection be reused
         self._body_waiter: asyncio.Future[None] | None = None
         self.upgrade_tail = b""
         # response state
@@ -416,6 +418,7 @@ class Exchange:
             if self.body_done:
                 if chunked:
                     upstream.write(LAST_CHUNK)
+                self._body_sent = True
                 return
             self._body_waiter = asyncio.get_running_loop().create_future()
             try:
@@ -528,10 +531,10 @@ class Exchange:
         if isinstance(upstream, H2Stream):
             upstream.finished()
         elif upstream is not None:
-            if self.body_done:
+            if self._body_sent:
                 self.server.pool.release(upstream)
             else:
-                upstream.close()
+                upstream.close()  # an answer before the whole body went: the connection is mid-message
         self._done.set_result(None)
 
     def end_stream(self) -> None:
