@@ -2,10 +2,11 @@
 
 Any client can write ``X-Forwarded-For: 10.0.0.1``. Those headers say something only when the TCP peer is
 a load balancer or ingress the operator listed in ``--trusted-proxy-cidrs`` (default: none). Then the
-chain's entries that parse as IP addresses are believed, in order; the client is the last address before
-the first trusted hop counted from the peer (so a client cannot hide behind a forged entry on the left),
-else the peer itself. From any other peer both headers are ignored: logs, audit events, the
-``remote-client-ip`` extra and the ``X-Forwarded-For`` sent to kube-apiserver carry the peer alone.
+chain's entries that parse as IP addresses (as kube-apiserver's Go parses them: no IPv6 zone) are
+believed, in order; the client is the last address before the first trusted hop counted from the peer (so
+a client cannot hide behind a forged entry on the left), else the peer itself. From any other peer both
+headers are ignored: logs, audit events, the ``remote-client-ip`` extra and the ``X-Forwarded-For`` sent to
+kube-apiserver carry the peer alone.
 
 Pure: header values and addresses in, an ``Origin`` out.
 """
