@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test lint typecheck unit integration e2e demo cluster tools bench lock clean
+.PHONY: all venv test lint typecheck unit integration e2e fuzz demo cluster tools bench lock clean
 
 all: test
 
@@ -36,6 +36,12 @@ integration: $(STAMP)
 
 e2e: cluster
 	$(BIN)/pytest tests/e2e
+
+# The fuzz targets of tests/fuzz for FUZZ_SECONDS in all, shared equally, with a fresh random seed
+# (`make test` runs them for ~24 s with fixed seeds); a summary gives each target's examples.
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest tests/fuzz
 
 # A real local cluster (kube-apiserver, Keycloak) with the proxy in front; writes demo/kubeconfig.
 demo: $(STAMP)

@@ -2,10 +2,11 @@
 
 Any client can write ``X-Forwarded-For: 10.0.0.1``. Those headers say something only when the TCP peer is
 a load balancer or ingress the operator listed in ``--trusted-proxy-cidrs`` (default: none). Then the
-chain's entries that parse as IP addresses are believed, in order; the client is the last address before
-the first trusted hop counted from the peer (so a client cannot hide behind a forged entry on the left),
-else the peer itself. From any other peer both headers are ignored: logs, audit events, the
-``remote-client-ip`` extra and the ``X-Forwarded-For`` sent to kube-apiserver carry the peer alone.
+chain's entries that parse as IP addresses (as kube-apiserver's Go parses them: no IPv6 zone) are
+believed, in order; the client is the last address before the first trusted hop counted from the peer (so
+a client cannot hide behind a forged entry on the left), else the peer itself. From any other peer both
+headers are ignored: logs, audit events, the ``remote-client-ip`` extra and the ``X-Forwarded-For`` sent to
+kube-apiserver carry the peer alone.
 
 Pure: header values and addresses in, an ``Origin`` out.
 """
@@ -49,6 +50,15 @@ def _address(text: bytes | str) -> Address | None:
         return None
 
 
+def _forwarded_address(text: bytes) -> Address | None:
+    """An address from a header, as kube-apiserver's ``net.ParseIP`` would read it: Python also accepts an
+    IPv6 zone, and any text after its ``%`` (``::1%x, 10.0.0.1``), which Go refuses."""
+    address = _address(text)
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return None
+    return address
+
+
 @dataclass(frozen=True, slots=True)
 class TrustedProxies:
     networks: tuple[Network, ...] = ()
@@ -61,13 +71,13 @@ class TrustedProxies:
             return Origin(peer_ip, client_ip=peer_ip)
         chain: list[Address] = []
         for entry in comma_tokens(v for n, v in headers if n == b"x-forwarded-for"):
-            address = _address(entry)
+            address = _forwarded_address(entry)
             if address is not None:
                 chain.append(address)
         real = None
         for name, value in headers:
             if name == b"x-real-ip":
-                real = _address(value)
+                real = _forwarded_address(value)
                 break
         client = peer_ip
         for address in reversed(chain):

@@ -362,6 +362,29 @@ def test_the_peer_ip_is_appended_to_x_forwarded_for_of_a_trusted_proxy(xff: list
     assert values(out, b"x-forwarded-for") == [expected]
 
 
+@pytest.mark.parametrize(
+    ("header", "forwarded_for", "client"),
+    [
+        pytest.param((b"x-real-ip", b"::1%x, 6.6.6.6"), PEER, PEER, id="real-ip-zone-holding-a-list"),
+        pytest.param((b"x-real-ip", b"fe80::1%eth0"), PEER, PEER, id="real-ip-zone"),
+        pytest.param(
+            (b"x-forwarded-for", b"192.0.2.1, ::1%] AuSuccess"), f"192.0.2.1, {PEER}", "192.0.2.1", id="forwarded-zone"
+        ),
+    ],
+)
+def test_an_ipv6_address_with_a_zone_is_not_an_address_kube_apiserver_reads(
+    header: tuple[bytes, bytes], forwarded_for: str, client: str
+) -> None:
+    # Python's ipaddress takes any text after the "%"; Go's net.ParseIP takes no zone at all
+    rewriter = Rewriter(upstream_host=b"api:6443", client_ip_extra=True)
+    out = rewrite(
+        [header], rewriter=rewriter, origin=TrustedProxies(parse_networks(["10.0.0.0/8"])).origin([header], PEER)
+    )
+    assert values(out, b"x-forwarded-for") == [forwarded_for.encode()]
+    assert values(out, b"x-real-ip") == []
+    assert values(out, b"impersonate-extra-remote-client-ip") == [client.encode()]
+
+
 def test_x_forwarded_for_and_x_real_ip_of_an_untrusted_peer_are_replaced_by_the_peer() -> None:
     out = rewrite([(b"x-forwarded-for", b"1.2.3.4"), (b"x-real-ip", b"1.2.3.4")])
     assert values(out, b"x-forwarded-for") == [PEER.encode()]

@@ -3,7 +3,8 @@
 
 - ``Impersonate-User`` (one), ``Impersonate-Uid`` (one), ``Impersonate-Group`` (each line one group),
   ``Impersonate-Extra-<key>`` (each line one value; the key is lower-cased and %-unescaped, as client-go
-  escapes it; a malformed escape is kept as it is, an escape of something that is not UTF-8 is refused).
+  escapes it; a key with a malformed escape is kept whole, not unescaped at all, as kube-apiserver keeps it;
+  an escape of something that is not UTF-8 is refused).
 - Values are taken exactly as kube-apiserver reads them (trimmed by the parser as Go trims them); a value
   that would still change on the way (``identity.value_problem``) or is not UTF-8 is refused (400).
 - Groups, a uid or extras without a user are a bad request (400), as in kube-apiserver.
@@ -14,13 +15,16 @@ Pure: headers in, a request or an error out.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import unquote
 
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.identity import extra_key_problem, value_problem
 
 EXTRA_PREFIX = b"impersonate-extra-"
+_MALFORMED_ESCAPE: Final = re.compile(r"%(?![0-9a-fA-F]{2})")
 
 
 class BadImpersonation(ValueError):
@@ -37,6 +41,8 @@ class ImpersonationRequest:
 
 def unescape_extra_key(escaped: bytes) -> str:
     key = escaped.decode("latin-1").lower()
+    if _MALFORMED_ESCAPE.search(key):
+        return key  # kube-apiserver's unescapeExtraKey: url.PathUnescape failed, so the key as it is, whole
     try:
         return unquote(key, errors="strict")
     except UnicodeDecodeError:
