@@ -11,6 +11,10 @@
   ``system:`` names with spaces around, huge numbers, NaN, deep nesting. Whatever is accepted is a user
   whose every value passes ``identity.value_problem``, with no ``system:`` name unless allowed.
 
+- ``find_credential`` on a WebSocket request takes from ``Sec-WebSocket-Protocol`` exactly the token
+  kube-apiserver would read there (first line only, Go's ``strings.TrimSpace`` with its Unicode spaces), or
+  refuses the request: never a token the proxy did not check behind an NBSP, NEL or ideographic space.
+
 Tokens are signed here with ``cryptography`` directly, not with the library the verifier uses.
 """
 
@@ -22,6 +26,7 @@ import hashlib
 import hmac
 import json
 import ssl
+import unicodedata
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import cache
@@ -407,3 +412,44 @@ def test_only_a_token_exactly_as_a_trusted_issuer_signed_it_is_accepted(case: Ca
     if not spec.allow_system:
         assert not [n for n in (user.username, *user.groups) if n.startswith("system:")], user
     assert result.expires_at == case.claims["exp"] > NOW
+
+
+# Go's unicode.IsSpace: the ASCII spaces, NEL, NBSP and the Unicode space separators (Z categories).
+GO_SPACES: Final = frozenset("\t\n\v\f\r \x85\xa0") | {
+    chr(c) for c in range(0x100, 0x3001) if unicodedata.category(chr(c)) in ("Zs", "Zl", "Zp")
+}
+protocol_pieces = st.sampled_from(
+    [
+        b"v5.channel.k8s.io", b"v4.channel.k8s.io", b",", b", ", b" ", b"\t", b"\xc2\xa0", b"\xc2\x85",
+        b"\xe2\x80\x83", b"\xe3\x80\x80", b"\xe2\x80\xa8", b"\x0b", b"x y", b"\xff",
+        WS_TOKEN_PREFIX + b64url(b"proxy-checked"), WS_TOKEN_PREFIX + b64url(b"hidden"),
+    ]
+)  # fmt: skip
+
+
+def go_reads(lines: list[bytes]) -> list[bytes]:
+    """kube-apiserver's reading: the first line only (Header.Get), split on commas, strings.TrimSpace each."""
+    if not lines:
+        return []
+    elements = []
+    for element in lines[0].split(b","):
+        text = element.decode("utf-8", "surrogateescape").strip("".join(GO_SPACES))
+        if text:
+            elements.append(text.encode("utf-8", "surrogateescape"))
+    return elements
+
+
+@fuzz(lines=st.lists(st.lists(protocol_pieces, max_size=8).map(b"".join), min_size=1, max_size=2))
+def test_a_websocket_credential_is_the_one_kube_apiserver_reads(lines: list[bytes]) -> None:
+    headers = [(b"sec-websocket-protocol", line) for line in lines]
+    try:
+        credential = find_credential(headers, websocket=True)
+    except CredentialError:
+        return
+    theirs = go_reads(lines)
+    their_tokens = [e for e in theirs if e.startswith(WS_TOKEN_PREFIX)]
+    if credential.token is None:
+        assert their_tokens == []
+    else:
+        assert their_tokens == [WS_TOKEN_PREFIX + b64url(credential.token)]
+        assert credential.remaining_ws_protocols == [e for e in theirs if not e.startswith(WS_TOKEN_PREFIX)]
