@@ -36,6 +36,12 @@ class MethodNotAllowed(ClientProtocolError):
     code = 405
 
 
+class NotImplementedCoding(ClientProtocolError):
+    """A transfer coding other than chunked (Go's server answers 501 too)."""
+
+    code = 501
+
+
 class HTTPVersionNotSupported(ClientProtocolError):
     code = 505
 

@@ -21,6 +21,7 @@ REASONS: Final[dict[int, str]] = {
     413: "RequestEntityTooLarge",
     431: "RequestHeaderFieldsTooLarge",
     500: "InternalError",
+    501: "BadRequest",  # a transfer coding we do not support: the request is what is wrong
     502: "BadGateway",
     503: "ServiceUnavailable",
     504: "Timeout",

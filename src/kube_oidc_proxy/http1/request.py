@@ -19,7 +19,13 @@ from typing import Final
 
 import httptools
 
-from kube_oidc_proxy.errors import ClientProtocolError, HeadersTooLarge, HTTPVersionNotSupported, MethodNotAllowed
+from kube_oidc_proxy.errors import (
+    ClientProtocolError,
+    HeadersTooLarge,
+    HTTPVersionNotSupported,
+    MethodNotAllowed,
+    NotImplementedCoding,
+)
 from kube_oidc_proxy.http1.events import (
     MESSAGE_END,
     Body,
@@ -184,7 +190,11 @@ class RequestReader:
             elif name == b"content-length":
                 content_length = int(value)  # llhttp checked: digits only, not repeated
             elif name == b"transfer-encoding":
-                chunked = True  # llhttp accepts only a final "chunked"
+                # llhttp accepts any codings before a final "chunked"; kube-apiserver (Go) accepts only
+                # "chunked" itself, and we would forward the body without the other codings.
+                if value.lower() != b"chunked":
+                    raise NotImplementedCoding("only Transfer-Encoding: chunked is supported")
+                chunked = True
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = True
         if host_count > 1 or (host_count == 0 and version == "1.1"):
