@@ -25,7 +25,14 @@ from kube_oidc_proxy.authn.bearer import WS_TOKEN_PREFIX
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
 from kube_oidc_proxy.clientip import Origin
 from kube_oidc_proxy.http1.events import RequestHead
-from kube_oidc_proxy.http1.headers import HOP_BY_HOP, Headers, comma_tokens, connection_options, is_proxy_owned
+from kube_oidc_proxy.http1.headers import (
+    HOP_BY_HOP,
+    TCHAR,
+    Headers,
+    comma_tokens,
+    connection_options,
+    is_proxy_owned,
+)
 from kube_oidc_proxy.identity import extra_problem, user_problem
 
 IMPERSONATE_PREFIX: Final = b"impersonate-"
@@ -33,10 +40,10 @@ REMOTE_CLIENT_IP_EXTRA: Final = "remote-client-ip"
 ANONYMOUS: Final = "system:anonymous"
 SYSTEM_UNAUTHENTICATED: Final = "system:unauthenticated"
 _ALWAYS_DROPPED: Final = HOP_BY_HOP | {b"expect"}
-# RFC 9110 §5.6.2 tchar, lower-case letters only. client-go's headerKeyEscape keeps upper-case letters too,
+# Token characters but '%' and upper-case letters. client-go's headerKeyEscape keeps upper-case letters too,
 # but kube-apiserver lower-cases the header name before it %-unescapes the key, so "Key" would arrive as
 # "key": escaping them ("%4Bey") keeps every key exactly as checked. Lower-case keys escape as in client-go.
-_KEPT_IN_KEYS: Final = frozenset(b"!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+_KEPT_IN_KEYS: Final = frozenset(b for b in TCHAR if b != ord("%") and not ord("A") <= b <= ord("Z"))
 
 
 class CredentialLeak(Exception):

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from kube_oidc_proxy.authn.token import MalformedToken, b64url_decode
-from kube_oidc_proxy.http1.headers import Headers, comma_tokens, get_all
+from kube_oidc_proxy.http1.headers import TCHAR, Headers, comma_tokens, get_all
 
 WS_TOKEN_PREFIX: Final = b"base64url.bearer.authorization.k8s.io."
-# RFC 9110 token characters: what a subprotocol may be made of (RFC 6455 §4.1).
-TCHAR: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +51,7 @@ def _from_websocket_protocol(headers: Headers) -> tuple[bytes, list[bytes]] | No
     if len(lines) > 1:
         raise CredentialError("more than one Sec-WebSocket-Protocol header")
     protocols = comma_tokens(lines)
-    if any(not TCHAR.issuperset(p) for p in protocols):
+    if any(not TCHAR.issuperset(p) for p in protocols):  # RFC 6455 §4.1: subprotocols are tokens
         raise CredentialError("a Sec-WebSocket-Protocol element is not a token")
     tokens = [p for p in protocols if p.startswith(WS_TOKEN_PREFIX)]
     if not tokens:

@@ -12,6 +12,9 @@ from typing import Final
 
 Headers = list[tuple[bytes, bytes]]
 
+# RFC 9110 §5.6.2: the characters of a token (header names, subprotocols, extra keys kept unescaped).
+TCHAR: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
 # RFC 9110 §7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection) every proxy drops.
 HOP_BY_HOP: Final = frozenset(
     {
