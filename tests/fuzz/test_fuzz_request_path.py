@@ -56,7 +56,7 @@ STATIC_IDENTITY: Final = [(b"impersonate-extra-scopes", b"openid"), (b"impersona
 WS_TOKEN_PREFIX: Final = b"base64url.bearer.authorization.k8s.io."
 HOP_BY_HOP: Final = frozenset({b"keep-alive", b"proxy-connection", b"te", b"trailer", b"expect"})
 PROXY_SET: Final = frozenset({b"host", b"x-forwarded-for", b"x-real-ip", b"content-length", b"transfer-encoding"})
-REFUSAL_CODES: Final = frozenset({400, 405, 431, 505})
+REFUSAL_CODES: Final = frozenset({400, 405, 431, 501, 505})
 
 # -- the client's bytes ---------------------------------------------------------------------------------------
 
