@@ -36,6 +36,7 @@ def say(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
 
+# Not imported from bench.run: its imports (trustme, the test support) would weigh on the measured children.
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -35,18 +35,9 @@ from tests.support.issuer import TestIssuer  # noqa: E402
 from tests.support.process import ProxyProcess, start_process  # noqa: E402
 from tests.support.upstream import RecordingUpstream  # noqa: E402
 
+from bench.run import rss_mb, say  # noqa: E402
+
 BODY = 4096
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", flush=True)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def connect(proxy: ProxyProcess) -> ssl.SSLSocket:

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,24 +31,9 @@ sys.path.insert(0, str(ROOT))
 from tests.support.certs import issue  # noqa: E402
 from tests.support.issuer import TestIssuer  # noqa: E402
 
-from bench.run import PIN_LOAD, PIN_PROXY, PORTS, build, rss_mb, say  # noqa: E402
+from bench.run import PIN_LOAD, build, rss_mb, say, start_proxy  # noqa: E402
 
 SAMPLE_EVERY = 2
-
-
-def start(flags: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    port, probe = PORTS.take(), PORTS.take()
-    cmd = [*PIN_PROXY, sys.executable, "-m", "kube_oidc_proxy", *flags, f"--secure-port={port}"]
-    cmd.append(f"--readiness-probe-port={probe}")
-    proxy = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    for _ in range(400):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{probe}/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proxy, port
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("the proxy did not become ready")
 
 
 def drain(stream: IO[bytes], lines: list[int]) -> None:
@@ -99,7 +83,7 @@ def main() -> int:
             token = issuer.token()
             results: dict[str, list[float]] = {}
             for variant in ("stdout read", "stdout stalled"):
-                proxy, port = start(flags)
+                proxy, port = start_proxy(flags, subprocess.DEVNULL, stdout=subprocess.PIPE)
                 procs.append(proxy)
                 assert proxy.stdout is not None
                 read = [0]

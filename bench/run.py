@@ -145,15 +145,19 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_proxy(
-    flags: list[str], stderr: Path, launcher: tuple[str, ...] = ("-m", "kube_oidc_proxy")
+    flags: list[str],
+    stderr: Path | int,
+    launcher: tuple[str, ...] = ("-m", "kube_oidc_proxy"),
+    stdout: int = subprocess.DEVNULL,
 ) -> tuple[subprocess.Popen[Any], int]:
     """The real command (or ``launcher``, a script that runs it), pinned to its core, ready to serve;
-    access lines are discarded."""
+    access lines are discarded unless ``stdout`` says otherwise (``subprocess.PIPE``)."""
     port, probe = PORTS.take(), PORTS.take()
     cmd = [*PIN_PROXY, sys.executable, *launcher, *flags, f"--secure-port={port}"]
     cmd.append(f"--readiness-probe-port={probe}")
     say("starting the proxy: " + " ".join(cmd[len(PIN_PROXY) :]))
-    proxy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(stderr, "wb"))  # noqa: SIM115
+    err = open(stderr, "wb") if isinstance(stderr, Path) else stderr  # noqa: SIM115
+    proxy = subprocess.Popen(cmd, stdout=stdout, stderr=err)
     for _ in range(200):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{probe}/ready", timeout=1) as r:
