@@ -421,7 +421,7 @@ GO_SPACES: Final = frozenset("\t\n\v\f\r \x85\xa0") | {
 protocol_pieces = st.sampled_from(
     [
         b"v5.channel.k8s.io", b"v4.channel.k8s.io", b",", b", ", b" ", b"\t", b"\xc2\xa0", b"\xc2\x85",
-        b"\xe2\x80\x83", b"\xe3\x80\x80", b"\xe2\x80\xa8", b"\x0b", b"x y", b"\xff",
+        b"\xe2\x80\x83", b"\xe3\x80\x80", b"\xe2\x80\xa8", b"\x0b", b"x y", b"\xff", b"SPDY/3.1+portforward.k8s.io",
         WS_TOKEN_PREFIX + b64url(b"proxy-checked"), WS_TOKEN_PREFIX + b64url(b"hidden"),
     ]
 )  # fmt: skip

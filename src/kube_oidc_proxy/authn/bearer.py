@@ -7,8 +7,9 @@ subprotocols, because the token must not be forwarded.
 
 kube-apiserver reads only the first ``Sec-WebSocket-Protocol`` line and trims each element with Go's
 ``strings.TrimSpace``, which also removes Unicode spaces (NBSP, NEL, ...): an element we read as "not a
-token" it could read as one. So on a WebSocket request the subprotocols must be one line of RFC 6455
-tokens (``token`` of RFC 9110), or the request is refused: there is then one reading of the credential.
+token" it could read as one. So on a WebSocket request the subprotocols must be one line whose elements
+are visible ASCII (Kubernetes' own, like ``SPDY/3.1+portforward.k8s.io``, are not strict RFC 6455 tokens),
+or the request is refused: there is then one reading of the credential.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from kube_oidc_proxy.authn.token import MalformedToken, b64url_decode
-from kube_oidc_proxy.http1.headers import TCHAR, Headers, comma_tokens, get_all
+from kube_oidc_proxy.http1.headers import Headers, comma_tokens, get_all
 
 WS_TOKEN_PREFIX: Final = b"base64url.bearer.authorization.k8s.io."
+# What an element may hold once its ASCII spaces are trimmed: nothing Go's TrimSpace could trim further.
+VISIBLE_ASCII: Final = frozenset(range(0x21, 0x7F))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +54,8 @@ def _from_websocket_protocol(headers: Headers) -> tuple[bytes, list[bytes]] | No
     if len(lines) > 1:
         raise CredentialError("more than one Sec-WebSocket-Protocol header")
     protocols = comma_tokens(lines)
-    if any(not TCHAR.issuperset(p) for p in protocols):  # RFC 6455 §4.1: subprotocols are tokens
-        raise CredentialError("a Sec-WebSocket-Protocol element is not a token")
+    if any(not VISIBLE_ASCII.issuperset(p) for p in protocols):
+        raise CredentialError("a Sec-WebSocket-Protocol element is not visible ASCII")
     tokens = [p for p in protocols if p.startswith(WS_TOKEN_PREFIX)]
     if not tokens:
         return None

@@ -12,7 +12,7 @@ from typing import Final
 
 Headers = list[tuple[bytes, bytes]]
 
-# RFC 9110 §5.6.2: the characters of a token (header names, subprotocols, extra keys kept unescaped).
+# RFC 9110 §5.6.2: the characters of a token (header names; extra keys are kept unescaped within them).
 TCHAR: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 # RFC 9110 §7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection) every proxy drops.

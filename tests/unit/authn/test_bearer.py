@@ -88,6 +88,14 @@ def test_the_websocket_token_subprotocol_is_accepted_and_the_others_returned(
     assert credential.remaining_ws_protocols == remaining
 
 
+def test_kubernetes_own_subprotocols_with_slashes_are_accepted() -> None:
+    # kubectl port-forward over WebSocket: SPDY tunnelled in WebSocket, a protocol name with a "/" in it
+    headers: Headers = [(b"sec-websocket-protocol", b"SPDY/3.1+portforward.k8s.io, " + ws_protocol(TOKEN))]
+    credential = find_credential(headers, websocket=True)
+    assert credential.token == TOKEN
+    assert credential.remaining_ws_protocols == [b"SPDY/3.1+portforward.k8s.io"]
+
+
 def test_a_token_subprotocol_is_ignored_on_a_request_that_is_not_a_websocket() -> None:
     headers: Headers = [(b"sec-websocket-protocol", ws_protocol(TOKEN) + b", v5.channel.k8s.io")]
     credential = find_credential(headers, websocket=False)
@@ -126,6 +134,7 @@ def test_on_a_non_websocket_request_the_header_token_wins_over_a_subprotocol() -
         pytest.param([ws_protocol(TOKEN) + b"\xe3\x80\x80, v5.channel.k8s.io"], id="before-ideographic-space"),
         pytest.param([b"v5.channel.k8s.io, \xc2\xa0" + ws_protocol(b"other")], id="hidden-second-token"),
         pytest.param([b"v5.channel.k8s.io, x y"], id="space-inside-an-element"),
+        pytest.param([b"v5.channel.k8s.io, x\xffy"], id="a-byte-beyond-ascii"),
     ],
 )
 def test_a_malformed_websocket_token_subprotocol_is_an_error(values: list[bytes]) -> None:
