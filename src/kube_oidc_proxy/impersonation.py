@@ -17,6 +17,7 @@ Rules (each has a named test):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -27,6 +28,8 @@ from kube_oidc_proxy.clientip import Origin
 from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.headers import (
     HOP_BY_HOP,
+    PROXY_OWNED,
+    PROXY_OWNED_PREFIXES,
     TCHAR,
     Headers,
     comma_tokens,
@@ -39,7 +42,8 @@ IMPERSONATE_PREFIX: Final = b"impersonate-"
 REMOTE_CLIENT_IP_EXTRA: Final = "remote-client-ip"
 ANONYMOUS: Final = "system:anonymous"
 SYSTEM_UNAUTHENTICATED: Final = "system:unauthenticated"
-_ALWAYS_DROPPED: Final = HOP_BY_HOP | {b"expect"}
+IDENTITY_MEMO_SIZE: Final = 4096
+_ALWAYS_DROPPED: Final = HOP_BY_HOP | {b"expect"} | (PROXY_OWNED - {b"sec-websocket-protocol"})
 # Token characters but '%' and upper-case letters. client-go's headerKeyEscape keeps upper-case letters too,
 # but kube-apiserver lower-cases the header name before it %-unescapes the key, so "Key" would arrive as
 # "key": escaping them ("%4Bey") keeps every key exactly as checked. Lower-case keys escape as in client-go.
@@ -54,6 +58,7 @@ class UnforwardableIdentity(Exception):
     """An identity value kube-apiserver would read differently from what the proxy checked."""
 
 
+@functools.lru_cache(maxsize=1024)  # a few keys recur on every request (credential-id, the static extras)
 def escape_extra_key(key: str) -> bytes:
     """``Impersonate-Extra-`` key escaping: client-go's ``headerKeyEscape``, plus upper-case letters."""
     return b"".join(bytes((b,)) if b in _KEPT_IN_KEYS else b"%%%02X" % b for b in key.encode())
@@ -91,13 +96,14 @@ def _end_to_end(head: RequestHead, *, keep_ws_token: bool) -> Headers:
     for name, value in head.headers:
         if name in _ALWAYS_DROPPED or name in dropped:
             continue
-        if name == b"sec-websocket-protocol" and not keep_ws_token:
-            kept = [p for p in comma_tokens([value]) if not p.startswith(WS_TOKEN_PREFIX)]
-            if kept:
-                out.append((name, b", ".join(kept)))
-            continue
-        if name != b"sec-websocket-protocol" and is_proxy_owned(name):
-            continue
+        if name == b"sec-websocket-protocol":
+            if not keep_ws_token:
+                kept = [p for p in comma_tokens([value]) if not p.startswith(WS_TOKEN_PREFIX)]
+                if kept:
+                    out.append((name, b", ".join(kept)))
+                continue
+        elif (b"_" in name or name.startswith(PROXY_OWNED_PREFIXES)) and is_proxy_owned(name):
+            continue  # (the exact spellings are in _ALWAYS_DROPPED: this is for the others)
         out.append((name, value))
     return out
 
@@ -137,6 +143,19 @@ class Rewriter:
     upstream_host: bytes
     static_extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     client_ip_extra: bool = False
+    # The identity headers of recently seen verified users, by object: the token cache hands out the same
+    # UserInfo for every request with one token, so they are checked and built once (bounded, then cleared).
+    _identities: dict[int, tuple[UserInfo, Headers]] = field(default_factory=dict, compare=False, repr=False)
+
+    def _identity(self, user: UserInfo) -> Headers:
+        known = self._identities.get(id(user))
+        if known is not None and known[0] is user:
+            return known[1]
+        headers = identity_headers(user, self.static_extra)
+        if len(self._identities) >= IDENTITY_MEMO_SIZE:
+            self._identities.clear()
+        self._identities[id(user)] = (user, headers)  # holding the user keeps its id from being reused
+        return headers
 
     def _proxy_set(self, head: RequestHead, origin: Origin) -> Headers:
         out: Headers = [
@@ -153,10 +172,9 @@ class Rewriter:
         out = _end_to_end(head, keep_ws_token=False)
         check_no_client_credentials(out)
         out += self._proxy_set(head, origin)
-        extra: dict[str, tuple[str, ...]] = dict(self.static_extra)
-        if self.client_ip_extra:
-            extra[REMOTE_CLIENT_IP_EXTRA] = (origin.client_ip,)
-        out += identity_headers(user, extra)
+        out += self._identity(user)
+        if self.client_ip_extra:  # an address the proxy parsed or was given by the socket
+            out.append((b"impersonate-extra-" + escape_extra_key(REMOTE_CLIENT_IP_EXTRA), origin.client_ip.encode()))
         return out
 
     def passthrough_headers(self, head: RequestHead, origin: Origin) -> Headers:

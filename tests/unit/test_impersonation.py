@@ -16,8 +16,10 @@ from kube_oidc_proxy.clientip import Origin, TrustedProxies, parse_networks
 from kube_oidc_proxy.http1.events import Framing, RequestHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.impersonation import (
+    IDENTITY_MEMO_SIZE,
     CredentialLeak,
     Rewriter,
+    UnforwardableIdentity,
     check_no_client_credentials,
     escape_extra_key,
     identity_headers,
@@ -549,3 +551,23 @@ def test_check_no_client_credentials_names_the_header_but_not_its_value() -> Non
 )
 def test_check_no_client_credentials_accepts_ordinary_headers(header: tuple[bytes, bytes]) -> None:
     check_no_client_credentials([header])
+
+
+def test_a_verified_users_identity_headers_are_built_once_and_the_memo_is_bounded() -> None:
+    rewriter = Rewriter(upstream_host=b"api:6443", static_extra={"team": ("sre",)})
+    user = UserInfo("alice", groups=("dev",))
+    first = rewriter.upstream_headers(head_of([]), user, ORIGIN)
+    assert rewriter.upstream_headers(head_of([]), user, ORIGIN) == first
+    assert values(first, b"impersonate-extra-team") == [b"sre"]
+    # an equal user in another object (another token) gets the same headers, from its own check
+    assert rewriter.upstream_headers(head_of([]), UserInfo("alice", groups=("dev",)), ORIGIN) == first
+    for n in range(IDENTITY_MEMO_SIZE + 10):
+        rewriter.upstream_headers(head_of([]), UserInfo(f"user-{n}"), ORIGIN)
+    assert len(rewriter._identities) <= IDENTITY_MEMO_SIZE
+
+
+def test_an_identity_that_cannot_be_forwarded_is_refused_every_time() -> None:
+    user = UserInfo(" system:admin")
+    for _ in range(2):  # never remembered as checked
+        with pytest.raises(UnforwardableIdentity):
+            REWRITER.upstream_headers(head_of([]), user, ORIGIN)
