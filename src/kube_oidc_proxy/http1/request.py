@@ -8,9 +8,10 @@ belong to the tunnel and are carried in the event's ``tail``.
 llhttp already rejects request smuggling material: Content-Length together with Transfer-Encoding,
 duplicate Content-Length, obs-fold, bare CR or LF, NUL and other control bytes in values, a final
 Transfer-Encoding other than chunked (RFC 9112 §6.3). We add what it does not check: size limits (it has
-none), a Host header (RFC 9112 §3.2), origin-form targets, no CONNECT, no body on an upgrade handshake,
-an upgrade only to what kube-apiserver serves, and a ``Connection`` header that names no header the proxy
-owns (framing, routing, credentials, identity: ``headers.PROXY_OWNED``).
+none; also on a body's framing and trailers), ``chunked`` alone as a transfer coding (as Go), a Host header
+(RFC 9112 §3.2), origin-form targets, no CONNECT, no body on an upgrade handshake, an upgrade only to what
+kube-apiserver serves, and a ``Connection`` header that names no header the proxy owns (framing, routing,
+credentials, identity: ``headers.PROXY_OWNED``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class RequestReader:
         "_events",
         "_fed_body",
         "_head_bytes",
+        "_head_ended",
         "_headers",
         "_max_head_bytes",
         "_max_headers",
@@ -81,6 +83,7 @@ class RequestReader:
         self._unparsed_head = 0  # upper bound of bytes llhttp holds for an unfinished piece
         self._fed_body = 0  # body bytes delivered by the current feed
         self._bytes_without_data = 0  # body framing since the last body data (trailers, chunk lines)
+        self._head_ended = False  # a head completed during the current feed
 
     @property
     def in_head(self) -> bool:
@@ -98,6 +101,7 @@ class RequestReader:
         events = self._events = []
         pieces_before = self._head_bytes
         self._fed_body = 0
+        self._head_ended = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -121,7 +125,7 @@ class RequestReader:
                 self._unparsed_head += fed
             if self._head_bytes + self._unparsed_head > 2 * self._max_head_bytes:
                 raise HeadersTooLarge("request header fields too large")
-        elif self._state == _BODY:
+        elif self._state == _BODY and not self._head_ended:  # (a feed that ended a head is not all body)
             without_data = len(data) - self._fed_body
             self._bytes_without_data = without_data if self._fed_body else self._bytes_without_data + without_data
             if self._bytes_without_data > MAX_BODY_BYTES_WITHOUT_DATA:
@@ -210,6 +214,7 @@ class RequestReader:
                 raise ClientProtocolError("unsupported Upgrade: kube-apiserver serves SPDY/3.1 and websocket only")
         head_size = self._head_bytes + len(method) + 14  # request line and final CRLF
         self._state = _BODY
+        self._head_ended = True
         self._url = b""
         self._headers = []  # now owned by the event; a long-lived connection should not keep a copy
         self._events.append(

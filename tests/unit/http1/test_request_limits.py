@@ -235,3 +235,12 @@ def test_a_large_body_of_tiny_chunks_passes() -> None:
     events = feed_request([CHUNKED_HEAD, *pieces_of(body + b"0\r\n\r\n", 8 * KIB)])
     assert b"".join(e.data for e in events if isinstance(e, Body)) == b"x" * 200_000
     assert isinstance(events[-1], MessageEnd)
+
+
+def test_a_large_head_of_a_chunked_request_is_not_counted_as_body_framing() -> None:
+    # a 200 KiB head (a big token) arriving in one read with the start of its chunked body
+    head = b"POST /x HTTP/1.1\r\n" + HOST + b"X-Big: " + b"v" * (200 * KIB) + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reader = RequestReader()
+    events = reader.feed(head + b"5\r\nhel")
+    events += reader.feed(b"lo\r\n0\r\n\r\n")
+    assert [type(e) for e in merge_bodies(events)] == [RequestHead, Body, MessageEnd]
