@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.certs import issue  # noqa: E402
 from tests.support.issuer import TestIssuer  # noqa: E402
 
-from bench.run import PIN_LOAD, build, say, start_proxy  # noqa: E402
+from bench.run import PIN_LOAD, build, proxy_flags, say, start_proxy, start_upstream  # noqa: E402
 
 MIB = 1024 * 1024
 PATH = "/api/v1/namespaces/default/pods/bench"
@@ -181,21 +181,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kop-bench-rotation-"))
     certs = issue(trustme.CA(), work, "bench")
     issuer = TestIssuer(certs)
-    up = subprocess.Popen(
-        [*PIN_LOAD, str(upstream_bin), "-cert", certs.cert, "-key", certs.key], stdout=subprocess.PIPE, text=True
-    )
+    up, up_port = start_upstream(upstream_bin, certs)
     results: dict[str, Any] = {"size_mb": opts.size_mb, "rate": opts.rate}
     try:
-        assert up.stdout is not None
-        up_port = int(up.stdout.readline())
         (work / "policy.yaml").write_text(POLICY)
-        flags = [
-            f"--oidc-issuer-url={issuer.url}", "--oidc-client-id=kube", f"--oidc-ca-file={certs.ca}",
-            "--oidc-groups-claim=groups", "--bind-address=127.0.0.1", f"--tls-cert-file={certs.cert}",
-            f"--tls-private-key-file={certs.key}", f"--server=https://127.0.0.1:{up_port}",
-            f"--certificate-authority={certs.ca}", "--token=bench-sa-token",
-            f"--audit-policy-file={work / 'policy.yaml'}",
-        ]  # fmt: skip
+        flags = [*proxy_flags(issuer, certs, up_port), f"--audit-policy-file={work / 'policy.yaml'}"]
         token = issuer.token()
         calibration = calibrate(flags, work, loadgen, certs.ca, token, opts.rate)
         say(f"{calibration[0]:.0f} bytes of audit log per request; filling {opts.size_mb} MB logs")

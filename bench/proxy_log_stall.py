@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.certs import issue  # noqa: E402
 from tests.support.issuer import TestIssuer  # noqa: E402
 
-from bench.run import PIN_LOAD, build, rss_mb, say, start_proxy  # noqa: E402
+from bench.run import PIN_LOAD, build, proxy_flags, rss_mb, say, start_proxy, start_upstream  # noqa: E402
 
 SAMPLE_EVERY = 2
 
@@ -67,19 +67,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kop-bench-") as tmp:
         certs = issue(trustme.CA(), Path(tmp), "bench")
         issuer = TestIssuer(certs)
-        upstream = subprocess.Popen(
-            [*PIN_LOAD, str(upstream_bin), "-cert", certs.cert, "-key", certs.key], stdout=subprocess.PIPE, text=True
-        )
+        upstream, upstream_port = start_upstream(upstream_bin, certs)
         procs: list[subprocess.Popen[Any]] = [upstream]
         try:
-            assert upstream.stdout is not None
-            upstream_port = int(upstream.stdout.readline())
-            flags = [
-                f"--oidc-issuer-url={issuer.url}", "--oidc-client-id=kube", f"--oidc-ca-file={certs.ca}",
-                "--oidc-groups-claim=groups", "--bind-address=127.0.0.1", f"--tls-cert-file={certs.cert}",
-                f"--tls-private-key-file={certs.key}", f"--server=https://127.0.0.1:{upstream_port}",
-                f"--certificate-authority={certs.ca}", "--token=bench-sa-token",
-            ]  # fmt: skip
+            flags = proxy_flags(issuer, certs, upstream_port)
             token = issuer.token()
             results: dict[str, list[float]] = {}
             for variant in ("stdout read", "stdout stalled"):

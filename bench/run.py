@@ -43,7 +43,7 @@ import trustme
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.certs import issue  # noqa: E402
+from tests.support.certs import CertFiles, issue  # noqa: E402
 from tests.support.issuer import TestIssuer  # noqa: E402
 from tests.support.ports import PortHolder  # noqa: E402
 
@@ -144,6 +144,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def start_upstream(binary: Path, certs: CertFiles) -> tuple[subprocess.Popen[str], int]:
+    """The Go stand-in for kube-apiserver (bench/upstream), pinned with the load, and the port it serves."""
+    up = subprocess.Popen(
+        [*PIN_LOAD, str(binary), "-cert", certs.cert, "-key", certs.key], stdout=subprocess.PIPE, text=True
+    )
+    assert up.stdout is not None
+    return up, int(up.stdout.readline())
+
+
+def proxy_flags(issuer: TestIssuer, certs: CertFiles, upstream_port: int) -> list[str]:
+    """The flags every benchmarked proxy has: the test issuer, TLS, the upstream, a static token."""
+    return [
+        f"--oidc-issuer-url={issuer.url}", "--oidc-client-id=kube", f"--oidc-ca-file={certs.ca}",
+        "--oidc-groups-claim=groups", "--bind-address=127.0.0.1", f"--tls-cert-file={certs.cert}",
+        f"--tls-private-key-file={certs.key}", f"--server=https://127.0.0.1:{upstream_port}",
+        f"--certificate-authority={certs.ca}", "--token=bench-sa-token",
+    ]  # fmt: skip
+
+
 def start_proxy(
     flags: list[str],
     stderr: Path | int,
@@ -192,18 +211,9 @@ def main() -> int:
     procs: list[subprocess.Popen[Any]] = []
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
     try:
-        up = subprocess.Popen(
-            [*PIN_LOAD, str(upstream_bin), "-cert", certs.cert, "-key", certs.key], stdout=subprocess.PIPE, text=True
-        )
+        up, up_port = start_upstream(upstream_bin, certs)
         procs.append(up)
-        assert up.stdout is not None
-        up_port = int(up.stdout.readline())
-        base_flags = [
-            f"--oidc-issuer-url={issuer.url}", "--oidc-client-id=kube", f"--oidc-ca-file={certs.ca}",
-            "--oidc-groups-claim=groups", "--bind-address=127.0.0.1", f"--tls-cert-file={certs.cert}",
-            f"--tls-private-key-file={certs.key}", f"--server=https://127.0.0.1:{up_port}",
-            f"--certificate-authority={certs.ca}", "--token=bench-sa-token",
-        ]  # fmt: skip
+        base_flags = proxy_flags(issuer, certs, up_port)
         proxy, port = start_proxy(base_flags, work / "proxy.err")
         procs.append(proxy)
         token = issuer.token()
