@@ -92,7 +92,7 @@ def test_each_siem_record_is_one_line_that_gives_back_its_values(records: list[T
     log = AccessLog(stream)
     for r in records:
         if r.malformed:
-            log.malformed(r.peer, 400, "bad request")
+            log.refused(r.peer, 400, "bad request")
         elif r.user is None:
             log.failure(r.peer, r.xff, r.uri)
         else:

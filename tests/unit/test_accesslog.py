@@ -325,6 +325,6 @@ def test_json_objects_keep_crafted_text_as_data(stream: MemoryStream) -> None:
 
 def test_text_format_writes_no_json_objects(log: AccessLog, stream: MemoryStream) -> None:
     log.answered(AccessRecord(0.0, "10.0.0.1", True, b"GET", b"/api", 200))
-    log.malformed("10.0.0.1", 400, "bad framing")
+    log.refused("10.0.0.1", 400, "bad framing")
     (line,) = written(log, stream)
     assert without_stamp(line) == " AuFail src:[10.0.0.1 / ] URI:-"

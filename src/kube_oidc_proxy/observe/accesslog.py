@@ -336,10 +336,11 @@ class AccessLog:
         if self.json:
             self.queue.put(record)  # serialized by the writer thread, off the event loop
 
-    def malformed(self, peer_ip: str, status: int, reason: str) -> None:
-        """A request too broken to have a method or URI (bad framing, a header timeout)."""
-        self.failure(peer_ip, [], b"-")
-        self.answered(AccessRecord(time.time(), peer_ip, status=status, reason=reason))
+    def refused(self, peer_ip: str, status: int, reason: str, uri: bytes = b"-") -> None:
+        """A request refused before the proxy read it as one (bad framing, a header timeout, over the
+        connection limit), often without a method or URI: an AuFail line, or a JSON object with its reason."""
+        self.failure(peer_ip, [], uri)
+        self.answered(AccessRecord(time.time(), peer_ip, uri=uri, status=status, reason=reason))
 
     def close(self, timeout: float = 5.0) -> None:
         """Write everything queued, then stop the writer."""

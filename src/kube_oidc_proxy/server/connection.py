@@ -306,7 +306,7 @@ class ClientConnection(asyncio.Protocol):
         self.close()
 
     def _protocol_error(self, exc: ClientProtocolError) -> None:
-        self.server.access_log.malformed(self.peer_ip, exc.code, exc.detail)
+        self.server.access_log.refused(self.peer_ip, exc.code, exc.detail)
         log.info("bad request from %s: %s", self.peer_ip, exc.detail)
         if self.current is None and self.tunnel is None:
             self.write(status_response(exc.code, exc.message, close=True))
@@ -351,6 +351,6 @@ class ClientConnection(asyncio.Protocol):
         self._timer = None
         if self.current is None and self.tunnel is None and not self.closed:
             if self.reader is not None and self.reader.in_head:
-                self.server.access_log.malformed(self.peer_ip, 408, "timed out reading the request header")
+                self.server.access_log.refused(self.peer_ip, 408, "timed out reading the request header")
                 self.write(status_response(408, "timed out reading the request header", close=True))
             self.close()

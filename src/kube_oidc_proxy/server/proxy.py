@@ -21,7 +21,7 @@ from kube_oidc_proxy.clientip import NO_TRUSTED_PROXIES, TrustedProxies
 from kube_oidc_proxy.config import DEFAULT_MAX_CLIENT_CONNECTIONS
 from kube_oidc_proxy.gate import Gate
 from kube_oidc_proxy.kube.credentials import BearerToken
-from kube_oidc_proxy.observe.accesslog import AccessLog, AccessRecord
+from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.metrics import Metrics
 from kube_oidc_proxy.server.connection import ClientConnection
 from kube_oidc_proxy.server.tunnel import Tunnel
@@ -141,10 +141,7 @@ class ProxyServer:
 
     def connection_refused(self, peer_ip: str, target: bytes | None) -> None:
         """A connection over --max-client-connections: an AuFail line, and the metric."""
-        self.access_log.failure(peer_ip, [], target or b"-")
-        self.access_log.answered(
-            AccessRecord(time.time(), peer_ip, uri=target or b"-", status=503, reason="too many client connections")
-        )
+        self.access_log.refused(peer_ip, 503, "too many client connections", target or b"-")
         if self.metrics is not None:
             self.metrics.connections_refused.inc()
         now = time.monotonic()
