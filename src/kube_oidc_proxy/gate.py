@@ -7,10 +7,12 @@ own impersonation headers, so an unauthenticated caller learns nothing beyond 40
   (``kubectl --as``) each requested value is first checked with a SubjectAccessReview about the caller,
   and the target is impersonated instead, the caller recorded in ``originaluser.jetstack.io-*`` extras.
 - Any other token, with ``--token-passthrough``: TokenReview; if it authenticates, the request goes with
-  the caller's own token and headers, no impersonation. Likewise every request with ``--disable-impersonation``.
+  the caller's own token and headers, no impersonation, on connections that carry no credential of the
+  proxy's. Likewise every request with ``--disable-impersonation``.
 
-``Admit`` carries the exact headers to send upstream (minus the proxy's own credential); ``Deny`` carries
-the Status code and message for the client and a reason for the log. No sockets here.
+``Impersonate`` and ``PassThrough`` carry the exact headers to send upstream; which of the two it is decides
+which connections carry the request (``server.upstreams``: the proxy's credential, or none of it).
+``Deny`` carries the Status code and message for the client and a reason for the log. No sockets here.
 """
 
 from __future__ import annotations
@@ -35,11 +37,25 @@ log = logging.getLogger("kop.gate")
 
 
 @dataclass(frozen=True, slots=True)
-class Admit:
+class Impersonate:
+    """Forward as the proxy (its credential), with ``headers`` naming the identity the proxy verified."""
+
     user: UserInfo  # who is calling (the access log's "inbound")
     headers: Headers
     outbound: UserInfo | None = None  # who the request goes out as, when the caller used --as
-    own_credentials: bool = True  # False: the caller's own token goes upstream (passthrough)
+
+
+@dataclass(frozen=True, slots=True)
+class PassThrough:
+    """Forward with the caller's own credential in ``headers``, for kube-apiserver to judge it, and any
+    ``Impersonate-*`` headers with it, as the caller (token passthrough, --disable-impersonation)."""
+
+    user: UserInfo  # who kube-apiserver will see (the TokenReview's answer, or the verified id token)
+    headers: Headers
+    outbound: UserInfo | None = None  # whom the caller asks kube-apiserver to impersonate, for the record
+
+
+Admit = Impersonate | PassThrough
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +148,17 @@ class Gate:
         except CredentialLeak as exc:
             log.error("refusing a request: %s", exc)  # noqa: TRY400 - a named condition, no traceback needed
             return Deny(500, "internal error while preparing the request", str(exc), caller)
-        return Admit(result.user, headers, outbound=target)
+        return Impersonate(result.user, headers, outbound=target)
 
-    def _as_caller(self, head: RequestHead, user: UserInfo, origin: Origin) -> Admit:
-        """Forward with the caller's own credential (passthrough, --disable-impersonation)."""
-        return Admit(user, self.rewriter.passthrough_headers(head, origin), own_credentials=False)
+    def _as_caller(self, head: RequestHead, user: UserInfo, origin: Origin) -> PassThrough | Deny:
+        """Forward with the caller's own credential (passthrough, --disable-impersonation). Its
+        ``Impersonate-*`` headers go too, for kube-apiserver to judge with that credential; read here only
+        for the proxy's own record, and a set kube-apiserver would refuse is refused here first."""
+        try:
+            requested = requested_impersonation(head.headers)
+        except BadImpersonation as exc:
+            return Deny(400, str(exc), f"bad impersonation headers: {exc}", user)
+        outbound = None
+        if requested is not None:
+            outbound = UserInfo(requested.user, requested.uid, requested.groups, requested.extra)
+        return PassThrough(user, self.rewriter.passthrough_headers(head, origin), outbound)

@@ -69,7 +69,8 @@ async def test_readiness_follows_the_api_server_both_ways(
             f"GET https://127.0.0.1:{port}/readyz: connect to 127.0.0.1:{port}: [Errno 111]"
         ), checks
         # the API server comes back (same address): readiness follows without a restart
-        handle.app.proxy.pool.target = replace(handle.app.proxy.pool.target, port=upstream.port)
+        pool = handle.app.proxy.as_proxy.pool
+        pool.target = replace(pool.target, port=upstream.port)
         assert (await probe(handle.running.probe_port, "/ready"))[0] == 200
     finally:
         await handle.running.stop(grace=1)

@@ -212,7 +212,7 @@ async def test_only_a_401_to_the_proxys_own_token_refreshes_it(proxy: ProxyHandl
         def counted(name: str = name) -> None:
             refreshes[name] += 1
 
-        handle.app.proxy.credentials.unauthorized = counted  # type: ignore[method-assign]
+        handle.app.proxy.as_proxy.credentials.unauthorized = counted  # type: ignore[method-assign]
         # a 401 from kube-apiserver (or a pod behind pods/proxy) about the caller's token, not the proxy's
         assert (await get(handle.port, handle.ca_file, "/status/401", token=token)).status == 401
     assert refreshes == {"impersonation": 1, "passthrough": 0}
@@ -323,10 +323,10 @@ async def test_a_client_that_leaves_right_after_asking_leaves_nothing_open_upstr
             client.writer.transport.abort()
         await _until(lambda: not handle.app.proxy.connections, "the proxy to see every client go")
         await _until(lambda: upstream.open_watches == 0, "no watch left open on kube-apiserver")
-        h2 = handle.app.proxy.h2
+        h2 = handle.app.proxy.as_proxy.h2
         await _until(lambda: h2 is None or h2.stream_count == 0, "no HTTP/2 stream left")
         await _until(lambda: not handle.app.proxy.tunnels, "no tunnel left")
-        await _until(lambda: upstream.open_connections <= handle.app.proxy.pool.idle_count + (1 if h2 else 0),
+        await _until(lambda: upstream.open_connections <= handle.app.proxy.as_proxy.pool.idle_count + (1 if h2 else 0),
                      "no upstream connection but the pooled ones")  # fmt: skip
     finally:
         await handle.running.stop(grace=1)

@@ -79,6 +79,7 @@ class Recorded:
     headers: list[tuple[str, str]]
     body: bytes = b""
     http_version: str = "1.1"
+    client_cert: str = ""  # the DNS name in the client certificate of the connection it came on, if any
 
     def all(self, name: str) -> list[str]:
         return [v for n, v in self.headers if n == name.lower()]
@@ -86,6 +87,12 @@ class Recorded:
     def one(self, name: str) -> str | None:
         values = self.all(name)
         return values[0] if values else None
+
+
+def _client_cert(writer: asyncio.StreamWriter) -> str:
+    sslobj = writer.get_extra_info("ssl_object")
+    cert = sslobj.getpeercert() if sslobj is not None else None
+    return next((name for kind, name in (cert or {}).get("subjectAltName", ()) if kind == "DNS"), "")
 
 
 @dataclass
@@ -241,7 +248,8 @@ class RecordingUpstream:
     ) -> bool:
         target = request.target.decode()
         headers = [(n.decode(), v.decode("latin-1")) for n, v in request.headers]
-        self.requests.append(Recorded(request.method.decode(), target, headers, body, request.http_version.decode()))
+        version = request.http_version.decode()
+        self.requests.append(Recorded(request.method.decode(), target, headers, body, version, _client_cert(writer)))
         path = target.split("?", 1)[0]
 
         def send(*events: Any) -> None:
@@ -408,7 +416,7 @@ class RecordingUpstream:
         headers = [(n.decode(), v.decode("latin-1")) for n, v in heads[stream_id] if not n.startswith(b":")]
         headers.append(("host", pseudo[b":authority"].decode()))
         target = pseudo[b":path"].decode()
-        self.requests.append(Recorded(pseudo[b":method"].decode(), target, headers, body, "2"))
+        self.requests.append(Recorded(pseudo[b":method"].decode(), target, headers, body, "2", _client_cert(writer)))
         path = target.split("?", 1)[0]
 
         def respond(status: int, payload: bytes, ctype: str = "application/json") -> None:

@@ -16,7 +16,6 @@ import resource
 import shutil
 import signal
 import socket
-import ssl
 import sys
 import tempfile
 import time
@@ -49,8 +48,7 @@ from kube_oidc_proxy.server.plainhttp import Handler, Reply, start_plain_server
 from kube_oidc_proxy.server.probe import Readiness, start_probe_server
 from kube_oidc_proxy.server.proxy import ProxyServer
 from kube_oidc_proxy.server.tls import ServingTLS, client_context
-from kube_oidc_proxy.server.upstream import UpstreamPool
-from kube_oidc_proxy.server.upstream_h2 import H2Pool
+from kube_oidc_proxy.server.upstreams import AsCaller, AsProxy
 
 log = logging.getLogger("kop.app")
 
@@ -128,16 +126,6 @@ def _exec_plugin(target: UpstreamTarget) -> ExecCredential | None:
     return plugin
 
 
-def _upstream_context(target: UpstreamTarget, alpn: tuple[str, ...]) -> ssl.SSLContext:
-    return client_context(
-        target.ca_pem,
-        insecure=target.insecure,
-        client_cert_pem=target.client_cert_pem,
-        client_key_pem=target.client_key_pem,
-        alpn=alpn,
-    )
-
-
 def _mode(flag: str) -> Mode:
     return "batch" if flag == "batch" else "blocking-strict" if flag == "blocking-strict" else "blocking"
 
@@ -210,8 +198,6 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
     metrics = Metrics() if config.proxy.metrics_bind_address and with_metrics else None
     tls = ServingTLS(config.serving)
     target = load_target(config.client, os.environ)
-    upstream_ssl = _upstream_context(target, ("http/1.1",))
-    upstream_h2_ssl = _upstream_context(target, ("h2", "http/1.1"))
     authentication = _authentication(config.oidc, metrics)
     rewriter = Rewriter(
         upstream_host=target.authority.encode(),
@@ -221,11 +207,9 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
     access_log = access_log or AccessLog(json=config.proxy.log_format == "json")
     if metrics is not None:
         _count_dropped_log_lines(access_log, metrics)
-    pool = UpstreamPool(target, upstream_ssl)
-    credentials = BearerToken(target.token, target.token_file, exec_plugin=_exec_plugin(target))
+    as_proxy = AsProxy(target, BearerToken(target.token, target.token_file, exec_plugin=_exec_plugin(target)))
     client = KubeClient(
-        pool,
-        credentials,
+        as_proxy,
         qps=config.client.qps or DEFAULT_CLIENT_QPS,
         burst=config.client.burst or DEFAULT_CLIENT_BURST,
         metrics=metrics,
@@ -246,11 +230,10 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         auditor.on_failed = metrics.audit_failed_counter()
     proxy = ProxyServer(
         gate=gate,
-        pool=pool,
-        credentials=credentials,
+        as_proxy=as_proxy,
+        as_caller=AsCaller(target),
         access_log=access_log,
         request_timeout=target.request_timeout,
-        h2=H2Pool(target, upstream_h2_ssl) if target.scheme == "https" else None,
         auditor=auditor,
         metrics=metrics,
         trusted_proxies=TrustedProxies(parse_networks(config.proxy.trusted_proxy_cidrs)),

@@ -47,6 +47,7 @@ from kube_oidc_proxy.requestinfo import RequestInfo, is_long_running, request_in
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstream import UpstreamConnection
 from kube_oidc_proxy.server.upstream_h2 import H2Stream
+from kube_oidc_proxy.server.upstreams import Upstream
 from kube_oidc_proxy.status import REASONS
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Exchange:
         "_body_buffered",
         "_body_sent",
         "_body_waiter",
+        "_chosen",
         "_chunked",
         "_code",
         "_done",
@@ -137,6 +139,7 @@ class Exchange:
         self._audit_waits: list[Awaitable[bool]] = []
         self._origin: Origin | None = None  # set first thing in run()
         self._own_credential = False  # the proxy's own token went upstream (not the caller's)
+        self._chosen: Upstream | None = None  # the proxy's connections or the caller's, by the decision
         self._audit_id = ""
         self._logged_line = False  # the text access line is written once per request
 
@@ -184,12 +187,12 @@ class Exchange:
             self._logged = AccessRecord(
                 self._received,
                 origin.peer_ip,
-                isinstance(decision, Admit),
+                not isinstance(decision, Deny),
                 head.method,
                 head.target,
                 xff=self._xff,
                 user=decision.user,
-                outbound=decision.outbound if isinstance(decision, Admit) else None,
+                outbound=None if isinstance(decision, Deny) else decision.outbound,
                 audit_id=self._audit_id,
                 reason=decision.reason if isinstance(decision, Deny) else "",
             )
@@ -222,6 +225,12 @@ class Exchange:
             await self._forward()
 
     @property
+    def _connections(self) -> Upstream:
+        """The connections the decision chose; there is no default (see ``server.upstreams``)."""
+        assert self._chosen is not None, "no upstream before a decision"
+        return self._chosen
+
+    @property
     def _xff(self) -> list[bytes]:
         """The believed X-Forwarded-For chain, for the access log."""
         origin = self._origin
@@ -239,12 +248,11 @@ class Exchange:
             self.server.access_log.success(peer, self._xff, self.head.target, admitted.user, admitted.outbound)
 
     def _outbound_head(self, admit: Admit) -> Headers:
-        headers = [*admit.headers, (b"audit-id", self._audit_id.encode())]  # exactly one; kube-apiserver adopts it
-        authorization = self.server.credentials.authorization() if admit.own_credentials else None
-        if authorization is None:
-            return headers
-        self._own_credential = True
-        return [*headers, (b"authorization", authorization)]
+        """The decision's headers, one Audit-ID (kube-apiserver adopts it) and its connections' credential."""
+        connections = self._chosen = self.server.upstream_for(admit)
+        credential = connections.credential_headers()
+        self._own_credential = bool(credential)
+        return [*admit.headers, (b"audit-id", self._audit_id.encode()), *credential]
 
     # -- audit ------------------------------------------------------------------------------------
 
@@ -256,7 +264,7 @@ class Exchange:
             info=info,
             target=head.target,
             user=decision.user,
-            impersonated=decision.outbound if isinstance(decision, Admit) else None,
+            impersonated=None if isinstance(decision, Deny) else decision.outbound,
             origin=origin,
             audit_id=self._audit_id,
             user_agent=get_one(head.headers, b"user-agent"),
@@ -300,13 +308,14 @@ class Exchange:
 
     async def _forward(self) -> None:
         head = self.head
-        h2_ready = self.server.h2 is not None and self.server.h2.available
+        h2 = self._connections.h2
+        h2_ready = h2 is not None and h2.available
         # A stream carries no request body here: a long-running request with one goes over HTTP/1.1 whole.
         if self._long_running and head.framing == "none" and h2_ready and await self._forward_h2():
             return
         retry_allowed = head.method in RETRYABLE_METHODS and head.framing == "none"
         while True:
-            upstream = await self.server.pool.acquire()
+            upstream = await self._connections.pool.acquire()
             self._attach(upstream, head_only=head.method == b"HEAD")
             assert self._outbound is not None
             upstream.write(request_head(head.method, head.target, self._outbound))
@@ -326,8 +335,9 @@ class Exchange:
 
     async def _forward_h2(self) -> bool:
         """Send a long-running request as a stream on a shared HTTP/2 connection; False if unavailable."""
-        assert self.server.h2 is not None and self._outbound is not None
-        authority = self.server.pool.target.authority.encode()
+        h2 = self._connections.h2
+        assert h2 is not None and self._outbound is not None
+        authority = self._connections.target.authority.encode()
         headers: Headers = [
             (b":method", self.head.method),
             (b":scheme", b"https"),
@@ -336,7 +346,7 @@ class Exchange:
         ]
         headers += [(n, v) for n, v in self._outbound if n != b"host"]
         self._sent = time.monotonic()
-        stream = await self.server.h2.open_stream(self, headers)
+        stream = await h2.open_stream(self, headers)
         del headers
         if stream is None:
             return False
@@ -347,7 +357,7 @@ class Exchange:
         return True
 
     async def _upgrade(self) -> None:
-        upstream = await self.server.pool.connect()
+        upstream = await self._connections.pool.connect()
         self._attach(upstream, head_only=False)
         assert self._outbound is not None
         upstream.write(request_head(self.head.method, self.head.target, self._outbound))
@@ -355,7 +365,7 @@ class Exchange:
 
     def _attach(self, upstream: UpstreamConnection, *, head_only: bool) -> None:
         if self.conn.closed:  # the client left while a connection was found: nothing is sent for it
-            self.server.pool.release(upstream)  # back to the pool if it is a clean idle one, else closed
+            self._connections.pool.release(upstream)  # back to the pool if it is a clean idle one, else closed
             raise _ClientGone
         self._sent = time.monotonic()
         self.upstream = upstream
@@ -456,7 +466,7 @@ class Exchange:
         self._outbound = None  # answered: no retry from here on
         self.server.upstream_answered(response.status)
         if response.status == 401 and self._own_credential:  # not a caller's token, not a pod's own 401
-            self.server.credentials.unauthorized()
+            self._connections.credential_refused()
         if response.status == 101:
             if not self.head.upgrade:
                 self._drop_upstream()
@@ -532,7 +542,7 @@ class Exchange:
             upstream.finished()
         elif upstream is not None:
             if self._body_sent:
-                self.server.pool.release(upstream)
+                self._connections.pool.release(upstream)
             else:
                 upstream.close()  # an answer before the whole body went: the connection is mid-message
         self._done.set_result(None)

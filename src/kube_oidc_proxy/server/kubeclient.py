@@ -19,9 +19,8 @@ from kube_oidc_proxy.errors import UpstreamError, UpstreamTimeout
 from kube_oidc_proxy.http1.events import Body, MessageEnd, ResponseEvent, ResponseHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.http1.serialize import request_head
-from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.observe.metrics import Metrics
-from kube_oidc_proxy.server.upstream import UpstreamPool
+from kube_oidc_proxy.server.upstreams import AsProxy
 
 TIMEOUT_SECONDS: Final = 10.0  # the Go proxy's TokenReview timeout
 MAX_RESPONSE_BYTES: Final = 1024 * 1024
@@ -77,16 +76,15 @@ class RateLimiter:
 class KubeClient:
     def __init__(
         self,
-        pool: UpstreamPool,
-        credentials: BearerToken,
+        upstream: AsProxy,
         *,
         qps: float = 50.0,
         burst: int = 100,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics
-        self._pool = pool
-        self._credentials = credentials
+        self._pool = upstream.pool
+        self._credentials = upstream.credentials
         self._limiter = RateLimiter(qps, burst)
 
     @property

@@ -19,14 +19,12 @@ from typing import Any, Final
 from kube_oidc_proxy.audit.auditor import Auditor
 from kube_oidc_proxy.clientip import NO_TRUSTED_PROXIES, TrustedProxies
 from kube_oidc_proxy.config import DEFAULT_MAX_CLIENT_CONNECTIONS
-from kube_oidc_proxy.gate import Gate
-from kube_oidc_proxy.kube.credentials import BearerToken
+from kube_oidc_proxy.gate import Admit, Gate, Impersonate, PassThrough
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.metrics import Metrics
 from kube_oidc_proxy.server.connection import ClientConnection
 from kube_oidc_proxy.server.tunnel import Tunnel
-from kube_oidc_proxy.server.upstream import UpstreamPool
-from kube_oidc_proxy.server.upstream_h2 import H2Pool
+from kube_oidc_proxy.server.upstreams import AsCaller, AsProxy, Upstream
 
 log = logging.getLogger("kop.server")
 
@@ -43,11 +41,10 @@ class ProxyServer:
         self,
         *,
         gate: Gate,
-        pool: UpstreamPool,
-        credentials: BearerToken,
+        as_proxy: AsProxy,
+        as_caller: AsCaller,
         access_log: AccessLog,
         request_timeout: float = 0.0,
-        h2: H2Pool | None = None,
         auditor: Auditor | None = None,
         metrics: Metrics | None = None,
         trusted_proxies: TrustedProxies = NO_TRUSTED_PROXIES,
@@ -58,9 +55,8 @@ class ProxyServer:
         self.auditor = auditor
         self.metrics = metrics
         self.gate = gate
-        self.pool = pool
-        self.h2 = h2
-        self.credentials = credentials
+        self.as_proxy = as_proxy
+        self.as_caller = as_caller
         self.access_log = access_log
         self.request_timeout = request_timeout
         self.connections: set[ClientConnection] = set()
@@ -112,11 +108,18 @@ class ProxyServer:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.pool.close()
-        if self.h2 is not None:
-            self.h2.close()
+        self.as_proxy.close()
+        self.as_caller.close()
 
     # bookkeeping used by connections and exchanges ------------------------------------------------
+
+    def upstream_for(self, admitted: Admit) -> Upstream:
+        """The connections for a decision: the proxy's identity only for an identity the proxy decided."""
+        match admitted:
+            case Impersonate():
+                return self.as_proxy
+            case PassThrough():
+                return self.as_caller
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
