@@ -48,9 +48,11 @@ class Proxy:
         rotate_every: float = 0.0,
         wait_ready: bool = True,
         authentication_config: Path | None = None,
+        kubeconfig_user: dict[str, str] | None = None,
     ) -> None:
         """Run the proxy for the cluster's Keycloak: with the --oidc-* flags, or with the given
-        AuthenticationConfiguration file instead (the two cannot be combined)."""
+        AuthenticationConfiguration file instead (the two cannot be combined). ``kubeconfig_user``: how the
+        proxy authenticates to kube-apiserver instead of its ServiceAccount's token file."""
         cluster = self.cluster
         work = cluster.workdir / "proxy"
         work.mkdir(exist_ok=True)
@@ -59,7 +61,8 @@ class Proxy:
         self.token_file = work / "token"
         self.rotate()
         config = work / "kubeconfig"
-        config.write_text(kubeconfig(cluster.server, cluster.ca_file, user={"tokenFile": str(self.token_file)}))
+        user = kubeconfig_user or {"tokenFile": str(self.token_file)}
+        config.write_text(kubeconfig(cluster.server, cluster.ca_file, user=user))
         self.port, self.probe_port = self.ports.take(), self.ports.take()
         oidc = [
             f"--oidc-issuer-url={cluster.issuer}",
