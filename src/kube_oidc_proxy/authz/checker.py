@@ -87,18 +87,18 @@ class ImpersonationChecker:
         base = _caller_digest(caller)
         checks = [(attributes, _answer_key(base, attributes)) for attributes in reviews_for(request)]
         now = self._clock()
-        unknown: list[tuple[Attributes, bytes]] = []
+        unknown: dict[bytes, Attributes] = {}  # a value asked for twice is reviewed once
         for attributes, key in checks:
             answer = self._answers.get(key, now)
             if answer is False:
                 self._count(0)
                 return attributes
             if answer is None:
-                unknown.append((attributes, key))
+                unknown.setdefault(key, attributes)
         deadline = now + self._timeout
         sent = 0
         try:
-            for attributes, key in unknown:
+            for key, attributes in unknown.items():
                 sent += key not in self._in_flight  # else it joins the review under way
                 allowed, _ = await self._in_flight.run(key, partial(self._review, caller, attributes, key, deadline))
                 if not allowed:

@@ -213,3 +213,10 @@ async def test_the_answers_are_bounded_and_expired_ones_swept_out() -> None:
     clock.now += 10
     await checker.first_denied(ALICE, request("late"))  # the first answer after they expired sweeps them
     assert len(checker._answers) == 1
+
+
+async def test_a_value_asked_for_many_times_is_reviewed_once() -> None:
+    reviewer = FakeReviewer({"bob", "ops"})
+    checker = ImpersonationChecker(reviewer)
+    assert await checker.first_denied(ALICE, request(groups=("ops",) * 60, extra={"k": ("v",) * 3})) is not None
+    assert reviewer.names == ["bob", "ops", "v"]
