@@ -261,7 +261,10 @@ async def test_the_proxys_record_of_who_asked_cannot_be_forged(proxy: ProxyHandl
     assert proxy.upstream.requests == []
 
 
-async def test_one_callers_flood_does_not_stop_another_callers_review(proxy: ProxyHandle) -> None:
+async def test_one_callers_flood_does_not_stop_another_callers_review(
+    proxy: ProxyHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kop")
     # A budget whose clock stands still: slots come back only when the test says so, so what one caller can
     # take is counted exactly. 4 at once, then one per 0.1 s; 2 of the waiting slots per caller.
     proxy.app.client.budget = ReviewBudget(10, 4, caller_share=2, clock=lambda: 0.0)
@@ -276,6 +279,9 @@ async def test_one_callers_flood_does_not_stop_another_callers_review(proxy: Pro
     assert len(proxy.upstream.sars) == 6
     refused = await get(proxy.port, proxy.ca_file, "/api", token=mallory, headers=[("Impersonate-User", "x")])
     assert refused.json()["message"] == "cannot check the impersonation right now"
+    assert f"POST {proxy.upstream.url}{SAR_PATH}: not sent: no slot of --kube-client-qps in time (caller_share)" in (
+        caplog.text
+    )
     # alice's review waits behind mallory's two waiting slots only (0.3 s), not behind the flood
     response = await get(
         proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=[("Impersonate-User", "bob")]

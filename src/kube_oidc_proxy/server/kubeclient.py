@@ -137,7 +137,8 @@ class KubeClient:
         if isinstance(slot, Throttled):
             if self._metrics is not None:
                 self._metrics.review_throttled(kind, slot.value)
-            raise ReviewError(self.describe(b"POST", path, f"not sent: too many reviews waiting ({slot.value})"))
+            problem = f"not sent: no slot of --kube-client-qps in time ({slot.value})"
+            raise ReviewError(self.describe(b"POST", path, problem))
         if slot > 0:
             await asyncio.sleep(slot)
         started = time.monotonic()
