@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from kube_oidc_proxy.authn.model import SUPPORTED_SIGNING_ALGS, ClaimMapping, JWTAuthenticatorSpec
 from kube_oidc_proxy.clientip import parse_networks
-from kube_oidc_proxy.identity import extra_problem
+from kube_oidc_proxy.identity import extra_problem, reserved_extra_key
 from kube_oidc_proxy.tlsnames import TLS_VERSIONS, unknown_cipher_suites
 
 MAX_WORKERS: Final = 64
@@ -163,6 +163,11 @@ class ProxyConfig:
             problem = extra_problem({key: values})
             if problem is not None:
                 errors.append(f"--extra-user-headers: {problem} (kube-apiserver would read it differently)")
+            elif reserved_extra_key(key):
+                errors.append(
+                    f"--extra-user-headers: the key {key!r} is reserved: originaluser.* extras are the proxy's "
+                    "record of who used kubectl --as"
+                )
         try:
             parse_networks(self.trusted_proxy_cidrs)
         except ValueError as exc:

@@ -110,7 +110,7 @@ class Gate:
         if isinstance(result, NotMine):
             if self.passthrough is None:
                 return Deny(401, "Unauthorized", result.reason, failure=result.failure)
-            reviewed = await self.passthrough.authenticate(token)
+            reviewed = await self.passthrough.authenticate(token, origin.client_ip)
             if not isinstance(reviewed, Authenticated):
                 reason = f"{result.reason}; {reviewed.reason}"
                 return Deny(reviewed.code, reviewed.message, reason, failure=reviewed.failure)

@@ -59,6 +59,17 @@ def extra_key_problem(key: str) -> str | None:
     return value_problem(key)
 
 
+# The extras in which the proxy records who asked for a ``kubectl --as`` (``authz.review.target_user``):
+# ``originaluser.jetstack.io-user`` and its siblings, as the Tremolo proxy names them. Only the proxy may
+# write them, so no client request, static extra or claim mapping may name a key in this namespace.
+RESERVED_EXTRA_PREFIX: Final = "originaluser."
+
+
+def reserved_extra_key(key: str) -> bool:
+    """A key of the proxy's own record of who asked, in any case (kube-apiserver lower-cases header keys)."""
+    return key[: len(RESERVED_EXTRA_PREFIX)].lower() == RESERVED_EXTRA_PREFIX
+
+
 def user_problem(user: UserInfo, what: str = "") -> str | None:
     """The first identity field of ``user`` that kube-apiserver would read differently, as a sentence."""
     fields: list[tuple[str, Iterable[str]]] = [

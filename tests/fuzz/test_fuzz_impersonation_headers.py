@@ -13,20 +13,29 @@ names. What must hold:
 - what the proxy then sends (``target_user``, ``identity_headers`` with ``escape_extra_key``) is read back by
   kube-apiserver as exactly the identity that was checked, ``system:authenticated`` added, through header
   lines that can be written at all.
+
+A second target puts the checker between the two, against a kube-apiserver whose answers are hostile
+(``"false"``, ``1``, ``null``, ``denied`` beside ``allowed``, a ``status`` that is not an object): no identity
+is forwarded unless every value kube-apiserver reads from the proxy's request was reviewed and answered
+with a JSON ``true``; its ``originaluser.*`` extras are the proxy's record of the caller and nothing
+else; and a refused request asked nothing after the value it was refused for.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from hypothesis import strategies as st
 
 from kube_oidc_proxy.authn.model import UserInfo
+from kube_oidc_proxy.authz.checker import ImpersonationChecker
 from kube_oidc_proxy.authz.requested import BadImpersonation, requested_impersonation
-from kube_oidc_proxy.authz.review import target_user
+from kube_oidc_proxy.authz.review import allowed_by, service_account, target_user
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.identity import value_problem
 from kube_oidc_proxy.impersonation import identity_headers
@@ -61,6 +70,9 @@ KEY_PIECES: Final = [
     "Key",
     "system:",
     "_",
+    "originaluser.jetstack.io-user",
+    "originaluser%2E",
+    "OriginalUser.",
 ]
 CLEAN_VALUES: Final = [
     b"bob",
@@ -178,3 +190,104 @@ def test_an_accepted_impersonation_is_what_kube_apiserver_reads_before_and_after
     assert sent.groups[: len(target.groups)] == [g.encode() for g in target.groups]
     assert set(sent.groups[len(target.groups) :]) <= {b"system:authenticated", b"system:unauthenticated"}
     assert sent.extra == {k.encode(): [v.encode() for v in vs] for k, vs in target.extra.items()}
+
+
+# -- the checker between them, against hostile review answers ------------------------------------------------
+
+ALLOWED: Final = {"allowed": True}
+HOSTILE_STATUSES: Final = [
+    {"allowed": False},
+    {"allowed": "false"},
+    {"allowed": "true"},
+    {"allowed": 1},
+    {"allowed": None},
+    {"allowed": [True]},
+    {},
+    {"allowed": True, "denied": True},
+    {"allowed": True, "denied": "false"},
+    {"allowed": True, "denied": None},
+    "allowed",
+    None,
+    [ALLOWED],
+]
+# Mostly a true allow, so that most requests get through to the identity they ask for.
+statuses = st.builds(lambda n, hostile: ALLOWED if n < 80 else hostile, PERCENT, st.sampled_from(HOSTILE_STATUSES)).map(
+    lambda status: dict(status) if isinstance(status, dict) else status
+)
+LOOP: Final = asyncio.new_event_loop()
+
+Reviewed = tuple[str, str, str, str]  # resource, subresource, namespace, name: one SubjectAccessReview's value
+
+
+class HostileKube:
+    """Answers each review with the next status drawn; records what was asked and what it answered."""
+
+    def __init__(self, statuses: list[Any]) -> None:
+        self.statuses = statuses
+        self.asked: list[Reviewed] = []
+        self.answered: dict[Reviewed, Any] = {}
+
+    async def subject_access_review(self, body: dict[str, Any], *, caller: str, timeout: float) -> bool:
+        attributes = body["spec"]["resourceAttributes"]
+        asked = (attributes["resource"], attributes["subresource"], attributes["namespace"], attributes["name"])
+        status = self.statuses[len(self.asked) % len(self.statuses)]
+        self.asked.append(asked)
+        self.answered[asked] = status
+        return allowed_by({"kind": "SubjectAccessReview", "status": status})  # as KubeClient reads the answer
+
+
+def json_true_allow(status: Any) -> bool:
+    """Written apart from ``allowed_by``: in JSON, allowed is ``true`` and denied absent or ``false`` (Go's
+    decoder refuses any other type there, and kube-apiserver refuses the impersonation on any error)."""
+    if not isinstance(status, dict):
+        return False
+    return json.dumps(status.get("allowed")) == "true" and json.dumps(status.get("denied", False)) == "false"
+
+
+def reviewed_values(read: Read) -> list[Reviewed]:
+    """The values kube-apiserver reads from the proxy's request, as the reviews that must have allowed them
+    (the groups kube-apiserver itself gives a service account, and the proxy's own record, need none)."""
+    user = read.users[0].decode()
+    account = service_account(user)
+    values: list[Reviewed] = [("serviceaccounts", "", account[0], account[1]) if account else ("users", "", "", user)]
+    given = {b"system:authenticated"} | (
+        {b"system:serviceaccounts", f"system:serviceaccounts:{account[0]}".encode()} if account else set()
+    )
+    values += [("groups", "", "", g.decode()) for g in read.groups if g not in given]
+    values += [("uids", "", "", u.decode()) for u in read.uids]
+    for key, extra_values in read.extra.items():
+        if not key.startswith(b"originaluser."):
+            values += [("userextras", key.decode(), "", v.decode()) for v in extra_values]
+    return values
+
+
+@fuzz(headers=headers, answers=st.lists(statuses, min_size=1, max_size=6))
+def test_no_identity_is_forwarded_unless_every_value_was_allowed_with_a_json_true(
+    headers: Headers, answers: list[Any]
+) -> None:
+    try:
+        requested = requested_impersonation(headers)
+    except BadImpersonation:
+        return
+    if requested is None:
+        return
+    kube = HostileKube(answers)
+    denied = LOOP.run_until_complete(ImpersonationChecker(kube).first_denied(CALLER, requested))
+    if denied is not None:
+        refused = (denied.resource, denied.subresource, denied.namespace, denied.name)
+        assert not json_true_allow(kube.answered[refused])
+        assert kube.asked[-1] == refused  # nothing asked after the value refused
+        assert all(json_true_allow(kube.answered[a]) for a in kube.asked[:-1])
+        return
+    sent = apiserver_reads(identity_headers(target_user(requested, CALLER)))
+    for value in reviewed_values(sent):
+        assert value in kube.answered, value
+        assert json_true_allow(kube.answered[value]), (value, kube.answered[value])
+    assert len(kube.asked) == len(set(kube.asked))  # each value reviewed once
+    record = {k: v for k, v in sent.extra.items() if k.startswith(b"originaluser.")}
+    assert record == {
+        b"originaluser.jetstack.io-user": [b"alice"],
+        b"originaluser.jetstack.io-groups": [b"dev"],
+        b"originaluser.jetstack.io-uid": [b"u-1"],
+        b"originaluser.jetstack.io-extra": [b'{"acme.com/team": ["blue"]}'],
+    }

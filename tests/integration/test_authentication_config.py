@@ -271,6 +271,22 @@ def test_an_invalid_file_at_start_names_every_problem_with_its_field_path(
     assert "reserved for Kubernetes use" in message
 
 
+def test_a_claim_mapping_to_the_proxys_own_record_of_who_asked_stops_the_start(
+    config: Config, tmp_path: Path, issuer: TestIssuer
+) -> None:
+    # a verified identity must not carry originaluser.* extras: they say who used kubectl --as
+    path = tmp_path / "forged.yaml"
+    entry = corporate(issuer)
+    entry["claimMappings"]["extra"] = [{"key": "originaluser.jetstack.io/user", "valueExpression": "'root'"}]
+    path.write_text(document(entry))
+    with pytest.raises(StartupError) as refused:
+        load(file_config(config, path))
+    assert (
+        'jwt[0].claimMappings.extra[0].key: Invalid value: "originaluser.jetstack.io/user": '
+        "originaluser.* keys are reserved for the proxy's record of who asked"
+    ) in str(refused.value)
+
+
 def test_a_file_that_cannot_be_read_stops_the_start(config: Config, tmp_path: Path) -> None:
     with pytest.raises(StartupError, match="cannot read --authentication-config"):
         load(file_config(config, tmp_path / "missing.yaml"))

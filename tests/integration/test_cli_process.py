@@ -110,6 +110,16 @@ def test_a_usage_error_exits_2_with_one_line_on_stderr(isolated_env: dict[str, s
             ["--tls-sni-cert-key"],
             id="bad-sni-cert-key",
         ),
+        pytest.param(
+            [
+                *VALID_OIDC,
+                "--tls-cert-file=a",
+                "--tls-private-key-file=b",
+                "--extra-user-headers=OriginalUser.jetstack.io-user=root",
+            ],
+            ["--extra-user-headers", "'originaluser.jetstack.io-user' is reserved"],
+            id="forged-originaluser-extra",
+        ),
     ],
 )
 def test_an_invalid_config_exits_2_with_one_line_naming_every_problem(

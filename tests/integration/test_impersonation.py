@@ -3,13 +3,17 @@ caller, as kube-apiserver does it; the target goes out, the caller is kept in or
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 import pytest
 
+from kube_oidc_proxy.authz.requested import MAX_IMPERSONATED_VALUES, MAX_VALUE_BYTES
+from kube_oidc_proxy.server.reviewbudget import ReviewBudget
 from tests.conftest import PROXY_SA_TOKEN, ProxyHandle
+from tests.integration.test_probe import probe
 from tests.support.client import get
 
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
@@ -161,3 +165,141 @@ async def test_an_unauthenticated_as_is_a_401_and_asks_nothing(proxy: ProxyHandl
     response = await get(proxy.port, proxy.ca_file, "/api", token="nope", headers=[("Impersonate-User", "bob")])
     assert response.status == 401
     assert proxy.upstream.requests == []
+
+
+# -- bounded review cost, and reviews that fail closed: as an attacker with a valid token tries them ------------
+
+
+async def test_a_caller_with_no_rights_asking_for_every_group_it_may_costs_one_review(proxy: ProxyHandle) -> None:
+    # the caller may impersonate nothing: the user is reviewed first, and nothing after its denial
+    headers = [("Impersonate-User", "root")] + [("Impersonate-Group", f"g{i}") for i in range(MAX_IMPERSONATED_VALUES)]
+    response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=headers)
+    assert response.status == 403
+    assert 'users "root" is forbidden' in response.json()["message"]
+    assert [s["resourceAttributes"]["name"] for s in proxy.upstream.sars] == ["root"]
+    # the same again: the remembered denial answers, nothing is sent
+    response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=headers)
+    assert response.status == 403
+    assert len(proxy.upstream.sars) == 1
+    assert forwarded(proxy) == []
+
+
+async def test_a_denied_group_after_an_allowed_user_costs_two_reviews(proxy: ProxyHandle) -> None:
+    proxy.upstream.sar_policy = allow("bob")
+    headers = [("Impersonate-User", "bob")] + [("Impersonate-Group", f"g{i}") for i in range(MAX_IMPERSONATED_VALUES)]
+    response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=headers)
+    assert response.status == 403
+    assert [s["resourceAttributes"]["name"] for s in proxy.upstream.sars] == ["bob", "g0"]
+
+
+async def test_more_values_than_the_limit_is_a_400_that_names_it_and_asks_nothing(proxy: ProxyHandle) -> None:
+    proxy.upstream.sar_policy = lambda spec: True
+    groups = [("Impersonate-Group", f"g{i}") for i in range(MAX_IMPERSONATED_VALUES)]
+    too_many = [("Impersonate-User", "bob"), *groups, ("Impersonate-Extra-Scopes", "view")]
+    response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=too_many)
+    assert response.status == 400
+    status = response.json()
+    assert status["reason"] == "BadRequest"
+    assert f"at most {MAX_IMPERSONATED_VALUES} groups, extra values and uid" in status["message"]
+    assert proxy.upstream.requests == []
+    await proxy.access.wait_for("AuFail src:[127.0.0.1 / ] URI:/api")
+    # at the limit, it is reviewed and goes out
+    at_limit = [("Impersonate-User", "bob"), *groups]
+    response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=at_limit)
+    assert response.status == 200
+    assert len(proxy.upstream.sars) == MAX_IMPERSONATED_VALUES + 1
+
+
+async def test_a_value_longer_than_the_limit_is_a_400_and_asks_nothing(proxy: ProxyHandle) -> None:
+    headers = [("Impersonate-User", "bob"), ("Impersonate-Group", "g" * (MAX_VALUE_BYTES + 1))]
+    response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=headers)
+    assert response.status == 400
+    assert f"longer than {MAX_VALUE_BYTES} bytes" in response.json()["message"]
+    assert proxy.upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"allowed": "false"},
+        {"allowed": "true"},
+        {"allowed": 1},
+        {"allowed": None},
+        {},
+        {"allowed": True, "denied": True},
+        "allowed",
+    ],
+    ids=["string-false", "string-true", "one", "null", "missing", "allowed-and-denied", "not-an-object"],
+)
+async def test_an_answer_that_is_not_a_json_true_is_a_denial(proxy: ProxyHandle, status: Any) -> None:
+    proxy.upstream.sar_status = lambda spec: status
+    headers = [("Impersonate-User", "system:admin")]
+    response = await get(proxy.port, proxy.ca_file, "/api/v1/secrets", token=proxy.issuer.token(), headers=headers)
+    assert response.status == 403
+    assert 'users "system:admin" is forbidden' in response.json()["message"]
+    assert len(proxy.upstream.sars) == 1
+    assert forwarded(proxy) == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Impersonate-Extra-Originaluser.jetstack.io-user",
+        "Impersonate-Extra-OriginalUser.Jetstack.IO-groups",
+        "Impersonate-Extra-originaluser%2Ejetstack.io-user",
+        "Impersonate-Extra-originaluser.jetstack.io-uid",
+        "Impersonate-Extra-%6Friginaluser.jetstack.io-extra",
+    ],
+)
+async def test_the_proxys_record_of_who_asked_cannot_be_forged(proxy: ProxyHandle, name: str) -> None:
+    # even for a caller RBAC lets impersonate any extra: the record is the proxy's, never the caller's words
+    proxy.upstream.sar_policy = lambda spec: True
+    headers = [("Impersonate-User", "bob"), (name, "root")]
+    response = await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(groups=[]), headers=headers)
+    assert response.status == 400
+    assert "is reserved" in response.json()["message"]
+    assert proxy.upstream.requests == []
+
+
+async def test_one_callers_flood_does_not_stop_another_callers_review(
+    proxy: ProxyHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kop")
+    # A budget whose clock stands still: slots come back only when the test says so, so what one caller can
+    # take is counted exactly. 4 at once, then one per 0.1 s; 2 of the waiting slots per caller.
+    proxy.app.client.budget = ReviewBudget(10, 4, caller_share=2, clock=lambda: 0.0)
+    proxy.upstream.sar_policy = allow("bob")
+    mallory = proxy.issuer.token(sub="mallory", groups=[])
+    flood = [
+        get(proxy.port, proxy.ca_file, "/api", token=mallory, headers=[("Impersonate-User", f"admin-{i}")])
+        for i in range(30)
+    ]
+    answers = [r.status for r in await asyncio.gather(*flood)]
+    assert sorted(answers) == [403] * 6 + [503] * 24  # 4 at once, 2 waiting; the rest refused at once
+    assert len(proxy.upstream.sars) == 6
+    refused = await get(proxy.port, proxy.ca_file, "/api", token=mallory, headers=[("Impersonate-User", "x")])
+    assert refused.json()["message"] == "cannot check the impersonation right now"
+    assert f"POST {proxy.upstream.url}{SAR_PATH}: not sent: no slot of --kube-client-qps in time (caller_share)" in (
+        caplog.text
+    )
+    # alice's review waits behind mallory's two waiting slots only (0.3 s), not behind the flood
+    response = await get(
+        proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token(), headers=[("Impersonate-User", "bob")]
+    )
+    assert response.status == 200
+    assert proxy.upstream.sars[-1]["user"] == "alice"
+
+
+async def test_a_flood_that_spends_the_whole_review_budget_does_not_make_the_proxy_unready(
+    proxy: ProxyHandle,
+) -> None:
+    proxy.app.client.budget = ReviewBudget(0.001, 1, clock=lambda: 0.0)  # one review, then none for 1000 s
+    mallory = proxy.issuer.token(sub="mallory", groups=[])
+    flood = [
+        get(proxy.port, proxy.ca_file, "/api", token=mallory, headers=[("Impersonate-User", f"admin-{i}")])
+        for i in range(10)
+    ]
+    assert sorted(r.status for r in await asyncio.gather(*flood)) == [403] + [503] * 9
+    status, body = await probe(proxy.running.probe_port, "/ready")
+    assert status == 200, body
+    assert any(r.target == "/readyz" for r in proxy.upstream.requests)  # it asked, outside the review budget

@@ -26,6 +26,7 @@ from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
 from kube_oidc_proxy.server.app import setup_logging
+from kube_oidc_proxy.server.reviewbudget import ReviewBudget
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.certs import CertFiles
 from tests.support.client import Client, get
@@ -170,6 +171,24 @@ async def test_review_latency_and_failures(proxy: ProxyHandle) -> None:
     samples = await scrape(port)
     assert value(samples, "review_duration_seconds_count", kind="subjectaccessreviews") == 2
     assert value(samples, "review_failures_total", kind="subjectaccessreviews") == 1
+
+
+async def test_reviews_per_request_and_reviews_the_budget_refused(proxy: ProxyHandle) -> None:
+    port, token = proxy.running.metrics_port, proxy.issuer.token()
+    proxy.upstream.sar_policy = lambda spec: spec["resourceAttributes"]["name"] in ("bob", "ops")
+    as_bob = [("impersonate-user", "bob"), ("impersonate-group", "ops"), ("impersonate-group", "root")]
+    for _ in range(2):  # 3 reviews, then none: every answer remembered
+        assert (await get(proxy.port, proxy.ca_file, "/api", token=token, headers=as_bob)).status == 403
+    proxy.app.client.budget = ReviewBudget(0.001, 1, clock=lambda: 0.0)  # one more review, then none for 1000 s
+    for user in ("carol", "dave"):
+        await get(proxy.port, proxy.ca_file, "/api", token=token, headers=[("impersonate-user", user)])
+    samples = await scrape(port)
+    kind = {"kind": "subjectaccessreviews"}
+    assert value(samples, "reviews_per_request_count", **kind) == 4
+    assert value(samples, "reviews_per_request_sum", **kind) == 3 + 0 + 1 + 1
+    assert value(samples, "reviews_per_request_bucket", le="0.0", **kind) == 1
+    assert value(samples, "reviews_per_request_bucket", le="1.0", **kind) == 3
+    assert value(samples, "reviews_throttled_total", reason="deadline", **kind) == 1
 
 
 class SlowSink:

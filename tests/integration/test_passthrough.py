@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -87,3 +88,37 @@ async def test_disable_impersonation_forwards_the_callers_own_token(
         assert refused.status == 401
     finally:
         await handle.running.stop(grace=1)
+
+
+async def test_a_flood_of_one_bad_token_costs_one_token_review(passthrough: ProxyHandle) -> None:
+    garbage = "not.a-token.anyone-knows"
+    one_by_one = [await get(passthrough.port, passthrough.ca_file, "/api", token=garbage) for _ in range(10)]
+    at_once = await asyncio.gather(
+        *(get(passthrough.port, passthrough.ca_file, "/api", token=garbage) for _ in range(20))
+    )
+    assert {r.status for r in [*one_by_one, *at_once]} == {401}
+    assert len(passthrough.upstream.token_review_requests) == 1  # the refusal is remembered for 10 s
+    assert forwarded(passthrough) == []
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"authenticated": "true", "user": {"username": "system:serviceaccount:ci:deployer"}},
+        {"authenticated": 1, "user": {"username": "system:serviceaccount:ci:deployer"}},
+        {"authenticated": True, "user": {"username": 7}},
+        {"authenticated": True, "user": {"username": "sa", "groups": "system:masters"}},
+        {"authenticated": True, "user": {"username": "sa", "extra": {"scopes": "all"}}},
+        {"authenticated": True},
+    ],
+    ids=["string-true", "one", "username-number", "groups-string", "extra-not-a-list", "no-user"],
+)
+async def test_a_token_review_answer_that_is_not_well_formed_is_a_401(
+    passthrough: ProxyHandle, status: dict[str, object]
+) -> None:
+    passthrough.upstream.token_reviews[SA_TOKEN] = status
+    response = await get(passthrough.port, passthrough.ca_file, "/api", token=SA_TOKEN)
+    assert response.status == 401  # never a 500, never a partial identity
+    assert response.json()["reason"] == "Unauthorized"
+    assert forwarded(passthrough) == []
+    await passthrough.access.wait_for("AuFail")

@@ -16,7 +16,8 @@ is not ours. Behaviour by path:
   /close-delimited    a body ended by closing the connection (no length, not chunked)
   /raw/<name>         the bytes in ``raw[name]``, then close
   upgrade requests    101 and then echo every byte back; ``x-test-refuse-upgrade: 1`` gets a 403 instead
-  POST .../subjectaccessreviews   {"status": {"allowed": sar_policy(spec)}} (or sar_failure's status)
+  POST .../subjectaccessreviews   {"status": {"allowed": sar_policy(spec)}} (or sar_status(spec) as the
+                                  whole status, or sar_failure's status)
   POST .../tokenreviews           {"status": token_reviews.get(token, {"authenticated": false})}
   /api, /apis, /api/v1, /api/v1/namespaces/default/pods
                       just enough discovery and a PodList for ``kubectl get pods``
@@ -117,6 +118,7 @@ class RecordingUpstream:
         self.sars: list[dict[str, Any]] = []  # the specs of SubjectAccessReviews received
         self.sar_policy: Callable[[dict[str, Any]], bool] = lambda spec: False
         self.sar_failure = 0  # answer reviews with this status instead
+        self.sar_status: Callable[[dict[str, Any]], Any] | None = None  # the whole answer's status (hostile ones)
         self.token_reviews: dict[str, dict[str, Any]] = {}
         self.token_review_requests: list[dict[str, Any]] = []
         self._watches: list[_Watch] = []
@@ -295,10 +297,8 @@ class RecordingUpstream:
             else:
                 spec = json.loads(body)["spec"]
                 self.sars.append(spec)
-                simple(
-                    201,
-                    json.dumps({"kind": "SubjectAccessReview", "status": {"allowed": self.sar_policy(spec)}}).encode(),
-                )
+                status = {"allowed": self.sar_policy(spec)} if self.sar_status is None else self.sar_status(spec)
+                simple(201, json.dumps({"kind": "SubjectAccessReview", "status": status}).encode())
         elif path.endswith("/tokenreviews") and request.method == b"POST":
             spec = json.loads(body)["spec"]
             self.token_review_requests.append(spec)

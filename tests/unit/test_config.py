@@ -76,6 +76,16 @@ def test_the_minimal_valid_config_has_no_errors() -> None:
         pytest.param(with_proxy(metrics_bind_address=":6443"), "needs a port of its own", id="metrics-secure-port"),
         pytest.param(with_proxy(metrics_bind_address=":8080"), "needs a port of its own", id="metrics-probe-port"),
         pytest.param(with_proxy(extra_user_headers=(("", ("v",)),)), "--extra-user-headers", id="extra-no-key"),
+        pytest.param(
+            with_proxy(extra_user_headers=(("originaluser.jetstack.io-groups", ("system:masters",)),)),
+            "--extra-user-headers: the key 'originaluser.jetstack.io-groups' is reserved",
+            id="extra-originaluser",
+        ),
+        pytest.param(
+            with_proxy(extra_user_headers=(("originaluser.example/x", ("v",)),)),
+            "is reserved: originaluser.* extras are the proxy's record",
+            id="extra-originaluser-namespace",
+        ),
         pytest.param(with_client(client_certificate="/c.crt"), "--client-key must be given", id="cert-no-key"),
         pytest.param(with_client(client_key="/c.key"), "--client-certificate and --client-key", id="key-no-cert"),
         pytest.param(with_client(server="ftp://kube.example"), "--server", id="server-scheme"),

@@ -49,6 +49,7 @@ from kube_oidc_proxy.authn.model import (
     JWTAuthenticatorSpec,
     ValidationRule,
 )
+from kube_oidc_proxy.identity import reserved_extra_key
 
 MAX_AUTHENTICATORS: Final = 64
 MATCH_ANY: Final = "MatchAny"
@@ -295,6 +296,10 @@ class _Validator:
                     invalid(
                         f"{path}.key", key, "k8s.io, kubernetes.io and their subdomains are reserved for Kubernetes use"
                     )
+                )
+            if reserved_extra_key(key):
+                self.errors.append(
+                    invalid(f"{path}.key", key, "originaluser.* keys are reserved for the proxy's record of who asked")
                 )
             if key in seen:
                 self.errors.append(duplicate(f"{path}.key", key))

@@ -10,6 +10,11 @@
 - Groups, a uid or extras without a user are a bad request (400), as in kube-apiserver.
 - An ``Impersonate-`` header of any other name is refused (400): forwarding it unchecked would let the
   caller's words reach the API server under the proxy's authority.
+- Refused too, where kube-apiserver has no rule (400, each check costing nothing but the parse):
+  more than ``MAX_IMPERSONATED_VALUES`` groups, extra values and uid in one request (each is one
+  SubjectAccessReview); a value or extra key longer than ``MAX_VALUE_BYTES``; and an extra key in the
+  proxy's own ``originaluser.`` namespace, in any spelling that reads as one (``OriginalUser.…``,
+  ``originaluser%2Ejetstack.io-user``): those extras are the proxy's record of who asked.
 Pure: headers in, a request or an error out.
 """
 
@@ -21,10 +26,17 @@ from typing import Final
 from urllib.parse import unquote
 
 from kube_oidc_proxy.http1.headers import Headers
-from kube_oidc_proxy.identity import extra_key_problem, value_problem
+from kube_oidc_proxy.identity import extra_key_problem, reserved_extra_key, value_problem
 
 EXTRA_PREFIX = b"impersonate-extra-"
 _MALFORMED_ESCAPE: Final = re.compile(r"%(?![0-9a-fA-F]{2})")
+# kubectl users pass a handful (--as-group, --as-user-extra, typed by hand); a tool that forwards a
+# directory user's group list a few dozen. Each value costs one SubjectAccessReview the first time, so the
+# bound is what one request may cost: 64 is a quarter of the 256 header lines a request head may carry.
+MAX_IMPERSONATED_VALUES: Final = 64
+# Longer than any username, group (an Active Directory DN), uid or extra seen in practice; a value that
+# needs more is not a name. It bounds what one review, log line or audit event repeats from a header.
+MAX_VALUE_BYTES: Final = 4096
 
 
 class BadImpersonation(ValueError):
@@ -61,6 +73,14 @@ def _text(name: bytes, value: bytes) -> str:
     return text
 
 
+def _check_length(name: bytes, value: bytes) -> None:
+    """Before anything is decoded or quoted back: a refusal names the header, not the value."""
+    if len(value) > MAX_VALUE_BYTES:
+        raise BadImpersonation(f"{name.decode('latin-1')[:64]} value is longer than {MAX_VALUE_BYTES} bytes")
+    if len(name) - len(EXTRA_PREFIX) > MAX_VALUE_BYTES:
+        raise BadImpersonation(f"impersonated extra key is longer than {MAX_VALUE_BYTES} bytes")
+
+
 def requested_impersonation(headers: Headers) -> ImpersonationRequest | None:
     """The requested identity, None when the request asks for none; raises ``BadImpersonation``."""
     users: list[str] = []
@@ -68,10 +88,19 @@ def requested_impersonation(headers: Headers) -> ImpersonationRequest | None:
     groups: list[str] = []
     extra: dict[str, list[str]] = {}
     seen = False
+    values = 0  # groups, extra values and uids: one review each
     for name, value in headers:
         if not name.startswith(b"impersonate-"):
             continue
         seen = True
+        _check_length(name, value)
+        if name != b"impersonate-user":
+            values += 1
+            if values > MAX_IMPERSONATED_VALUES:
+                raise BadImpersonation(
+                    f"too many impersonated values: at most {MAX_IMPERSONATED_VALUES} groups, extra values "
+                    "and uid may be asked for in one request"
+                )
         text = _text(name, value)
         if name == b"impersonate-user":
             users.append(text)
@@ -84,6 +113,11 @@ def requested_impersonation(headers: Headers) -> ImpersonationRequest | None:
             problem = extra_key_problem(key)
             if problem is not None:
                 raise BadImpersonation(f"impersonated extra key {key!r} {problem}")
+            if reserved_extra_key(key):
+                raise BadImpersonation(
+                    f"impersonated extra key {key!r} is reserved: the proxy records who asked in "
+                    "originaluser.jetstack.io-* extras"
+                )
             extra.setdefault(key, []).append(text)
         else:
             raise BadImpersonation(f"unknown impersonation header {name.decode('latin-1')!r}")

@@ -8,7 +8,12 @@ legacy impersonation rules (peers.md §3.2), pure:
 - any other user: ``users`` (core); each group: ``groups`` (core); the uid: ``uids`` in
   ``authentication.k8s.io``; each extra value: ``userextras/<key>`` in ``authentication.k8s.io``.
 
-Each review asks about the caller: its username, groups, uid and extras.
+Each review asks about the caller: its username, groups, uid and extras. They are listed in
+kube-apiserver's order (user, groups, extras, uid), the order in which it stops at the first denial.
+
+Only a JSON ``true`` in ``status.allowed`` allows (``allowed_by``), and never with ``status.denied`` true
+(kube-apiserver's webhook authorizer reads both together as a denial): the string ``"false"`` is truthy
+in Python and was read as an allow.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, Final
 
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
 from kube_oidc_proxy.authz.requested import ImpersonationRequest
+from kube_oidc_proxy.identity import reserved_extra_key
 
 SA_PREFIX = "system:serviceaccount:"
 # The extras that record who asked, as the Tremolo proxy names them (RBAC and audit tooling use these).
@@ -78,11 +84,21 @@ def reviews_for(request: ImpersonationRequest) -> list[Attributes]:
     else:
         checks.append(Attributes("users", request.user))
     checks += [Attributes("groups", group) for group in request.groups]
-    if request.uid:
-        checks.append(Attributes("uids", request.uid, group="authentication.k8s.io"))
     for key, values in request.extra.items():
         checks += [Attributes("userextras", v, group="authentication.k8s.io", subresource=key) for v in values]
+    if request.uid:
+        checks.append(Attributes("uids", request.uid, group="authentication.k8s.io"))
     return checks
+
+
+def allowed_by(answer: Any) -> bool:
+    """Whether kube-apiserver's SubjectAccessReview answer allows: ``status.allowed`` exactly JSON true and
+    ``status.denied`` not true. Anything else (``"false"``, ``1``, ``"true"``, null, missing, a ``status``
+    that is not an object, ``denied`` of any other type) is a denial."""
+    status = answer.get("status") if isinstance(answer, dict) else None
+    if not isinstance(status, dict):
+        return False
+    return status.get("allowed") is True and status.get("denied", False) is False
 
 
 def review_body(caller: UserInfo, attributes: Attributes) -> dict[str, Any]:
@@ -114,7 +130,8 @@ def target_user(request: ImpersonationRequest, caller: UserInfo) -> UserInfo:
     account = service_account(request.user)
     if not groups and account is not None:
         groups = ("system:serviceaccounts", f"system:serviceaccounts:{account[0]}")
-    extra: dict[str, tuple[str, ...]] = dict(request.extra)
+    # requested.py refuses reserved keys; dropping them here too keeps the record the proxy's alone
+    extra = {k: v for k, v in request.extra.items() if not reserved_extra_key(k)}
     extra[ORIGINAL_USER] = (caller.username,)
     if caller.groups:
         extra[ORIGINAL_GROUPS] = caller.groups

@@ -39,6 +39,9 @@ LATENCY_BUCKETS: Final = (
     30.0,
     60.0,
 )
+# Reviews per request: 0 (all remembered), 1 (a TokenReview; a denied or one-value --as), then powers of two
+# up to authz.requested.MAX_IMPERSONATED_VALUES + 1.
+REVIEW_COUNT_BUCKETS: Final = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 65.0)
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -150,6 +153,21 @@ class Metrics:
         self.review_failures = Counter(
             "review_failures", "Reviews kube-apiserver did not answer.", ["kind"], namespace=NAMESPACE, registry=r
         )
+        self.reviews_per_request = Histogram(
+            "reviews_per_request",
+            "Reviews one request asked kube-apiserver for (0: every answer was remembered).",
+            ["kind"],
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=REVIEW_COUNT_BUCKETS,
+        )
+        self.reviews_throttled = Counter(
+            "reviews_throttled",
+            "Reviews not sent because the review budget (--kube-client-qps/--kube-client-burst) was spent.",
+            ["kind", "reason"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.connections = Gauge(
             "open_connections", "Open client connections.", namespace=NAMESPACE, registry=r, multiprocess_mode="livesum"
         )
@@ -240,6 +258,13 @@ class Metrics:
                 failed.inc()
 
         return fetched
+
+    def reviews_counter(self, kind: str) -> Callable[[int], None]:
+        """``kind``: ``subjectaccessreviews`` or ``tokenreviews``; called once per request that needed reviews."""
+        return self.reviews_per_request.labels(kind).observe
+
+    def review_throttled(self, kind: str, reason: str) -> None:
+        self.reviews_throttled.labels(kind, reason).inc()
 
     def config_reloaded(self, ok: bool) -> None:
         result = "success" if ok else "failure"

@@ -217,8 +217,14 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
     gate = Gate(
         authentication.token_authenticator,
         rewriter,
-        checker=ImpersonationChecker(client),
-        passthrough=Passthrough(client, config.proxy.token_passthrough_audiences)
+        checker=ImpersonationChecker(
+            client, on_reviews=metrics.reviews_counter("subjectaccessreviews") if metrics else None
+        ),
+        passthrough=Passthrough(
+            client,
+            config.proxy.token_passthrough_audiences,
+            on_reviews=metrics.reviews_counter("tokenreviews") if metrics else None,
+        )
         if config.proxy.token_passthrough
         else None,
         disable_impersonation=config.proxy.disable_impersonation,

@@ -1,6 +1,7 @@
 """The proxy's own calls to kube-apiserver (SubjectAccessReview, TokenReview, the readiness check): small
-JSON requests over the same upstream pool, with the proxy's credentials, rate-limited like client-go
-(``--kube-client-qps``/``--kube-client-burst``), retried once after a 401 with a re-read token.
+JSON requests over the same upstream pool, with the proxy's credentials, retried once after a 401 with a
+re-read token. Reviews are rate-limited like client-go (``--kube-client-qps``/``--kube-client-burst``),
+each caller to its share (``reviewbudget``); the wait for a slot counts against the review's timeout.
 
 Every failure names the request and the peer (``GET https://10.0.0.1:6443/readyz: connect to ...``), in
 the detail of the ``UpstreamError`` that ``request`` raises and in the message of a ``ReviewError``: those
@@ -15,11 +16,13 @@ import time
 from typing import Any, Final
 
 from kube_oidc_proxy.authz.checker import ReviewError
+from kube_oidc_proxy.authz.review import allowed_by
 from kube_oidc_proxy.errors import UpstreamError, UpstreamTimeout
 from kube_oidc_proxy.http1.events import Body, MessageEnd, ResponseEvent, ResponseHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.http1.serialize import request_head
 from kube_oidc_proxy.observe.metrics import Metrics
+from kube_oidc_proxy.server.reviewbudget import Caller, ReviewBudget, Throttled
 from kube_oidc_proxy.server.upstreams import AsProxy
 
 TIMEOUT_SECONDS: Final = 10.0  # the Go proxy's TokenReview timeout
@@ -53,26 +56,6 @@ class CollectingSink:
             self.done.set_exception(error)
 
 
-class RateLimiter:
-    """A token bucket: ``burst`` at once, then ``qps`` per second; qps <= 0 means no limit."""
-
-    def __init__(self, qps: float, burst: int) -> None:
-        self._qps = qps
-        self._burst = max(burst, 1)
-        self._tokens = float(self._burst)
-        self._last = time.monotonic()
-
-    async def take(self) -> None:
-        if self._qps <= 0:
-            return
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
-        self._last = now
-        self._tokens -= 1
-        if self._tokens < 0:
-            await asyncio.sleep(-self._tokens / self._qps)
-
-
 class KubeClient:
     def __init__(
         self,
@@ -81,11 +64,12 @@ class KubeClient:
         qps: float = 50.0,
         burst: int = 100,
         metrics: Metrics | None = None,
+        budget: ReviewBudget | None = None,
     ) -> None:
         self._metrics = metrics
         self._pool = upstream.pool
         self._credentials = upstream.credentials
-        self._limiter = RateLimiter(qps, burst)
+        self.budget = budget or ReviewBudget(qps, burst)
 
     @property
     def peer(self) -> str:
@@ -95,18 +79,21 @@ class KubeClient:
     def describe(self, method: bytes, path: bytes, problem: str) -> str:
         return f"{method.decode()} {self.peer}{path.decode('latin-1')}: {problem}"
 
-    async def request(self, method: bytes, path: bytes, body: Any = None) -> tuple[int, bytes]:
-        """Status and body of one request; retried once after a 401 with a freshly read token. Raises
-        ``UpstreamError`` whose detail names the request and the peer."""
-        await self._limiter.take()
+    async def request(
+        self, method: bytes, path: bytes, body: Any = None, *, timeout: float = TIMEOUT_SECONDS
+    ) -> tuple[int, bytes]:
+        """Status and body of one request within ``timeout`` (a retry after a 401 included), not rate-limited
+        (reviews go through ``create``). Raises ``UpstreamError`` whose detail names the request and the peer."""
         data = json.dumps(body).encode() if body is not None else b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            status, payload = await asyncio.wait_for(self._once(method, path, data), TIMEOUT_SECONDS)
+            status, payload = await asyncio.wait_for(self._once(method, path, data), deadline - loop.time())
             if status == 401:
                 self._credentials.unauthorized()
-                status, payload = await asyncio.wait_for(self._once(method, path, data), TIMEOUT_SECONDS)
+                status, payload = await asyncio.wait_for(self._once(method, path, data), deadline - loop.time())
         except TimeoutError:
-            problem = f"no answer within {TIMEOUT_SECONDS:g}s"
+            problem = f"no answer within {timeout:.3g}s"
             raise UpstreamTimeout(
                 "kube-apiserver did not answer in time", self.describe(method, path, problem)
             ) from None
@@ -137,11 +124,24 @@ class KubeClient:
         self._pool.release(conn)
         return sink.status, bytes(sink.body)
 
-    async def create(self, path: bytes, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, path: bytes, body: dict[str, Any], *, caller: Caller, timeout: float) -> dict[str, Any]:
+        """POST a review for ``caller`` (whose share of the budget it takes), answered within ``timeout``
+        seconds, the wait for a slot included; raises ``ReviewError``."""
         kind = path.rsplit(b"/", 1)[-1].decode()
+        timeout = min(timeout, TIMEOUT_SECONDS)
+        clock = self.budget.clock
+        deadline = clock() + timeout
+        slot = self.budget.reserve(caller, deadline)
+        if isinstance(slot, Throttled):
+            if self._metrics is not None:
+                self._metrics.review_throttled(kind, slot.value)
+            problem = f"not sent: no slot of --kube-client-qps in time ({slot.value})"
+            raise ReviewError(self.describe(b"POST", path, problem))
+        if slot > 0:
+            await asyncio.sleep(slot)
         started = time.monotonic()
         try:
-            status, payload = await self.request(b"POST", path, body)
+            status, payload = await self.request(b"POST", path, body, timeout=max(deadline - clock(), 0.0))
         except UpstreamError as exc:
             self._failed(kind)
             raise ReviewError(exc.detail) from exc
@@ -162,14 +162,18 @@ class KubeClient:
         if self._metrics is not None:
             self._metrics.review_failures.labels(kind).inc()
 
-    async def subject_access_review(self, body: dict[str, Any]) -> bool:
-        result = await self.create(SUBJECT_ACCESS_REVIEWS, body)
-        return bool(result.get("status", {}).get("allowed"))
+    async def subject_access_review(self, body: dict[str, Any], *, caller: str, timeout: float) -> bool:
+        """Whether kube-apiserver allows (only a JSON true does: ``review.allowed_by``)."""
+        return allowed_by(await self.create(SUBJECT_ACCESS_REVIEWS, body, caller=("user", caller), timeout=timeout))
 
-    async def token_review(self, token: str, audiences: tuple[str, ...]) -> dict[str, Any]:
+    async def token_review(
+        self, token: str, audiences: tuple[str, ...], *, client: str, timeout: float = TIMEOUT_SECONDS
+    ) -> dict[str, Any]:
+        """The answer's ``status`` ({} when it is not an object), for the client at address ``client``."""
         spec: dict[str, Any] = {"token": token}
         if audiences:
             spec["audiences"] = list(audiences)
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
-        status = (await self.create(TOKEN_REVIEWS, body)).get("status", {})
+        answer = await self.create(TOKEN_REVIEWS, body, caller=("address", client), timeout=timeout)
+        status = answer.get("status")
         return status if isinstance(status, dict) else {}

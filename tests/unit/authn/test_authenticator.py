@@ -168,7 +168,7 @@ async def test_the_cache_holds_no_token_bytes(keyring: Keyring, tokens: TokenAut
     token = sign(keyring.rsa1, base_claims(jti="id-1"), "RS256")
     assert isinstance(await tokens.authenticate(token), Authenticated)
     assert len(tokens.cache) == 1
-    for stored_key, value in tokens.cache._entries.items():
+    for stored_key, value in tokens.cache._cache._entries.items():
         assert stored_key != token
         for part in token.split(b"."):
             assert part not in stored_key

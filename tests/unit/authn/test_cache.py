@@ -142,7 +142,7 @@ def test_the_token_never_appears_in_the_cache() -> None:
     token = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
     cache = TokenCache()
     cache.put(token_key(token), result(), T0)
-    for stored_key, value in cache._entries.items():
+    for stored_key, value in cache._cache._entries.items():
         assert token not in stored_key
         assert token.decode() not in repr(value)
         for part in token.split(b"."):
