@@ -7,9 +7,9 @@ when none is left.
 
 Pipelined requests are answered in order, one at a time. A request that ends the connection (``Connection:
 close``, or HTTP/1.0, whose connections the proxy does not keep) is its last: nothing after it is parsed or
-answered, as Go's server stops reading. A request the parser refuses is answered (400 and the like, then
-the connection closed) after the ones it completed before it; a request the error cut short gets no answer
-of its own.
+answered (RFC 9112 §9.6: the server "MUST NOT process any further requests"; Go's server stops reading).
+A request the parser refuses is answered (400 and the like, then the connection closed) after the ones it
+completed before it; a request the error cut short gets no answer of its own.
 
 Pipelining is bounded three ways, so a client that sends requests and never reads cannot make the proxy
 hold more than a few: bytes go to the parser ``PARSE_PIECE`` at a time and stop once ``MAX_PIPELINED``
