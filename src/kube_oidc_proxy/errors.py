@@ -60,6 +60,13 @@ class UpstreamError(ProxyError):
     code = 502
 
 
+class UnaskedSwitch(UpstreamError):
+    """kube-apiserver answered 101 but not with the protocol the request asked for: nothing is relayed."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("kube-apiserver switched to a protocol that was not asked for", f"refused its 101: {detail}")
+
+
 class UpstreamUnavailable(UpstreamError):
     """kube-apiserver refused the connection: 503."""
 

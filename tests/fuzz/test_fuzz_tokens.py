@@ -11,6 +11,11 @@
   ``system:`` names with spaces around, huge numbers, NaN, deep nesting. Whatever is accepted is a user
   whose every value passes ``identity.value_problem``, with no ``system:`` name unless allowed.
 
+- ``user_from_claims`` reads claims holding lone surrogates (JSON's ``\\ud800`` escape, which no UTF-8 can
+  carry) as kube-apiserver reads them (Go's JSON decoder gives U+FFFD), with the ``--oidc-*`` mappings and
+  with CEL ones: the verdict is the one for the claims as Go decodes them, or a refusal of an identity that
+  is not Unicode text; never an exception, never a user that cannot be written to a header.
+
 - ``find_credential`` on a WebSocket request takes from ``Sec-WebSocket-Protocol`` exactly the token
   kube-apiserver would read there (first line only, Go's ``strings.TrimSpace`` with its Unicode spaces), or
   refuses the request: never a token the proxy did not check behind an NBSP, NEL or ideographic space.
@@ -25,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import ssl
 import unicodedata
 from collections.abc import Callable, Coroutine
@@ -39,9 +45,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import strategies as st
 from joserfc.jwk import ECKey
 
+from kube_oidc_proxy.authn.authconfig import parse_authentication_config
 from kube_oidc_proxy.authn.authenticator import TokenAuthenticator
 from kube_oidc_proxy.authn.bearer import WS_TOKEN_PREFIX, CredentialError, find_credential
 from kube_oidc_proxy.authn.cache import TokenCache
+from kube_oidc_proxy.authn.cel import Compiler
+from kube_oidc_proxy.authn.claims import user_from_claims
 from kube_oidc_proxy.authn.jwks import KeySource
 from kube_oidc_proxy.authn.model import Authenticated, ClaimMapping, JWTAuthenticatorSpec, NotMine, Rejected
 from kube_oidc_proxy.authn.oidc import JWTAuthenticator
@@ -222,6 +231,8 @@ raw_payloads = st.one_of(
     st.binary(max_size=30),
     st.integers(min_value=1, max_value=100_000).map(lambda d: b'{"sub":' + b"[" * d + b"]" * d + b"}"),
     st.sampled_from([b'{"exp": NaN}', b"[]", b'"sub"', b'{"sub":"\xff"}', b"{}", b'{"sub":"a"}{"sub":"b"}']),
+    # more digits than Python converts to an int (4300)
+    st.sampled_from([b'{"exp":' + b"9" * 5000 + b"}", b'{"n":-' + b"1" * 4301 + b"}"]),
 )
 
 
@@ -453,3 +464,65 @@ def test_a_websocket_credential_is_the_one_kube_apiserver_reads(lines: list[byte
     else:
         assert their_tokens == [WS_TOKEN_PREFIX + b64url(credential.token)]
         assert credential.remaining_ws_protocols == [e for e in theirs if not e.startswith(WS_TOKEN_PREFIX)]
+
+
+# -- claims as kube-apiserver decodes them --------------------------------------------------------------------
+
+# Every mapping an expression, a claim rule and a user rule: the claims reach the CEL engine.
+CEL_CONFIG: Final = f"""
+apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+- issuer: {{url: "{ISSUER_A}", audiences: [{AUDIENCE}]}}
+  claimValidationRules: [{{expression: "claims.?name.orValue('') != 'mallory'"}}]
+  claimMappings:
+    username: {{expression: "'oidc:' + claims.sub"}}
+    groups: {{expression: "claims.?groups.orValue([])"}}
+    uid: {{expression: "claims.?uid.orValue('')"}}
+    extra: [{{key: example.com/email, valueExpression: "claims.?email.orValue('')"}}]
+  userValidationRules: [{{expression: "!user.username.endsWith('mallory')", message: no mallory}}]
+"""
+LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+@cache
+def claim_specs() -> list[JWTAuthenticatorSpec]:
+    flags = [JWTAuthenticatorSpec(ISSUER_A, (AUDIENCE,), s.username, s.groups, s.uid) for s in SETUPS]
+    return [*flags, *parse_authentication_config(CEL_CONFIG, Compiler()).authenticators]
+
+
+def go_decoded(value: Any) -> Any:
+    """What Go's encoding/json makes of the same JSON: a lone surrogate escape is U+FFFD (a pair is one
+    character, as in Python)."""
+    if isinstance(value, str):
+        return LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [go_decoded(v) for v in value]
+    if isinstance(value, dict):
+        return {go_decoded(k): go_decoded(v) for k, v in value.items()}
+    return value
+
+
+def verdict(result: Authenticated | Rejected) -> object:
+    return result if isinstance(result, Authenticated) else result.failure
+
+
+@fuzz(changes=overrides, spec=st.integers(min_value=0, max_value=len(SETUPS)))
+def test_claims_are_read_as_kube_apiserver_decodes_them(changes: dict[str, Any], spec: int) -> None:
+    # the claims as the proxy parses the signed JSON (an escaped surrogate pair becomes one character)
+    claims = json.loads(json.dumps(base_claims(ISSUER_A) | changes))
+    ours = user_from_claims(claims, claim_specs()[spec], NOW)
+    theirs = user_from_claims(go_decoded(claims), claim_specs()[spec], NOW)
+    if verdict(ours) != verdict(theirs):
+        # only ever stricter: an identity taken from a claim as it is, which cannot be forwarded as it is
+        assert isinstance(ours, Rejected) and "not valid Unicode text" in ours.reason, (ours, theirs)
+    if isinstance(ours, Authenticated):
+        user = ours.user
+        for value in (
+            user.username,
+            user.uid,
+            *user.groups,
+            *user.extra,
+            *(v for vs in user.extra.values() for v in vs),
+        ):
+            assert value_problem(value) is None, (value, user)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
@@ -19,6 +22,7 @@ from websockets.typing import Subprotocol
 
 from kube_oidc_proxy.config import Config
 from tests.conftest import PROXY_SA_TOKEN, ProxyHandle, start_proxy
+from tests.integration.test_audit import audited_proxy, events
 from tests.support.certs import CertFiles
 from tests.support.client import Client
 from tests.support.golike import SendAndCloseUpstream, stream_bytes
@@ -228,3 +232,126 @@ async def test_websocket_with_an_invalid_token_subprotocol_is_refused(
             pass
     assert info.value.response.status_code == 401
     assert ws_upstream.requests == []
+
+
+# A 101 is relayed only if it switches to what was asked ------------------------------------------------------
+
+UPSTREAM_TUNNEL_BYTES = b"bytes-kube-apiserver-sent-after-its-101"
+CLIENT_TUNNEL_BYTES = b"bytes-the-client-sent-after-its-request"
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+WS_HEAD = (
+    "GET /raw/{name} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\n"
+    f"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
+    "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n"
+)
+WS_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # for WS_KEY (RFC 6455 §1.3)
+SWITCHED_ELSEWHERE = {
+    # SPDY/3.1 asked for (SPDY_HEAD)
+    "another-protocol": "Connection: Upgrade\r\nUpgrade: h2c\r\n",
+    "no-upgrade-header": "Connection: Upgrade\r\n",
+    "two-upgrade-values": "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nUpgrade: h2c\r\n",
+    "no-connection-upgrade": "Upgrade: SPDY/3.1\r\n",
+    # websocket asked for (WS_HEAD)
+    "ws-accepting-another-key": "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: AAAA\r\n",
+    "ws-without-accept": "Connection: Upgrade\r\nUpgrade: websocket\r\n",
+    "ws-subprotocol-not-offered": (
+        f"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {WS_ACCEPT}\r\n"
+        "Sec-WebSocket-Protocol: binary.k8s.io\r\n"
+    ),
+}
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait for a state (checked each loop turn; the timeout is only a guard)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+def _upgrade_request(name: str, token: str) -> bytes:
+    if name.startswith("ws-"):
+        return WS_HEAD.format(name=name, token=token).encode()
+    return (
+        SPDY_HEAD.format(token=token)
+        .replace("/api/v1/namespaces/default/pods/p/exec?command=sh&stdin=true", f"/raw/{name}")
+        .encode()
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SWITCHED_ELSEWHERE))
+async def test_a_101_that_is_not_the_switch_asked_for_is_a_502_and_both_connections_close(
+    tmp_path: Path,
+    config: Config,
+    issuer: TestIssuer,
+    upstream: RecordingUpstream,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+) -> None:
+    upstream.raw[name] = f"HTTP/1.1 101 Switching Protocols\r\n{SWITCHED_ELSEWHERE[name]}\r\n".encode()
+    upstream.raw[name] += UPSTREAM_TUNNEL_BYTES
+    handle = await audited_proxy(tmp_path, config, issuer, upstream)
+    try:
+        client = await Client.connect(handle.port, handle.ca_file)
+        await client.send_raw(_upgrade_request(name, issuer.token()) + CLIENT_TUNNEL_BYTES)
+        answer = await client.read_until_closed()  # the proxy closes the client's connection after the Status
+        await client.close()
+        await _until(lambda: upstream.open_connections == 0, "the proxy to close its connection upstream")
+        assert not handle.app.proxy.tunnels
+    finally:
+        await handle.running.stop(grace=1)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 502 ")
+    assert b"\r\nConnection: close" in head
+    assert json.loads(body) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "kube-apiserver switched to a protocol that was not asked for",
+        "reason": "BadGateway",
+        "code": 502,
+    }
+    assert b"tunnel-bytes" not in answer and b"bytes-" not in body  # nothing of either side's tunnel went through
+    stages = [(e["stage"], e.get("responseStatus", {}).get("code")) for e in events(tmp_path / "audit.log")]
+    assert stages == [("RequestReceived", None), ("ResponseComplete", 502)]
+    assert [r.getMessage() for r in caplog.records if "refused its 101" in r.getMessage()]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_websocket_101_that_answers_the_handshake_is_relayed(proxy: ProxyHandle) -> None:
+    # the recording upstream answers as kube-apiserver does: the accept key, the first subprotocol offered
+    client = await Client.connect(proxy.port, proxy.ca_file)
+    try:
+        request = WS_HEAD.format(name="", token=proxy.issuer.token()).replace(
+            "GET /raw/ ", "GET /api/v1/namespaces/default/pods/p/exec?command=sh "
+        )
+        await client.send_raw(request.encode())
+        response = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 10)
+        assert response.startswith(b"HTTP/1.1 101 ")
+        assert f"sec-websocket-accept: {WS_ACCEPT}".encode() in response.lower().replace(
+            WS_ACCEPT.lower().encode(), WS_ACCEPT.encode()
+        )
+        client.writer.write(b"frames")
+        assert await asyncio.wait_for(client.reader.readexactly(6), 5) == b"frames"
+    finally:
+        await client.close()
+
+
+async def test_a_101_to_a_request_that_asked_for_no_upgrade_is_a_502_and_the_connection_serves_on(
+    proxy: ProxyHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy.upstream.raw["unasked"] = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    proxy.upstream.raw["unasked"] += UPSTREAM_TUNNEL_BYTES
+    client = await Client.connect(proxy.port, proxy.ca_file)
+    try:
+        refused = await client.request("GET", "/raw/unasked", token=proxy.issuer.token())
+        assert (refused.status, refused.json()["kind"]) == (502, "Status")
+        assert b"bytes-" not in refused.body
+        # the client asked for nothing unusual: its keep-alive connection goes on
+        assert (await client.request("GET", "/api", token=proxy.issuer.token())).status == 200
+    finally:
+        await client.close()
+    await _until(lambda: proxy.upstream.open_connections <= 1, "the proxy to close the connection that switched")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -15,7 +15,8 @@ is not ours. Behaviour by path:
   /drop-if-reused     close without answering if this connection already served a request
   /close-delimited    a body ended by closing the connection (no length, not chunked)
   /raw/<name>         the bytes in ``raw[name]``, then close
-  upgrade requests    101 and then echo every byte back; ``x-test-refuse-upgrade: 1`` gets a 403 instead
+  upgrade requests    101 and then echo every byte back; ``x-test-refuse-upgrade: 1`` gets a 403 instead,
+                      and /raw/<name> the bytes in ``raw[name]`` (a 101 of the test's making) before the echo
   POST .../subjectaccessreviews   {"status": {"allowed": sar_policy(spec)}} (or sar_status(spec) as the
                                   whole status, or sar_failure's status)
   POST .../tokenreviews           {"status": token_reviews.get(token, {"authenticated": false})}
@@ -27,6 +28,8 @@ is not ours. Behaviour by path:
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import ssl
 import threading
@@ -273,14 +276,11 @@ class RecordingUpstream:
             if any(n == "x-test-refuse-upgrade" for n, _ in headers):
                 simple(403, b'{"kind":"Status","code":403,"message":"upgrade refused"}')
                 return False
-            upgrade = next(v for n, v in headers if n == "upgrade")
-            extra = [("x-stream-protocol-version", v) for n, v in headers if n == "x-stream-protocol-version"][:1]
-            send(
-                h11.InformationalResponse(
-                    status_code=101, headers=[("connection", "Upgrade"), ("upgrade", upgrade), *extra]
-                )
-            )
-            self.upgrades += 1
+            if path.startswith("/raw/"):  # the test's own answer (a 101 of its making), then echo as below
+                writer.write(self.raw[path[5:]])
+            else:
+                send(h11.InformationalResponse(status_code=101, headers=self._switching(headers)))
+                self.upgrades += 1
             tail, _ = conn.trailing_data
             if tail:
                 writer.write(tail)
@@ -366,6 +366,21 @@ class RecordingUpstream:
             simple(200, json.dumps({"kind": "Echo", "path": target}).encode())
         await writer.drain()
         return True
+
+    @staticmethod
+    def _switching(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The 101's headers, as kube-apiserver answers: the protocol asked for, the first stream protocol
+        offered, and for WebSocket the accept key and the first subprotocol offered (RFC 6455 §4.2.2)."""
+        upgrade = next(v for n, v in headers if n == "upgrade")
+        answer = [("connection", "Upgrade"), ("upgrade", upgrade)]
+        answer += [("x-stream-protocol-version", v) for n, v in headers if n == "x-stream-protocol-version"][:1]
+        key = next((v for n, v in headers if n == "sec-websocket-key"), None)
+        if upgrade.lower() == "websocket" and key is not None:
+            accept = base64.b64encode(hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            answer.append(("sec-websocket-accept", accept.decode()))
+            offered = [p.strip() for n, v in headers if n == "sec-websocket-protocol" for p in v.split(",")]
+            answer += [("sec-websocket-protocol", p) for p in offered if p][:1]
+        return answer
 
     # HTTP/2 (what the proxy uses for watches), with the h2 library as an independent implementation ----------
 

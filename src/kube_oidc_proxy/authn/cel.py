@@ -24,6 +24,7 @@ each extra key once). What is not reproduced: kube-apiserver also unescapes a st
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -182,16 +183,43 @@ def unescape_selections(expression: str) -> str:
     return _rewrite(tokens, 0, len(tokens))
 
 
+# A surrogate code point alone: JSON's \ud800 escape makes one in Python; it is not Unicode text.
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def as_cel_text(text: str) -> str:
+    """``text`` as kube-apiserver decodes it: Go's JSON decoder reads a lone surrogate escape as U+FFFD.
+
+    The engine (C++) could not take it at all: it failed with a message about ``basic_string``."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _double(number: float) -> float:
+    """A JSON number as the double Go decodes it to; Go's decoder fails on one out of a double's range
+    (``1e400``, a 400-digit integer), and so does this: Python would give inf, or fail as it converts."""
+    try:
+        double = float(number)
+    except OverflowError:
+        double = math.inf
+    if not math.isfinite(double):
+        raise CelEvaluationError(f"a claim holds a number out of the range of a double: {str(number)[:20]}...")
+    return double
+
+
 def as_cel_value(value: Any) -> Any:
-    """A decoded JSON value as kube-apiserver presents it to CEL: numbers as doubles, maps with their own keys."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    """A decoded JSON value as kube-apiserver presents it to CEL: numbers as doubles, maps with their own keys,
+    text with U+FFFD for a lone surrogate (``as_cel_text``). Raises ``CelEvaluationError`` for a number Go
+    cannot decode."""
+    if isinstance(value, str):
+        return as_cel_text(value)
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
-        return float(value)
+        return _double(value)
     if isinstance(value, list):
         return [as_cel_value(v) for v in value]
     if isinstance(value, dict):
-        return {k: as_cel_value(v) for k, v in value.items()}
+        return {as_cel_text(k): as_cel_value(v) for k, v in value.items()}
     return value
 
 

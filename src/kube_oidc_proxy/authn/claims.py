@@ -207,7 +207,10 @@ def user_from_claims(
             return Rejected(Failure.NOT_YET_VALID, "token is not valid yet (nbf is in the future)")
 
     # kube-apiserver's order: username, groups, uid, extra, required claims, claim rules, user rules
-    cel_claims = Binding(CLAIMS, claims) if spec.uses_cel else None
+    try:
+        cel_claims = Binding(CLAIMS, claims) if spec.uses_cel else None
+    except CelEvaluationError as exc:  # kube-apiserver's JSON decoder fails on these claims too
+        return Rejected(Failure.BAD_CLAIMS, f"claims cannot be read as CEL values: {exc}")
     try:
         username = _username(claims, cel_claims, spec)
         groups = _groups(claims, cel_claims, spec)

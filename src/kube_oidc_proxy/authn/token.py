@@ -45,10 +45,22 @@ def _no_constants(name: str) -> Any:
     raise MalformedToken(f"{name} is not JSON")
 
 
+def _json_int(digits: str) -> int | float:
+    """A JSON integer. One longer than Python converts (4300 digits, ``sys.get_int_max_str_digits``) raised a
+    ValueError nobody expected (a 500); it is far beyond a double's range, so it becomes +-inf, as Go's decoder
+    overflows it: no check of a number accepts that, and a claim nothing reads may hold it, as in Go."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
 def _json_object(segment: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(segment), parse_constant=_no_constants)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = json.loads(b64url_decode(segment), parse_constant=_no_constants, parse_int=_json_int)
+    except MalformedToken:
+        raise
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and whatever else the decoder refuses
         raise MalformedToken(f"{what} is not JSON") from exc
     except RecursionError as exc:
         raise MalformedToken(f"{what} is nested too deeply") from exc

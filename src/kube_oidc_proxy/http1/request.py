@@ -2,8 +2,10 @@
 
 Contract: ``feed(data)`` returns the events that ``data`` completed, in order; it raises
 ``ClientProtocolError`` (or a subclass) on anything we refuse, after which the reader is unusable and the
-connection must be closed. After an ``Upgraded`` event the reader parses nothing more: the remaining bytes
-belong to the tunnel and are carried in the event's ``tail``.
+connection must be closed. The requests ``data`` completed before the error are not lost with it: their events
+(up to the last ``MessageEnd``) are in ``completed_before_error``, to be answered before the refusal, as Go's
+server answers them (it reads one request at a time). After an ``Upgraded`` event the reader parses nothing
+more: the remaining bytes belong to the tunnel and are carried in the event's ``tail``.
 
 llhttp already rejects request smuggling material: Content-Length together with Transfer-Encoding,
 duplicate Content-Length, obs-fold, bare CR or LF, NUL and other control bytes in values, a final
@@ -69,6 +71,7 @@ class RequestReader:
         "_state",
         "_unparsed_head",
         "_url",
+        "completed_before_error",
     )
 
     def __init__(self, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES, max_headers: int = DEFAULT_MAX_HEADERS) -> None:
@@ -84,6 +87,7 @@ class RequestReader:
         self._fed_body = 0  # body bytes delivered by the current feed
         self._bytes_without_data = 0  # body framing since the last body data (trailers, chunk lines)
         self._head_ended = False  # a head completed during the current feed
+        self.completed_before_error: list[RequestEvent] = []  # see the module's contract
 
     @property
     def in_head(self) -> bool:
@@ -96,6 +100,15 @@ class RequestReader:
         return self._state == _UPGRADED
 
     def feed(self, data: bytes | memoryview) -> list[RequestEvent]:
+        try:
+            return self._feed(data)
+        except ClientProtocolError:
+            events = self._events
+            ends = [i for i, event in enumerate(events) if event is MESSAGE_END]
+            self.completed_before_error = events[: ends[-1] + 1] if ends else []
+            raise
+
+    def _feed(self, data: bytes | memoryview) -> list[RequestEvent]:
         if self._state == _UPGRADED:
             raise RuntimeError("reader fed after an upgrade")
         events = self._events = []

@@ -13,7 +13,7 @@ from typing import Final
 
 import httptools
 
-from kube_oidc_proxy.errors import UpstreamError
+from kube_oidc_proxy.errors import UnaskedSwitch, UpstreamError
 from kube_oidc_proxy.http1.events import (
     CHUNK_END,
     MESSAGE_END,
@@ -81,6 +81,8 @@ class ResponseReader:
         except httptools.HttpParserError as exc:
             if self._ended and self.must_close:
                 return events  # bytes after a HEAD response's head: the connection is dropped anyway
+            if self._status == 101:  # llhttp stops after every 101, and calls it an error without Upgrade headers
+                raise UnaskedSwitch("it names no protocol (no Upgrade with Connection: upgrade)") from None
             raise UpstreamError("malformed response from kube-apiserver", f"unparsable response: {exc}") from None
         return events
 
@@ -98,6 +100,7 @@ class ResponseReader:
     # llhttp callbacks -------------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._status = 0
         self._reason = b""
         self._headers = []
         self._head_bytes = 0

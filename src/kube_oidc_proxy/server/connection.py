@@ -5,6 +5,12 @@ the awaiting happens in one task per exchange. Reading is paused for named reaso
 pipelined request, an upgrade being set up, a client that does not read its responses) and resumes only
 when none is left.
 
+Pipelined requests are answered in order, one at a time. A request that ends the connection (``Connection:
+close``, or HTTP/1.0, whose connections the proxy does not keep) is its last: nothing after it is parsed or
+answered (RFC 9112 §9.6: the server "MUST NOT process any further requests"; Go's server stops reading).
+A request the parser refuses is answered (400 and the like, then the connection closed) after the ones it
+completed before it; a request the error cut short gets no answer of its own.
+
 Pipelining is bounded three ways, so a client that sends requests and never reads cannot make the proxy
 hold more than a few: bytes go to the parser ``PARSE_PIECE`` at a time and stop once ``MAX_PIPELINED``
 requests wait (the rest stay unparsed, reading paused); the next waiting request starts only while the
@@ -64,9 +70,12 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "_client_full",
         "_head_timer_armed",
+        "_last_request",
         "_pause_reasons",
         "_pipeline",
         "_reading",
+        "_refusal",
+        "_requests_over",
         "_timer",
         "_unparsed",
         "_unparsed_at",
@@ -99,6 +108,9 @@ class ClientConnection(asyncio.Protocol):
         self._unparsed_at = 0
         self._client_full = False  # the client is not reading what we send it
         self.over_capacity = False  # over --max-client-connections: the first request is refused
+        self._last_request = False  # the request being read ends the connection: its end ends the parsing
+        self._requests_over = False  # nothing more is read as a request on this connection
+        self._refusal: ClientProtocolError | None = None  # answered once the requests before it are
 
     # asyncio callbacks ----------------------------------------------------------------------------
 
@@ -117,6 +129,8 @@ class ClientConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
+        if self._requests_over:
+            return  # after the connection's last request, or a refused one: not a request, not an error
         if self._unparsed:  # reading is paused, but a transport may still deliver what it had read
             self._unparsed = self._unparsed[self._unparsed_at :] + data
             self._unparsed_at = 0
@@ -126,7 +140,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _parse(self) -> None:
         """Feed the parser what waits, a piece at a time, until it is all parsed or the pipeline is full."""
-        while self._unparsed and len(self._pipeline) < MAX_PIPELINED and not self.closed:
+        while self._unparsed and len(self._pipeline) < MAX_PIPELINED and not self.closed and not self._requests_over:
             data, start = self._unparsed, self._unparsed_at
             end = min(start + PARSE_PIECE, len(data))
             if end == len(data):
@@ -143,6 +157,7 @@ class ClientConnection(asyncio.Protocol):
             try:
                 events = reader.feed(piece)
             except ClientProtocolError as exc:
+                self._dispatch(reader.completed_before_error)  # answered first, in order
                 self._protocol_error(exc)
                 return
             self._dispatch(events)
@@ -163,6 +178,9 @@ class ClientConnection(asyncio.Protocol):
                 if self._reading is not None:
                     self._reading.body_complete()
                     self._reading = None
+                if self._last_request:
+                    self._stop_reading_requests()
+                    return  # what the same read held after it is not a request
             elif type(event) is Upgraded:
                 self._on_upgrade(event.tail)
 
@@ -216,6 +234,8 @@ class ClientConnection(asyncio.Protocol):
             return
         exchange = Exchange(self, head)
         self._reading = exchange if not exchange.body_done else None
+        # (an upgrade request's own rules: the bytes after it belong to its tunnel, or are dropped with it)
+        self._last_request = not exchange.keep_alive and not head.upgrade
         if self.current is None:
             self._start(exchange)
         else:
@@ -242,7 +262,9 @@ class ClientConnection(asyncio.Protocol):
         if not exchange.keep_alive or self.stopping or self.closed:
             self.close()
             return
-        if not self._pipeline:
+        if not self._pipeline and self._refusal is not None:
+            self._refuse(self._refusal)
+        elif not self._pipeline:
             self._arm_idle_timer()
         elif self._client_full:
             self._arm_idle_timer()  # resume_writing starts the next one; a client that never reads is let go
@@ -305,11 +327,31 @@ class ClientConnection(asyncio.Protocol):
         self._unparsed = b""
         self.close()
 
+    def _stop_reading_requests(self) -> None:
+        """Nothing more is parsed as a request here; bytes that still arrive are dropped unread."""
+        self._requests_over = True
+        self._unparsed, self._unparsed_at = b"", 0
+        self.reader = None
+
     def _protocol_error(self, exc: ClientProtocolError) -> None:
+        if self._requests_over:
+            return  # bytes after the connection's last request (llhttp: "Data after `Connection: close`")
         self.server.access_log.refused(self.peer_ip, exc.code, exc.detail)
         log.info("bad request from %s: %s", self.peer_ip, exc.detail)
-        if self.current is None and self.tunnel is None:
-            self.write(status_response(exc.code, exc.message, close=True))
+        self._stop_reading_requests()
+        broken, self._reading = self._reading, None  # a request the error cut short: no answer of its own
+        if broken is not None and broken is self.current:
+            self.close()  # its body is on its way upstream: both are cut, as if the client had left
+            return
+        if broken is not None and broken in self._pipeline:
+            self._pipeline.remove(broken)  # never started
+        if self.current is None and not self._pipeline and self.tunnel is None:
+            self._refuse(exc)
+        else:
+            self._refusal = exc  # after the answers to the requests before it (exchange_finished)
+
+    def _refuse(self, exc: ClientProtocolError) -> None:
+        self.write(status_response(exc.code, exc.message, close=True))
         self.close()
 
     def shutdown(self) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 from kube_oidc_proxy.audit.event import AuditRecord, audit_id_for
 from kube_oidc_proxy.clientip import Origin
-from kube_oidc_proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
+from kube_oidc_proxy.errors import ProxyError, UnaskedSwitch, UpstreamError, UpstreamTimeout
 from kube_oidc_proxy.gate import Admit, Deny
 from kube_oidc_proxy.http1.events import (
     Body,
@@ -49,6 +49,7 @@ from kube_oidc_proxy.server.upstream import UpstreamConnection
 from kube_oidc_proxy.server.upstream_h2 import H2Stream
 from kube_oidc_proxy.server.upstreams import Upstream
 from kube_oidc_proxy.status import REASONS
+from kube_oidc_proxy.upgrade import switch_problem
 
 if TYPE_CHECKING:
     from kube_oidc_proxy.server.connection import ClientConnection
@@ -463,14 +464,15 @@ class Exchange:
             return
         upstream = self.upstream
         assert upstream is not None
-        self._outbound = None  # answered: no retry from here on
+        asked, self._outbound = self._outbound, None  # answered: no retry from here on
         self.server.upstream_answered(response.status)
         if response.status == 401 and self._own_credential:  # not a caller's token, not a pod's own 401
             self._connections.credential_refused()
         if response.status == 101:
-            if not self.head.upgrade:
+            problem = switch_problem(asked or [], response.headers) if self.head.upgrade else "no upgrade was asked"
+            if problem is not None:  # a 502 Status; the upstream connection is closed (and an upgrade's client's)
                 self._drop_upstream()
-                self._done.set_exception(UpstreamError("kube-apiserver switched protocols unasked"))
+                self._done.set_exception(UnaskedSwitch(problem))
                 return
             self.response_started = True
             self._code = 101
@@ -556,6 +558,8 @@ class Exchange:
             self._done.set_result(None)
 
     def _switch_to_tunnel(self, upstream_tail: bytes) -> None:
+        if self._done.done():
+            return  # the 101 was refused: its connection is closed, nothing is relayed
         upstream = self.upstream
         assert isinstance(upstream, UpstreamConnection)  # upgrades always use a dedicated HTTP/1.1 connection
         self.upstream = None

@@ -115,6 +115,28 @@ def test_an_escaped_selection_reads_the_unescaped_key_as_kube_apiserver_does() -
     assert evaluate("claims.size()", claims) == 2  # no alias keys are added to the map
 
 
+@pytest.mark.parametrize(
+    ("expression", "claims", "result"),
+    [
+        ("claims.sub", {"sub": "ann\ud800"}, "ann\ufffd"),
+        ("claims.name.size()", {"name": "\udc00x"}, 2),
+        ("claims.groups", {"groups": ["ok", "\ud800\udfff"]}, ["ok", "\ufffd\ufffd"]),
+        ("claims['k\ufffd']", {"k\ud800": "v"}, "v"),
+        ("claims.sub", {"sub": "ann", "unused": {"deep": ["\ud800"]}}, "ann"),
+    ],
+)
+def test_a_lone_surrogate_is_read_as_u_fffd_as_kube_apiserver_decodes_it(
+    expression: str, claims: dict[str, Any], result: Any
+) -> None:
+    # JSON's "\ud800" escape: Go's decoder gives U+FFFD; the engine (C++) could not take the Python string at all
+    assert evaluate(expression, claims) == result
+
+
+def test_a_user_rule_sees_u_fffd_for_a_lone_surrogate() -> None:
+    program = COMPILER.compile("user.username.endsWith('\ufffd')", USER, boolean=True)
+    assert program.evaluate(Binding(USER, {"username": "eve\ud800", "uid": "", "groups": [], "extra": {}})) is True
+
+
 def test_one_binding_serves_every_program_of_a_token() -> None:
     binding = Binding(CLAIMS, {"sub": "ann", "n": 1})
     first = COMPILER.compile("claims.sub", CLAIMS)

@@ -7,6 +7,7 @@ from typing import Any, Final
 
 import pytest
 
+from kube_oidc_proxy.authn.cel import CLAIMS, Compiler
 from kube_oidc_proxy.authn.claims import NBF_LEEWAY_SECONDS, user_from_claims
 from kube_oidc_proxy.authn.model import CREDENTIAL_ID_EXTRA, Authenticated, ClaimMapping, Rejected, UserInfo
 from tests.unit.authn.fakes import ISSUER, NOW, b64url, base_claims, segment, spec
@@ -320,6 +321,15 @@ def test_an_exp_or_nbf_that_is_not_a_finite_number_is_rejected(overrides: dict[s
     # (RFC 8259 §6), so kube-apiserver never sees them; here they must be a Rejected, not a pass or an exception.
     result = user_from_claims(claims_with(**overrides), spec(), NOW)
     assert isinstance(result, Rejected), result
+
+
+@pytest.mark.parametrize("number", [10**400, float("inf"), float("-inf")], ids=["huge-int", "inf", "minus-inf"])
+def test_with_cel_a_claim_beyond_a_double_is_rejected_as_kube_apiserver_s_decoder_fails(number: float) -> None:
+    # float(10**400) raised OverflowError out of user_from_claims (a 500); Go cannot decode it into CEL's claims
+    by_expression = spec(username=ClaimMapping(expression=Compiler().compile("claims.sub", CLAIMS)))
+    result = user_from_claims(claims_with(unused=[number]), by_expression, NOW)
+    assert isinstance(result, Rejected), result
+    assert "out of the range of a double" in result.reason
 
 
 def test_the_expiry_message_says_the_token_has_expired() -> None:

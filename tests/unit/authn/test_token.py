@@ -101,6 +101,14 @@ def test_a_payload_with_a_non_json_number_literal_is_refused(literal: bytes) -> 
         parse_compact(b".".join((HEADER, payload, SIGNATURE)))
 
 
+@pytest.mark.parametrize(("digits", "read_as"), [(b"9" * 5000, float("inf")), (b"-" + b"1" * 4301, float("-inf"))])
+def test_an_integer_longer_than_python_converts_is_read_as_an_overflowed_double(digits: bytes, read_as: float) -> None:
+    # Python refuses to convert more than 4300 digits with a plain ValueError (the proxy answered 500); Go's
+    # decoder overflows: no check of a number accepts inf, and a claim nothing reads may hold it
+    payload = b64url(b'{"iss": "https://issuer.example", "sub": "alice", "n": ' + digits + b', "exp": 1}')
+    assert parse_compact(b".".join((HEADER, payload, SIGNATURE))).claims["n"] == read_as
+
+
 def test_a_malformed_token_message_does_not_echo_the_token() -> None:
     raw = b".".join((segment({"alg": "RS256", "kid": 7}), PAYLOAD, SIGNATURE))
     with pytest.raises(MalformedToken) as caught:

@@ -294,6 +294,39 @@ def test_pipelined_requests_split_anywhere_give_the_same_events() -> None:
     assert without_head_size(feed_request(bytewise(data))) == expected
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(b"\x00garbage\r\n\r\n", id="garbage"),
+        pytest.param(b"GET /c HTTP/1.1\r\n\r\n", id="no-host"),
+        pytest.param(b"GET /c HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", id="bad-chunk"),
+    ],
+)
+def test_the_requests_completed_before_a_refusal_are_kept_for_their_answers(error: bytes) -> None:
+    reader = RequestReader()
+    with pytest.raises(ClientProtocolError):
+        reader.feed(FIRST + SECOND + error)
+    # a request the error cut short (its head, no end) is not among them
+    assert without_head_size(reader.completed_before_error) == FIRST_EVENTS + SECOND_EVENTS
+
+
+def test_a_refusal_in_a_later_feed_keeps_only_that_feed_s_completed_requests() -> None:
+    reader = RequestReader()
+    reader.feed(FIRST + SECOND[:10])
+    with pytest.raises(ClientProtocolError):
+        reader.feed(SECOND[10:] + b"\x00")
+    assert without_head_size(reader.completed_before_error) == SECOND_EVENTS
+
+
+def test_data_after_a_request_that_closes_the_connection_is_refused_after_it() -> None:
+    # llhttp: "Data after `Connection: close`"; the connection answers the request and ignores the rest
+    closing = b"GET /a HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n"
+    reader = RequestReader()
+    with pytest.raises(ClientProtocolError):
+        reader.feed(closing + SECOND)
+    assert [type(e) for e in reader.completed_before_error] == [RequestHead, MessageEnd]
+
+
 def test_keep_alive_connection_reads_a_second_request_after_the_first_completes() -> None:
     reader = RequestReader()
     first = reader.feed(FIRST)

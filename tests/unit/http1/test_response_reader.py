@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kube_oidc_proxy.errors import UpstreamError
+from kube_oidc_proxy.errors import UnaskedSwitch, UpstreamError
 from kube_oidc_proxy.http1.events import (
     CHUNK_END,
     MESSAGE_END,
@@ -169,6 +169,22 @@ def test_101_split_inside_the_head_keeps_every_tunnel_byte() -> None:
         events = feed_response([(data + tail)[:cut], (data + tail)[cut:]])
         assert types(events) == [ResponseHead, Upgraded], f"split at {cut}"
         assert events[-1] == Upgraded(tail)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+    ],
+    ids=["no-headers", "no-upgrade", "no-connection-upgrade"],
+)
+def test_a_101_that_names_no_protocol_is_an_unasked_switch(head: bytes) -> None:
+    # llhttp stops after any 101; without both headers httptools reports that as a parse error
+    with pytest.raises(UnaskedSwitch) as refused:
+        reader_for().feed(head + b"tunnel bytes")
+    assert "names no protocol" in refused.value.detail
 
 
 @pytest.mark.parametrize(
