@@ -303,3 +303,17 @@ async def test_a_flood_that_spends_the_whole_review_budget_does_not_make_the_pro
     status, body = await probe(proxy.running.probe_port, "/ready")
     assert status == 200, body
     assert any(r.target == "/readyz" for r in proxy.upstream.requests)  # it asked, outside the review budget
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"\xff\xfe{}", b"[" * 100_000, b"not json", b'"a string"'],
+    ids=["not-utf-8", "nested-past-the-parser", "not-json", "not-an-object"],
+)
+async def test_a_review_answer_that_cannot_be_read_is_a_503_not_a_500(proxy: ProxyHandle, answer: bytes) -> None:
+    proxy.upstream.review_answer = answer
+    headers = [("Impersonate-User", "system:admin")]
+    response = await get(proxy.port, proxy.ca_file, "/api/v1/secrets", token=proxy.issuer.token(), headers=headers)
+    assert response.status == 503
+    assert response.json()["message"] == "cannot check the impersonation right now"
+    assert forwarded(proxy) == []

@@ -122,3 +122,14 @@ async def test_a_token_review_answer_that_is_not_well_formed_is_a_401(
     assert response.json()["reason"] == "Unauthorized"
     assert forwarded(passthrough) == []
     await passthrough.access.wait_for("AuFail")
+
+
+@pytest.mark.parametrize("answer", [b"\xff\xfe{}", b"[" * 100_000], ids=["not-utf-8", "nested-past-the-parser"])
+async def test_a_token_review_answer_that_cannot_be_read_is_a_503_not_a_500(
+    passthrough: ProxyHandle, answer: bytes
+) -> None:
+    passthrough.upstream.review_answer = answer
+    response = await get(passthrough.port, passthrough.ca_file, "/api", token=SA_TOKEN)
+    assert response.status == 503  # kube-apiserver's answer could not be read: not the token's fault
+    assert response.json()["message"] == "cannot verify the token right now"
+    assert forwarded(passthrough) == []

@@ -20,6 +20,7 @@ is not ours. Behaviour by path:
   POST .../subjectaccessreviews   {"status": {"allowed": sar_policy(spec)}} (or sar_status(spec) as the
                                   whole status, or sar_failure's status)
   POST .../tokenreviews           {"status": token_reviews.get(token, {"authenticated": false})}
+                                  (both reviews: ``review_answer``'s bytes instead, when it is set)
   /api, /apis, /api/v1, /api/v1/namespaces/default/pods
                       just enough discovery and a PodList for ``kubectl get pods``
   anything else       200 {"kind": "Echo", "path": ...}
@@ -121,6 +122,7 @@ class RecordingUpstream:
         self.sars: list[dict[str, Any]] = []  # the specs of SubjectAccessReviews received
         self.sar_policy: Callable[[dict[str, Any]], bool] = lambda spec: False
         self.sar_failure = 0  # answer reviews with this status instead
+        self.review_answer: bytes | None = None  # answer every review with these bytes (hostile answers)
         self.sar_status: Callable[[dict[str, Any]], Any] | None = None  # the whole answer's status (hostile ones)
         self.token_reviews: dict[str, dict[str, Any]] = {}
         self.token_review_requests: list[dict[str, Any]] = []
@@ -291,7 +293,9 @@ class RecordingUpstream:
                 writer.write(data)
                 await writer.drain()
 
-        if path.endswith("/subjectaccessreviews") and request.method == b"POST":
+        if path.endswith("reviews") and request.method == b"POST" and self.review_answer is not None:
+            simple(201, self.review_answer)
+        elif path.endswith("/subjectaccessreviews") and request.method == b"POST":
             if self.sar_failure:
                 simple(self.sar_failure, b'{"kind":"Status"}')
             else:

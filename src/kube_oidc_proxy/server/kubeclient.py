@@ -152,9 +152,11 @@ class KubeClient:
             raise ReviewError(self.describe(b"POST", path, f"HTTP {status}: {payload[:200].decode(errors='replace')}"))
         try:
             result = json.loads(payload)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested past the parser's depth
+            self._failed(kind)
             raise ReviewError(self.describe(b"POST", path, "not JSON")) from exc
         if not isinstance(result, dict):
+            self._failed(kind)
             raise ReviewError(self.describe(b"POST", path, "not a JSON object"))
         return result
 
