@@ -35,15 +35,19 @@ class ListOptions(NamedTuple):
 def list_options(first: Mapping[str, str]) -> ListOptions:
     """What RequestInfo takes from a GET's query without a name in the path; ``first``: each parameter's
     first value."""
-    watch = first.get("watch")
+    value = first.get("watch")
+    watch = value is not None and query_bool(value)
+    # kube-apiserver's fallback reads "watch" with strings.ToLower, not EqualFold: "fal\u017fe" is a watch there
+    fallback_watch = value is not None and value.lower() not in ("false", "0")
     selector = first.get("fieldSelector")
+    if not selector and watch == fallback_watch:
+        return ListOptions(watch, "")  # whether the options decode changes nothing: do not parse them
     name = _field_selector_name(selector) if selector else ""
     if name is None or not _decodes(first):
-        # kube-apiserver's fallback reads "watch" with strings.ToLower, not EqualFold: "fal\u017fe" is a watch here
-        return ListOptions(watch is not None and watch.lower() not in ("false", "0"), "")
+        return ListOptions(fallback_watch, "")
     if name in (".", "..") or "/" in name or "%" in name:  # content.IsPathSegmentName
         name = ""
-    return ListOptions(watch is not None and query_bool(watch), name)
+    return ListOptions(watch, name)
 
 
 def query_bool(value: str) -> bool:

@@ -137,8 +137,13 @@ def request_info(method: str | bytes, target: str | bytes) -> RequestInfo:
 
 def is_long_running(method: bytes, target: bytes) -> bool:
     """A watch or a followed pod log, as kube-apiserver reads the request."""
-    if method != b"GET" or (b"%" not in target and b"watch" not in target and b"follow" not in target):
-        return False  # the usual request, decided without parsing it
+    if method != b"GET":
+        return False
+    # The usual request is decided without parsing it: no segment or parameter can be "watch" or "follow"
+    # if the target has neither, also once decoded.
+    spelled = target if b"%" not in target else unquote_to_bytes(target)
+    if b"watch" not in spelled and b"follow" not in spelled:
+        return False
     info = request_info(method, target)
     if info.verb == "watch":
         return True
@@ -173,16 +178,19 @@ def first_query_values(query: bytes) -> dict[str, str]:
     first: dict[str, str] = {}
     if not query or query.count(b"&") >= _MAX_QUERY_PARAMETERS:
         return first
+    if query.isascii() and b"%" not in query and b"+" not in query and b";" not in query:
+        for text in query.decode("ascii").split("&"):  # the usual query: nothing to decode or drop
+            if text:
+                name, _, text_value = text.partition("=")
+                first.setdefault(name, text_value)
+        return first
     for pair in query.split(b"&"):
         if not pair or b";" in pair:
             continue
         raw_key, _, raw_value = pair.partition(b"=")
         key, value = _query_unescape(raw_key), _query_unescape(raw_value)
-        if key is None or value is None:
-            continue
-        name = key.decode("utf-8", "surrogateescape")
-        if name not in first:
-            first[name] = value.decode("utf-8", "surrogateescape")
+        if key is not None and value is not None:
+            first.setdefault(key.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
     return first
 
 
