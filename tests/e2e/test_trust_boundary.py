@@ -2,7 +2,8 @@
 
 The attacks of tests/integration/test_trust_boundary.py whose harm is in how kube-apiserver (Go) reads what
 the proxy sends: a request smuggled behind a framing header removed as hop-by-hop, and an identity value
-that Go's HTTP server trims into a ``system:`` one.
+that Go's HTTP server trims into a ``system:`` one. And the proxy's request info, on which its audit policy
+and events rest: for hostile request targets, the proxy's audit events and kube-apiserver's own agree.
 """
 
 from __future__ import annotations
