@@ -111,6 +111,37 @@ async def test_the_go_proxy_audit_case(
     assert failed["responseStatus"]["reason"] == "Unauthorized"
 
 
+async def test_an_audit_rule_catches_the_request_kube_apiserver_serves_however_the_attacker_spells_it(
+    tmp_path: Path, config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    # Rules for exactly what an attacker wants unseen: reading one secret, listing secrets. Anything else
+    # is not audited, so a request the proxy reads as something else leaves no event at all.
+    policy = (
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"
+        "  - level: Metadata\n    verbs: [get]\n"
+        "    resources: [{group: '', resources: [secrets], resourceNames: [db-password]}]\n"
+        "  - level: Metadata\n    verbs: [list]\n    resources: [{group: '', resources: [secrets]}]\n"
+        "  - level: None\n"
+    )
+    handle = await audited_proxy(tmp_path, config, issuer, upstream, policy=policy)
+    attacks = {
+        # kube-apiserver decodes the path before splitting it: secrets, named db-password
+        "/api/v1/namespaces/ns/secrets%2Fdb-password": ("get", "db-password"),
+        # ... and takes the first of repeated parameters: a list, not a watch
+        "/api/v1/namespaces/ns/secrets?watch=0&watch=1": ("list", None),
+        # ... and reads an escaped parameter name as the name
+        "/api/v1/namespaces/ns/secrets?fieldSelector=metadata.name%3Ddb-password&%77atch=0": ("list", "db-password"),
+    }
+    try:
+        for target in attacks:
+            assert (await get(handle.port, handle.ca_file, target, token=issuer.token())).status == 200
+    finally:
+        await handle.running.stop(grace=1)
+    audited = {e["requestURI"]: (e["verb"], e["objectRef"].get("name")) for e in events(tmp_path / "audit.log")}
+    assert audited == attacks
+    assert [r.target for r in upstream.requests if r.target.startswith("/api/")] == list(attacks)
+
+
 async def test_request_response_level_keeps_bodies_and_impersonation_is_recorded(
     tmp_path: Path, config: Config, issuer: TestIssuer, upstream: RecordingUpstream
 ) -> None:

@@ -29,7 +29,7 @@ from kube_oidc_proxy.audit.policy import Policy
 from kube_oidc_proxy.authn.model import UserInfo
 from kube_oidc_proxy.clientip import Origin
 from kube_oidc_proxy.errors import ProxyError
-from kube_oidc_proxy.requestinfo import RequestInfo
+from kube_oidc_proxy.requestinfo import RequestInfo, request_uri
 
 log = logging.getLogger("kop.audit")
 
@@ -112,7 +112,7 @@ class Auditor:
         return AuditRecord(
             decision=decision,
             audit_id=audit_id or new_audit_id(),
-            request_uri=target.decode("latin-1"),
+            request_uri=request_uri(target),  # as kube-apiserver records it (Go's URL.RequestURI())
             verb=info.verb,
             user=user_info(user) if user is not None else None,
             impersonated=user_info(impersonated) if impersonated is not None else None,

@@ -9,11 +9,13 @@ more: the remaining bytes belong to the tunnel and are carried in the event's ``
 
 llhttp already rejects request smuggling material: Content-Length together with Transfer-Encoding,
 duplicate Content-Length, obs-fold, bare CR or LF, NUL and other control bytes in values, a final
-Transfer-Encoding other than chunked (RFC 9112 §6.3). We add what it does not check: size limits (it has
-none; also on a body's framing and trailers), ``chunked`` alone as a transfer coding (as Go), a Host header
-(RFC 9112 §3.2), origin-form targets, no CONNECT, no body on an upgrade handshake, an upgrade only to what
-kube-apiserver serves, and a ``Connection`` header that names no header the proxy owns (framing, routing,
-credentials, identity: ``headers.PROXY_OWNED``).
+Transfer-Encoding other than chunked (RFC 9112 §6.3), control bytes and bytes above 0x7E in the target. We
+add what it does not check: size limits (it has none; also on a body's framing and trailers), ``chunked``
+alone as a transfer coding (as Go), a Host header (RFC 9112 §3.2), origin-form targets whose path Go's
+``url.ParseRequestURI`` can decode (kube-apiserver answers a bad %-escape there with 400 before any handler:
+forwarded, it would be audited here as a request kube-apiserver never served), no CONNECT, no body on an
+upgrade handshake, an upgrade only to what kube-apiserver serves, and a ``Connection`` header that names no
+header the proxy owns (framing, routing, credentials, identity: ``headers.PROXY_OWNED``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from kube_oidc_proxy.http1.events import (
     Upgraded,
 )
 from kube_oidc_proxy.http1.headers import Headers, comma_tokens, is_proxy_owned
+from kube_oidc_proxy.requestinfo import path_escape_error
 
 # kube-apiserver accepts 1 MiB of headers (Go's DefaultMaxHeaderBytes). Id tokens with hundreds of groups
 # reach 64 KiB; 256 KiB leaves room for that and more while keeping what one slow client can pin small,
@@ -182,10 +185,7 @@ class RequestReader:
             if version.startswith("2") or version.startswith("3"):
                 raise HTTPVersionNotSupported(f"HTTP/{version} is not supported here; use HTTP/1.1")
             raise ClientProtocolError("malformed HTTP request: unsupported HTTP version")
-        if method == b"CONNECT":
-            raise MethodNotAllowed("CONNECT is not supported by this proxy")
-        if not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
-            raise ClientProtocolError("request target must be an absolute path (origin-form)")
+        _check_target(method, target)
 
         host_count = 0
         content_length: int | None = None
@@ -253,3 +253,12 @@ class RequestReader:
     def on_message_complete(self) -> None:
         self._state = _IDLE
         self._events.append(MESSAGE_END)
+
+
+def _check_target(method: bytes, target: bytes) -> None:
+    if method == b"CONNECT":
+        raise MethodNotAllowed("CONNECT is not supported by this proxy")
+    if not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
+        raise ClientProtocolError("request target must be an absolute path (origin-form)")
+    if (escape_error := path_escape_error(target)) is not None:
+        raise ClientProtocolError(f"malformed request target: {escape_error}")

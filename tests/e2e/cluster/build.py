@@ -1,7 +1,9 @@
 """Builds (or finds in the cache) everything the end-to-end cluster runs: kube-apiserver and etcd from the
-official Go modules, the fakelet, and Keycloak from Maven Central. Cached outside the repository under
-``$KOP_E2E_CACHE`` (default ``~/.cache/kube-oidc-proxy/e2e``), keyed by version and by the hash of the
-module files, so a warm cache makes this a no-op. It says what it does and how long it took.
+official Go modules, the fakelet, and Keycloak from Maven Central; and the request-info oracle, which the
+fuzz target asks how kube-apiserver reads a request (``k8s/requestinfo``, linked from the same modules).
+Cached outside the repository under ``$KOP_E2E_CACHE`` (default ``~/.cache/kube-oidc-proxy/e2e``), keyed
+by version and by the hash of the module files, so a warm cache makes this a no-op. It says what it does
+and how long it took.
 """
 
 from __future__ import annotations
@@ -98,6 +100,31 @@ def fakelet() -> Path:
     return binary
 
 
+def requestinfo_oracle_path() -> Path:
+    """Where the request-info oracle is cached (it may not be built yet)."""
+    module = HERE / "k8s"
+    return (
+        cache_root()
+        / f"requestinfo-{_digest(module / 'go.mod', module / 'go.sum', module / 'requestinfo' / 'main.go')}"
+    )
+
+
+def requestinfo_oracle() -> Path:
+    """kube-apiserver's own request reading as a program (``k8s/requestinfo/main.go``): built in the cluster's
+    module, so it links exactly the k8s.io/apiserver that kube-apiserver is built from."""
+    binary = requestinfo_oracle_path()
+    if binary.exists():
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(binary.name + ".partial")
+    started = time.monotonic()
+    say(f"building the request-info oracle (k8s.io/apiserver v0.{versions.KUBERNETES.split('.', 1)[1]})")
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(partial), "./requestinfo"], HERE / "k8s")
+    partial.rename(binary)  # whole or not at all: a test may be looking for it
+    say(f"built the request-info oracle in {time.monotonic() - started:.0f}s")
+    return binary
+
+
 def java_home() -> Path:
     """A JDK of version 21 or later (Keycloak 26 needs it)."""
     candidates = [Path(os.environ["JAVA_HOME"])] if os.environ.get("JAVA_HOME") else []
@@ -180,6 +207,7 @@ def main() -> int:
         return 0
     started = time.monotonic()
     binaries = ensure()
+    requestinfo_oracle()
     say(f"cluster binaries ready in {time.monotonic() - started:.0f}s: {binaries.kube_apiserver.parent}")
     return 0
 

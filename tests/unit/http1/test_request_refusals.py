@@ -89,6 +89,11 @@ BAD_REQUESTS = [
     pytest.param(b"GET example.test:443 HTTP/1.1\r\n" + HOST + b"\r\n", id="authority-form-target-on-get"),
     pytest.param(b"GET * HTTP/1.1\r\n" + HOST + b"\r\n", id="asterisk-target-on-get"),
     pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", id="http2-prior-knowledge-preface"),
+    # A path Go's url.ParseRequestURI cannot %-decode: kube-apiserver answers 400 before any handler.
+    pytest.param(b"GET /api/v1/namespaces/default/secrets%zz HTTP/1.1\r\n" + HOST + b"\r\n", id="bad-escape-in-path"),
+    pytest.param(b"GET /api/v1/namespaces/default/secrets% HTTP/1.1\r\n" + HOST + b"\r\n", id="bare-percent-at-end"),
+    pytest.param(b"GET /api/v1/pods%2?watch=1 HTTP/1.1\r\n" + HOST + b"\r\n", id="cut-escape-before-query"),
+    pytest.param(b"DELETE /api/v1/%%2F HTTP/1.1\r\n" + HOST + b"\r\n", id="percent-percent"),
     # Host (RFC 9112 §3.2).
     pytest.param(b"GET / HTTP/1.1\r\n\r\n", id="http-1.1-without-host"),
     pytest.param(b"GET / HTTP/1.1\r\n" + HOST + b"X-A: 1\r\n" + HOST + b"\r\n", id="two-host-headers"),
