@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 
 from kube_oidc_proxy.authz.requested import MAX_IMPERSONATED_VALUES, MAX_VALUE_BYTES
-from kube_oidc_proxy.server.reviewbudget import ReviewBudget
-from tests.conftest import PROXY_SA_TOKEN, ProxyHandle
+from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.server.reviewbudget import ReviewBudget, network, user
+from tests.conftest import PROXY_SA_TOKEN, ProxyHandle, replace, start_proxy
 from tests.integration.test_probe import probe
 from tests.support.client import get
+from tests.support.issuer import TestIssuer
+from tests.support.upstream import RecordingUpstream
 
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
@@ -317,3 +320,30 @@ async def test_a_review_answer_that_cannot_be_read_is_a_503_not_a_500(proxy: Pro
     assert response.status == 503
     assert response.json()["message"] == "cannot check the impersonation right now"
     assert forwarded(proxy) == []
+
+
+async def test_garbage_tokens_from_many_networks_cannot_take_the_review_slots_of_authenticated_callers(
+    config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    # Anyone who can reach the proxy can make it ask TokenReviews (--token-passthrough): those hold at most
+    # half of the waiting slots, however many networks they come from.
+    cfg = replace(config, proxy=replace(config.proxy, token_passthrough=True))
+    handle = await start_proxy(cfg, issuer, upstream)
+    try:
+        budget = ReviewBudget(10, 1, clock=lambda: 0.0)  # a clock that stands still: slots come back never
+        handle.app.client.budget = budget
+        assert budget.reserve(user("someone"), 1e9) == 0  # the burst, spent
+        held = [budget.reserve(network(f"10.{i}.0.1"), 1e9) for i in range(40)]  # 40 networks flood
+        assert sum(isinstance(h, float) for h in held) == 5  # half of the ten waiting slots
+        # a garbage token from yet another network: its TokenReview is not sent
+        refused = await get(handle.port, handle.ca_file, "/api", token="garbage-token")
+        assert refused.status == 503
+        assert upstream.token_review_requests == []
+        # alice's review still finds a slot, right behind the flood's five (0.6 s)
+        upstream.sar_policy = allow("bob")
+        headers = [("Impersonate-User", "bob")]
+        response = await get(handle.port, handle.ca_file, "/api", token=issuer.token(), headers=headers)
+        assert response.status == 200
+        assert upstream.sars[-1]["user"] == "alice"
+    finally:
+        await handle.running.stop(grace=1)

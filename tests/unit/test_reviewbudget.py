@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kube_oidc_proxy.server.reviewbudget import Caller, ReviewBudget, Throttled
+from kube_oidc_proxy.server.reviewbudget import Caller, ReviewBudget, Throttled, network
 
 ALICE: Caller = ("user", "alice")
 MALLORY: Caller = ("user", "mallory")
@@ -100,7 +100,7 @@ def test_each_flooding_caller_puts_at_most_its_share_ahead_of_another() -> None:
         for _ in range(1000):
             limiter.reserve(("user", f"mallory-{flooder}"), FAR)
     assert limiter.waiting == 30
-    assert limiter.reserve(("address", "10.0.0.9"), FAR) == pytest.approx(31 / 50)
+    assert limiter.reserve(network("10.0.0.9"), FAR) == pytest.approx(31 / 50)
 
 
 def test_small_bursts_still_leave_one_waiting_slot_per_caller() -> None:
@@ -111,3 +111,20 @@ def test_small_bursts_still_leave_one_waiting_slot_per_caller() -> None:
 def test_no_qps_means_no_limit() -> None:
     limiter, _ = budget(qps=0, burst=1)
     assert all(limiter.reserve(MALLORY, 0) == 0 for _ in range(10_000))
+
+
+def test_reviews_of_unverified_tokens_hold_at_most_half_the_waiting_slots_however_many_networks_ask() -> None:
+    limiter, _ = budget(qps=50, burst=100)
+    for _ in range(100):
+        limiter.reserve(MALLORY, FAR)  # the burst, spent
+    floods = [limiter.reserve(network(f"10.{i // 256}.{i % 256}.1"), FAR) for i in range(1000)]
+    assert sum(isinstance(r, float) for r in floods) == limiter.unverified_share == 50
+    assert floods.count(Throttled.UNVERIFIED_SHARE) == 950
+    # an authenticated caller's review still gets a slot, behind those 50 only
+    assert limiter.reserve(ALICE, FAR) == pytest.approx(51 / 50)
+
+
+def test_a_clients_network_is_its_share_of_unverified_reviews() -> None:
+    assert network("192.0.2.7") == network("192.0.2.200") != network("192.0.3.7")
+    assert network("2001:db8:1:2::1") == network("2001:db8:1:2:ffff::9") != network("2001:db8:1:3::1")
+    assert network("not-an-address") == ("network", "not-an-address")  # a unix socket peer, say

@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 from kube_oidc_proxy.authn.cache import ENTRY_OVERHEAD_BYTES, TokenCache, token_key
 from kube_oidc_proxy.authn.model import Authenticated, Failure, Rejected, UserInfo
 from kube_oidc_proxy.authn.token import MalformedToken, parse_compact
-from kube_oidc_proxy.authz.checker import ReviewError
+from kube_oidc_proxy.authz.checker import ReviewError, ReviewNotSent
 from kube_oidc_proxy.expiring import ExpiringCache
 from kube_oidc_proxy.singleflight import SingleFlight
 
@@ -110,13 +110,15 @@ class Passthrough:
             text = token.decode("ascii")
         except UnicodeDecodeError:
             return Rejected(Failure.MALFORMED, "bearer token is not ASCII")
-        self._count(int(key not in self._in_flight))  # else it joins the review under way
+        joined = key in self._in_flight  # a review of the same token is under way
         try:
             result, _ = await self._in_flight.run(key, partial(self._review, token, text, key, client))
         except ReviewError as exc:
+            self._count(0 if joined or isinstance(exc, ReviewNotSent) else 1)
             return Rejected(
                 Failure.TOKEN_REVIEW_ERROR, f"TokenReview failed: {exc}", "cannot verify the token right now", 503
             )
+        self._count(0 if joined else 1)
         return result
 
     async def _review(self, token: bytes, text: str, key: bytes, client: str) -> Authenticated | Rejected:

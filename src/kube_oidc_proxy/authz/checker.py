@@ -37,7 +37,11 @@ CHECK_TIMEOUT_SECONDS: Final = 10.0  # the Go proxy's TokenReview timeout, for a
 
 
 class ReviewError(Exception):
-    """kube-apiserver could not answer a review (or it was not sent: the review budget was spent)."""
+    """kube-apiserver could not answer a review (or it was not sent: ``ReviewNotSent``)."""
+
+
+class ReviewNotSent(ReviewError):
+    """The review budget had no slot for it in time: nothing was sent."""
 
 
 class Reviewer(Protocol):
@@ -99,8 +103,17 @@ class ImpersonationChecker:
         sent = 0
         try:
             for key, attributes in unknown.items():
-                sent += key not in self._in_flight  # else it joins the review under way
-                allowed, _ = await self._in_flight.run(key, partial(self._review, caller, attributes, key, deadline))
+                joined = key in self._in_flight  # a review under way for the same caller and value
+                try:
+                    allowed, _ = await self._in_flight.run(
+                        key, partial(self._review, caller, attributes, key, deadline)
+                    )
+                except ReviewNotSent:
+                    raise  # not sent (counted as throttled)
+                except ReviewError:
+                    sent += not joined  # sent, not answered
+                    raise
+                sent += not joined
                 if not allowed:
                     return attributes
             return None

@@ -15,14 +15,14 @@ import json
 import time
 from typing import Any, Final
 
-from kube_oidc_proxy.authz.checker import ReviewError
+from kube_oidc_proxy.authz.checker import ReviewError, ReviewNotSent
 from kube_oidc_proxy.authz.review import allowed_by
 from kube_oidc_proxy.errors import UpstreamError, UpstreamTimeout
 from kube_oidc_proxy.http1.events import Body, MessageEnd, ResponseEvent, ResponseHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.http1.serialize import request_head
 from kube_oidc_proxy.observe.metrics import Metrics
-from kube_oidc_proxy.server.reviewbudget import Caller, ReviewBudget, Throttled
+from kube_oidc_proxy.server.reviewbudget import Caller, ReviewBudget, Throttled, network, user
 from kube_oidc_proxy.server.upstreams import AsProxy
 
 TIMEOUT_SECONDS: Final = 10.0  # the Go proxy's TokenReview timeout
@@ -136,7 +136,7 @@ class KubeClient:
             if self._metrics is not None:
                 self._metrics.review_throttled(kind, slot.value)
             problem = f"not sent: no slot of --kube-client-qps in time ({slot.value})"
-            raise ReviewError(self.describe(b"POST", path, problem))
+            raise ReviewNotSent(self.describe(b"POST", path, problem))
         if slot > 0:
             await asyncio.sleep(slot)
         started = time.monotonic()
@@ -166,7 +166,7 @@ class KubeClient:
 
     async def subject_access_review(self, body: dict[str, Any], *, caller: str, timeout: float) -> bool:
         """Whether kube-apiserver allows (only a JSON true does: ``review.allowed_by``)."""
-        return allowed_by(await self.create(SUBJECT_ACCESS_REVIEWS, body, caller=("user", caller), timeout=timeout))
+        return allowed_by(await self.create(SUBJECT_ACCESS_REVIEWS, body, caller=user(caller), timeout=timeout))
 
     async def token_review(
         self, token: str, audiences: tuple[str, ...], *, client: str, timeout: float = TIMEOUT_SECONDS
@@ -176,6 +176,6 @@ class KubeClient:
         if audiences:
             spec["audiences"] = list(audiences)
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
-        answer = await self.create(TOKEN_REVIEWS, body, caller=("address", client), timeout=timeout)
+        answer = await self.create(TOKEN_REVIEWS, body, caller=network(client), timeout=timeout)
         status = answer.get("status")
         return status if isinstance(status, dict) else {}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kube_oidc_proxy.authn.model import UserInfo
-from kube_oidc_proxy.authz.checker import CACHE_ENTRY_BYTES, ImpersonationChecker, ReviewError
+from kube_oidc_proxy.authz.checker import CACHE_ENTRY_BYTES, ImpersonationChecker, ReviewError, ReviewNotSent
 from kube_oidc_proxy.authz.requested import ImpersonationRequest
 from kube_oidc_proxy.authz.review import Attributes
 
@@ -191,6 +191,19 @@ async def test_reviews_sent_per_check_are_reported() -> None:
     await checker.first_denied(ALICE, request(groups=("a", "b", "c")))
     await checker.first_denied(ALICE, request(groups=("a",)))
     assert counts == [3, 0, 0]
+
+
+async def test_a_review_the_budget_did_not_send_is_not_counted_as_sent() -> None:
+    counts: list[int] = []
+    reviewer = FakeReviewer({"bob"})
+    checker = ImpersonationChecker(reviewer, on_reviews=counts.append)
+    reviewer.fail = ReviewNotSent("no slot in time")
+    with pytest.raises(ReviewNotSent):
+        await checker.first_denied(ALICE, request())
+    reviewer.fail = ReviewError("kube-apiserver did not answer")
+    with pytest.raises(ReviewError):
+        await checker.first_denied(ALICE, request())
+    assert counts == [0, 1]  # the second was sent, though not answered
 
 
 async def test_an_answer_costs_the_same_memory_whatever_the_caller_and_value_hold() -> None:
