@@ -140,7 +140,8 @@ class Gate:
                 return Deny(403, message, message, caller)
             target = target_user(requested, result.user)
         try:
-            headers = self.rewriter.upstream_headers(head, target or result.user, origin)
+            # a --as target is made for this request alone: nothing to remember it by
+            headers = self.rewriter.upstream_headers(head, target or result.user, origin, remember=target is None)
         except UnforwardableIdentity as exc:
             return Deny(
                 401, "Unauthorized: the identity cannot be forwarded to kube-apiserver as it is", str(exc), caller

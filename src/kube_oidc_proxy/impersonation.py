@@ -43,6 +43,7 @@ REMOTE_CLIENT_IP_EXTRA: Final = "remote-client-ip"
 ANONYMOUS: Final = "system:anonymous"
 SYSTEM_UNAUTHENTICATED: Final = "system:unauthenticated"
 IDENTITY_MEMO_SIZE: Final = 4096
+IDENTITY_MEMO_BYTES: Final = 16 * 1024 * 1024  # header bytes held at most (a user may carry thousands of groups)
 _ALWAYS_DROPPED: Final = HOP_BY_HOP | {b"expect"} | (PROXY_OWNED - {b"sec-websocket-protocol"})
 # Token characters but '%' and upper-case letters. client-go's headerKeyEscape keeps upper-case letters too,
 # but kube-apiserver lower-cases the header name before it %-unescapes the key, so "Key" would arrive as
@@ -136,6 +137,29 @@ def check_no_client_credentials(headers: Headers) -> None:
             raise CredentialLeak(f"client header {name.decode('latin-1')!r} survived filtering")
 
 
+class _IdentityMemo:
+    """The identity headers of recently seen verified users, by object: the token cache hands out the same
+    UserInfo for every request with one token, so they are checked and built once. Bounded in entries and
+    in bytes (a user may carry thousands of groups), then cleared. Only for such long-lived users: a
+    ``kubectl --as`` target is made anew for every request."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[UserInfo, Headers]] = {}
+        self.bytes = 0
+
+    def get(self, user: UserInfo) -> Headers | None:
+        known = self.entries.get(id(user))
+        return known[1] if known is not None and known[0] is user else None
+
+    def put(self, user: UserInfo, headers: Headers) -> None:
+        size = sum(len(name) + len(value) for name, value in headers)
+        if len(self.entries) >= IDENTITY_MEMO_SIZE or self.bytes + size > IDENTITY_MEMO_BYTES:
+            self.entries.clear()
+            self.bytes = 0
+        self.entries[id(user)] = (user, headers)  # holding the user keeps its id from being reused
+        self.bytes += size
+
+
 @dataclass(frozen=True, slots=True)
 class Rewriter:
     """Static parts of every outbound request: where it goes and the extras every request carries."""
@@ -143,18 +167,15 @@ class Rewriter:
     upstream_host: bytes
     static_extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     client_ip_extra: bool = False
-    # The identity headers of recently seen verified users, by object: the token cache hands out the same
-    # UserInfo for every request with one token, so they are checked and built once (bounded, then cleared).
-    _identities: dict[int, tuple[UserInfo, Headers]] = field(default_factory=dict, compare=False, repr=False)
+    _identities: _IdentityMemo = field(default_factory=_IdentityMemo, compare=False, repr=False)
 
-    def _identity(self, user: UserInfo) -> Headers:
-        known = self._identities.get(id(user))
-        if known is not None and known[0] is user:
-            return known[1]
+    def _identity(self, user: UserInfo, *, remember: bool) -> Headers:
+        known = self._identities.get(user)
+        if known is not None:
+            return known
         headers = identity_headers(user, self.static_extra)
-        if len(self._identities) >= IDENTITY_MEMO_SIZE:
-            self._identities.clear()
-        self._identities[id(user)] = (user, headers)  # holding the user keeps its id from being reused
+        if remember:
+            self._identities.put(user, headers)
         return headers
 
     def _proxy_set(self, head: RequestHead, origin: Origin) -> Headers:
@@ -167,12 +188,13 @@ class Rewriter:
             out.append((b"x-real-ip", origin.real_ip.encode()))
         return out + framing_headers(head)
 
-    def upstream_headers(self, head: RequestHead, user: UserInfo, origin: Origin) -> Headers:
-        """The request headers for kube-apiserver, without the proxy's own Authorization and Audit-ID."""
+    def upstream_headers(self, head: RequestHead, user: UserInfo, origin: Origin, *, remember: bool = True) -> Headers:
+        """The request headers for kube-apiserver, without the proxy's own Authorization and Audit-ID.
+        ``remember``: ``user`` is an object that comes back (the token cache's), worth remembering."""
         out = _end_to_end(head, keep_ws_token=False)
         check_no_client_credentials(out)
         out += self._proxy_set(head, origin)
-        out += self._identity(user)
+        out += self._identity(user, remember=remember)
         if self.client_ip_extra:  # an address the proxy parsed or was given by the socket
             out.append((b"impersonate-extra-" + escape_extra_key(REMOTE_CLIENT_IP_EXTRA), origin.client_ip.encode()))
         return out

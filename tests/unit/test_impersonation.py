@@ -16,6 +16,7 @@ from kube_oidc_proxy.clientip import Origin, TrustedProxies, parse_networks
 from kube_oidc_proxy.http1.events import Framing, RequestHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.impersonation import (
+    IDENTITY_MEMO_BYTES,
     IDENTITY_MEMO_SIZE,
     CredentialLeak,
     Rewriter,
@@ -563,7 +564,22 @@ def test_a_verified_users_identity_headers_are_built_once_and_the_memo_is_bounde
     assert rewriter.upstream_headers(head_of([]), UserInfo("alice", groups=("dev",)), ORIGIN) == first
     for n in range(IDENTITY_MEMO_SIZE + 10):
         rewriter.upstream_headers(head_of([]), UserInfo(f"user-{n}"), ORIGIN)
-    assert len(rewriter._identities) <= IDENTITY_MEMO_SIZE
+    assert len(rewriter._identities.entries) <= IDENTITY_MEMO_SIZE
+
+
+def test_the_identity_memo_holds_a_bounded_number_of_bytes_and_no_per_request_user() -> None:
+    rewriter = Rewriter(upstream_host=b"api:6443")
+    many_groups = tuple(f"group-{n:05}-{'x' * 16}" for n in range(5000))  # ~170 KB of headers each
+    for n in range(200):  # 200 users (tokens) like that: 34 MB of headers if all were kept
+        rewriter.upstream_headers(head_of([]), UserInfo(f"user-{n}", groups=many_groups), ORIGIN)
+    held = sum(len(n) + len(v) for _, headers in rewriter._identities.entries.values() for n, v in headers)
+    assert held <= IDENTITY_MEMO_BYTES
+    # a kubectl --as target is a new object every request: never remembered
+    rewriter._identities.entries.clear()
+    for _ in range(10):
+        target = UserInfo("bob", groups=many_groups)
+        rewriter.upstream_headers(head_of([]), target, ORIGIN, remember=False)
+    assert rewriter._identities.entries == {}
 
 
 def test_an_identity_that_cannot_be_forwarded_is_refused_every_time() -> None:
