@@ -172,6 +172,27 @@ async def test_request_response_level_keeps_bodies_and_impersonation_is_recorded
     assert complete["responseObject"] == {"kind": "ConfigMap", "metadata": {"name": "c"}}
 
 
+async def test_a_body_kube_apiserver_reads_with_replacement_characters_is_recorded_as_it_reads_it(
+    tmp_path: Path, config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    # Go's JSON decoder reads an escaped lone surrogate and bytes that are not UTF-8 as U+FFFD: kube-apiserver
+    # acts on such a body, so its record must not be dropped (it was: the strict parser refused it).
+    policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Request\n"
+    handle = await audited_proxy(tmp_path, config, issuer, upstream, policy=policy)
+    body = b'{"kind":"ClusterRoleBinding","metadata":{"name":"b","annotations":{"x":"\\ud800","y":"\xff"}}}'
+    try:
+        client = await Client.connect(handle.port, handle.ca_file)
+        response = await client.request(
+            "POST", "/echo-body", body=body, token=issuer.token(), headers=[("content-type", "application/json")]
+        )
+        await client.close()
+        assert response.status == 200
+    finally:
+        await handle.running.stop(grace=1)
+    (complete,) = events(tmp_path / "audit.log")
+    assert complete["requestObject"]["metadata"]["annotations"] == {"x": "\ufffd", "y": "\ufffd"}
+
+
 async def test_the_legacy_format(
     tmp_path: Path, config: Config, issuer: TestIssuer, upstream: RecordingUpstream
 ) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import orjson
 
+from kube_oidc_proxy import gojson
 from kube_oidc_proxy.audit.policy import Decision
 from kube_oidc_proxy.authn.model import SYSTEM_AUTHENTICATED, UserInfo
 from kube_oidc_proxy.clientip import Origin
@@ -150,8 +151,8 @@ class AuditRecord:
         if not body:
             return None
         try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            obj = gojson.loads(body)  # as kube-apiserver decodes it: text that is not UTF-8 is U+FFFD
+        except ValueError:
             return None
         return _without_managed_fields(obj) if self.decision.omit_managed_fields else obj
 
