@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test lint typecheck unit integration e2e fuzz demo cluster tools bench lock clean
+.PHONY: all venv test lint typecheck unit integration e2e drills fuzz demo cluster tools bench lock clean
 
 all: test
 
@@ -36,6 +36,11 @@ integration: $(STAMP)
 
 e2e: cluster
 	$(BIN)/pytest tests/e2e
+
+# The fault drills alone (tests/e2e/drills: components killed and clients misbehaving under real traffic),
+# with the figure each observed.
+drills: cluster
+	$(BIN)/pytest tests/e2e/drills
 
 # The fuzz targets of tests/fuzz for FUZZ_SECONDS in all, shared equally, with a fresh random seed
 # (`make test` runs them for ~24 s with fixed seeds); a summary gives each target's examples.
