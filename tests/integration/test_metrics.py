@@ -160,6 +160,28 @@ async def test_watches_connections_and_tunnels_are_gauged(proxy: ProxyHandle) ->
     assert value(samples, "http_request_duration_seconds_count", verb="watch") == 0  # long-running: not a latency
 
 
+async def test_the_event_loops_tasks_are_gauged_and_follow_the_watches(proxy: ProxyHandle) -> None:
+    port, token = proxy.running.metrics_port, proxy.issuer.token()
+    watch = f"GET /api/v1/pods?watch=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+
+    async def watching() -> Client:
+        watcher = await Client.connect(proxy.port, proxy.ca_file)
+        await watcher.send_raw(watch)
+        await asyncio.wait_for(watcher.reader.readuntil(b"\r\n\r\n"), 10)
+        return watcher
+
+    await (await watching()).close()  # the shared HTTP/2 connection upstream (and its health check) stays
+    await eventually(lambda s: value(s, "active_watches") == 0, port)
+    idle = value(await scrape(port), "asyncio_tasks")
+    assert idle > 0  # the housekeeping task, at least
+    watchers = [await watching() for _ in range(5)]
+    busy = value(await eventually(lambda s: value(s, "asyncio_tasks") >= idle + 5, port, 10), "asyncio_tasks")
+    assert busy >= idle + 5  # one task per watch
+    for watcher in watchers:
+        await watcher.close()
+    assert value(await eventually(lambda s: value(s, "asyncio_tasks") <= idle, port, 10), "asyncio_tasks") <= idle
+
+
 async def test_review_latency_and_failures(proxy: ProxyHandle) -> None:
     port, token = proxy.running.metrics_port, proxy.issuer.token()
     proxy.upstream.sar_policy = lambda spec: True

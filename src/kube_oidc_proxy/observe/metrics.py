@@ -191,6 +191,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.tasks = Gauge(
+            "asyncio_tasks",
+            "Tasks on the event loops (requests in flight, background work); a steady climb is a leak.",
+            namespace=NAMESPACE,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.tunnel_bytes = Counter(
             "tunnel_bytes",
             "Bytes through exec/attach/port-forward tunnels.",

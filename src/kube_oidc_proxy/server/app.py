@@ -250,12 +250,13 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
 
 async def _housekeeping(app: App) -> None:
     """Every few seconds: reload rotated serving certificates and a changed --authentication-config, update
-    the key-set age gauges."""
+    the key-set age and task gauges."""
     while True:
         await asyncio.sleep(TLS_RELOAD_POLL_SECONDS)
         app.tls.reload_if_changed()
         await app.authentication.reload_if_changed()
         if app.metrics is not None:
+            app.metrics.tasks.set(len(asyncio.all_tasks()))
             for source in app.key_sources:
                 if source.fetched_at:
                     app.metrics.jwks_age.labels(source.issuer_url).set(time.time() - source.fetched_at)
@@ -308,6 +309,7 @@ def _metrics_handler(metrics: Metrics) -> Handler:
     async def answer(head: RequestHead) -> Reply:
         if head.target.split(b"?", 1)[0] != b"/metrics":
             return Reply(404, b"text/plain", b"not found; metrics are at /metrics\n")
+        metrics.tasks.set(len(asyncio.all_tasks()))  # this worker's, now; the others' from their housekeeping
         body = await asyncio.to_thread(metrics.exposition)  # multiprocess mode reads every worker's files
         return Reply(200, metrics.content_type, body)
 
