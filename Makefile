@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test lint typecheck unit integration e2e drills fuzz demo cluster tools bench lock clean
+.PHONY: all venv test lint typecheck unit integration e2e drills fuzz demo cluster tools bench soak lock clean
 
 all: test
 
@@ -63,6 +63,13 @@ tools: $(STAMP)
 # Benchmarks need Go, wrk and taskset (see docs/benchmarks.md); they are not tests.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# A soak of SOAK_MINUTES (default 30) of mixed traffic against the e2e cluster: the proxy's memory, fds, tasks
+# and upstream connections every 5 s into bench/results/soak-*.csv and .png; fails if any of them grows.
+SOAK_MINUTES ?= 30
+soak: cluster
+	$(BIN)/python -m pip install --quiet -e '.[dev,soak]'
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES)
 
 # requirements.lock: the runtime dependencies pinned with hashes, for the image (needs the dev extra's uv).
 lock: $(STAMP)
