@@ -1,0 +1,679 @@
+"""kube-apiserver killed (SIGKILL, SIGTERM) and started again under real traffic through the proxy, and a
+kube-apiserver that accepts connections but never answers.
+
+What a user would notice, and what each drill asserts: a request in flight ends (a truncated list is an
+error, a watch stream closes, exec and cp exit non-zero with a message), nothing hangs; no create is sent
+twice; once kube-apiserver is back every client succeeds again within seconds, the first request included
+(no stale pooled connection); /ready follows kube-apiserver. Against a kube-apiserver that never answers,
+``--request-timeout`` bounds every request, other clients are answered meanwhile, and the proxy does not
+pile up connections to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster.cluster import NAMESPACE, Cluster
+from tests.e2e.cluster.proxy import Proxy, probe_status
+from tests.e2e.kube import Kubectl
+
+Figure = Callable[[str], None]
+
+# Bounds with room for a loaded 2-core machine; the figures printed say what was actually observed.
+STREAM_END_SECONDS = 15.0  # a stream in flight ends after kube-apiserver dies
+RECOVERY_SECONDS = 15.0  # every client succeeds again after kube-apiserver's /readyz is 200
+SIGNALS = [pytest.param(signal.SIGKILL, id="sigkill"), pytest.param(signal.SIGTERM, id="sigterm")]
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _tls(cluster: Cluster) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cluster.ca_file))
+
+
+def _request(
+    proxy: Proxy, token: str, method: str, path: str, body: Any = None, timeout: float = 30
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, context=_tls(proxy.cluster), timeout=timeout)
+    try:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        data = json.dumps(body).encode() if body is not None else None
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _configmap(name: str, label: str, data: str = "x") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"drill": label}},
+        "data": {"payload": data},
+    }
+
+
+CONFIGMAPS = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+
+
+@contextlib.contextmanager
+def _configmaps_labelled(cluster: Cluster, label: str) -> Iterator[None]:
+    """Leaves the e2e namespace as it was: the drill's ConfigMaps are deleted, kube-apiserver up or not."""
+    try:
+        yield
+    finally:
+        if not cluster.apiserver.alive():
+            cluster.start_apiserver_again()
+        query = urllib.parse.urlencode({"labelSelector": f"drill={label}"})
+        cluster.api().request("DELETE", f"{CONFIGMAPS}?{query}")
+
+
+@contextlib.contextmanager
+def _apiserver_restored(cluster: Cluster) -> Iterator[None]:
+    """A drill that fails half-way still leaves kube-apiserver running for the next test."""
+    try:
+        yield
+    finally:
+        if not cluster.apiserver.alive():
+            cluster.start_apiserver_again()
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
+    """Poll ``check`` until true; the seconds it took. A deadline, not a sleep standing in for an event."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout:g}s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _audit_events(cluster: Cluster) -> list[dict[str, Any]]:
+    events = []
+    for line in cluster.audit_log.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return events
+
+
+# -- a list in flight ------------------------------------------------------------------------------
+
+LIST_OBJECTS = 240
+LIST_OBJECT_BYTES = 200 * 1024  # 48 MB in all: more than every socket buffer on the path can hold
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_list_in_flight_ends_with_an_error_and_succeeds_after_the_restart(
+    cluster: Cluster, proxy: Proxy, alice: Kubectl, figure: Figure, sig: signal.Signals
+) -> None:
+    label = "list"
+    api = cluster.api()
+    with _configmaps_labelled(cluster, label):
+        for i in range(LIST_OBJECTS):
+            api.request("POST", CONFIGMAPS, _configmap(f"drill-list-{i}", label, "x" * LIST_OBJECT_BYTES))
+        path = f"{CONFIGMAPS}?{urllib.parse.urlencode({'labelSelector': f'drill={label}'})}"
+        conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, context=_tls(cluster), timeout=60)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {alice.token}", "Accept": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200
+        received = len(response.read(64 * 1024))  # the client reads slowly: the list is still on its way
+
+        killed = time.monotonic()
+        cluster.kill_apiserver(sig)
+        error = ""
+        try:
+            while chunk := response.read(1024 * 1024):
+                received += len(chunk)
+        except (http.client.HTTPException, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:120]
+        ended = time.monotonic() - killed
+        conn.close()
+        total = LIST_OBJECTS * LIST_OBJECT_BYTES
+        assert received < total, "the whole list arrived before kube-apiserver died: the drill tested nothing"
+        assert error, f"a list cut at {received} bytes ended as if complete: the client cannot tell"
+        assert ended < STREAM_END_SECONDS
+
+        cluster.start_apiserver_again()
+        ready = time.monotonic()
+        result = alice.run("get", "configmaps", "-l", f"drill={label}", "-o", "name", timeout=120)
+        recovered = time.monotonic() - ready
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) == LIST_OBJECTS
+        assert recovered < RECOVERY_SECONDS
+        figure(
+            f"list cut after {received / 2**20:.1f} of {total / 2**20:.0f} MiB, client saw {error!r} "
+            f"{ended:.2f}s after the {sig.name}; kubectl get succeeded {recovered:.2f}s after kube-apiserver was back"
+        )
+
+
+# -- 200 open watches ------------------------------------------------------------------------------
+
+WATCHERS = 200
+
+
+@dataclass
+class Watcher:
+    """A client-go-like watcher over its own HTTP/1.1 connection: watch from a resourceVersion, see the
+    stream end, watch again from the last resourceVersion it saw."""
+
+    port: int
+    tls: ssl.SSLContext
+    token: str
+    label: str
+    resource_version: str
+    names: set[str] = field(default_factory=set)
+    ended_at: float = 0.0
+    end: str = ""
+    attempts: int = 0
+    failures: int = 0
+    rewatched_at: float = 0.0
+    seen: asyncio.Event = field(default_factory=asyncio.Event)
+    want: str = ""
+
+    async def watch(self, opened: asyncio.Event | None = None) -> None:
+        """One watch request: returns when its stream ended (cleanly or not); raises if it did not start."""
+        query = urllib.parse.urlencode(
+            {"watch": "1", "labelSelector": f"drill={self.label}", "resourceVersion": self.resource_version}
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=self.tls)
+        try:
+            writer.write(
+                f"GET {CONFIGMAPS}?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {self.token}\r\n"
+                "Accept: application/json\r\n\r\n".encode()
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            if status != 200:
+                raise ConnectionError(f"watch answered {status}")
+            if opened is not None:
+                opened.set()
+            await self._events(reader)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _events(self, reader: asyncio.StreamReader) -> None:
+        buffered = b""
+        try:
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                if size == 0:
+                    self.end = "end of stream"
+                    return
+                buffered += (await reader.readexactly(size + 2))[:-2]
+                while b"\n" in buffered:
+                    line, buffered = buffered.split(b"\n", 1)
+                    metadata = json.loads(line)["object"].get("metadata", {})
+                    self.resource_version = metadata.get("resourceVersion", self.resource_version)
+                    self.names.add(metadata.get("name", ""))
+                    if self.want and self.want in self.names:
+                        self.seen.set()
+        except (asyncio.IncompleteReadError, OSError, ssl.SSLError) as exc:
+            self.end = type(exc).__name__
+        finally:
+            self.ended_at = time.monotonic()
+
+    async def rewatch(self) -> None:
+        """Watch again until a watch starts (a retry a second apart, as client-go's backoff), then follow it."""
+        while True:
+            self.attempts += 1
+            opened = asyncio.Event()
+            task = asyncio.ensure_future(self.watch(opened))
+            waiter = asyncio.ensure_future(opened.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if opened.is_set():
+                self.rewatched_at = time.monotonic()
+                await task
+                return
+            waiter.cancel()
+            with contextlib.suppress(Exception):
+                task.result()
+            self.failures += 1
+            await asyncio.sleep(1.0)
+
+
+async def _until(what: str, check: Callable[[], bool], timeout: float) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout:g}s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+async def test_200_watches_end_and_watch_again_after_the_restart(
+    cluster: Cluster, proxy: Proxy, alice: Kubectl, figure: Figure, sig: signal.Signals
+) -> None:
+    label = f"watch-{sig.name.lower()}"
+    api = cluster.api()
+    with _configmaps_labelled(cluster, label):
+        listed = await asyncio.to_thread(
+            api.request, "GET", f"{CONFIGMAPS}?{urllib.parse.urlencode({'labelSelector': f'drill={label}'})}"
+        )
+        rv = listed["metadata"]["resourceVersion"]
+        tls = _tls(cluster)
+        watchers = [Watcher(proxy.port, tls, alice.token, label, rv, want="before") for _ in range(WATCHERS)]
+        tasks = [asyncio.ensure_future(w.watch()) for w in watchers]
+        try:
+            # Every watch is open end to end once each has seen an object created after it started.
+            await asyncio.to_thread(api.request, "POST", CONFIGMAPS, _configmap("before", label))
+            await asyncio.wait_for(asyncio.gather(*(w.seen.wait() for w in watchers)), 60)
+
+            killed = time.monotonic()
+            await asyncio.to_thread(cluster.kill_apiserver, sig)
+            done, hung = await asyncio.wait(tasks, timeout=STREAM_END_SECONDS)
+            assert not hung, (
+                f"{len(hung)} of {WATCHERS} watch streams still open {STREAM_END_SECONDS:g}s after the kill"
+            )
+            for task in done:
+                task.result()  # a watch that raised instead of ending: the exception says why
+            last_end = max(w.ended_at for w in watchers) - killed
+            ends = sorted({w.end for w in watchers})
+
+            for w in watchers:
+                w.want, w.seen = "after", asyncio.Event()
+            tasks = [asyncio.ensure_future(w.rewatch()) for w in watchers]
+            await asyncio.to_thread(cluster.start_apiserver_again)
+            ready = time.monotonic()
+            await _until("every watcher watching again", lambda: all(w.rewatched_at for w in watchers), 60)
+            rewatched = max(w.rewatched_at for w in watchers) - ready
+            await asyncio.to_thread(api.request, "POST", CONFIGMAPS, _configmap("after", label))
+            await asyncio.wait_for(asyncio.gather(*(w.seen.wait() for w in watchers)), 30)
+            delivered = time.monotonic() - ready
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        assert rewatched < RECOVERY_SECONDS
+        failed = sum(w.failures for w in watchers)
+        figure(
+            f"{WATCHERS}/{WATCHERS} watch streams ended ({', '.join(ends)}) within {last_end:.2f}s of the "
+            f"{sig.name}; all watching again {max(rewatched, 0):.2f}s after kube-apiserver was back "
+            f"({failed} re-watch attempts refused meanwhile), the next event reached all {delivered:.2f}s after"
+        )
+
+
+# -- exec and cp -----------------------------------------------------------------------------------
+
+
+def _ended(process: Any, timeout: float) -> tuple[int, bytes]:
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except Exception:
+        process.kill()
+        process.communicate()
+        raise
+    return int(process.returncode), bytes(err)
+
+
+@pytest.mark.parametrize("spdy", [pytest.param(False, id="websocket"), pytest.param(True, id="spdy")])
+def test_exec_in_flight_exits_non_zero_with_a_message(
+    cluster: Cluster, alice: Kubectl, figure: Figure, spdy: bool
+) -> None:
+    with _apiserver_restored(cluster):
+        running = alice.popen("exec", "web", "--", "sh", "-c", "echo started; exec sleep 60", spdy=spdy)
+        assert running.stdout is not None
+        assert running.stdout.readline() == b"started\n"
+        killed = time.monotonic()
+        cluster.kill_apiserver(signal.SIGKILL)
+        code, err = _ended(running, STREAM_END_SECONDS + 15)
+        ended = time.monotonic() - killed
+        assert code != 0
+        assert err.strip(), "kubectl exec ended without saying why"
+        assert ended < STREAM_END_SECONDS
+
+        cluster.start_apiserver_again()
+        ready = time.monotonic()
+        again = alice.run("exec", "web", "--", "echo", "again", spdy=spdy)
+        recovered = time.monotonic() - ready
+        assert again.returncode == 0 and again.stdout == b"again\n", again.stderr
+        assert recovered < RECOVERY_SECONDS
+    message = err.decode(errors="replace").strip().splitlines()[-1][:100]
+    figure(
+        f"kubectl exec exited {code} {ended:.2f}s after the SIGKILL ({message!r}); "
+        f"the next exec succeeded {recovered:.2f}s after kube-apiserver was back"
+    )
+
+
+CP_BYTES = 256 * 1024 * 1024
+
+
+def test_cp_in_flight_exits_non_zero_with_a_message(
+    cluster: Cluster, alice: Kubectl, figure: Figure, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.bin"
+    with source.open("wb") as out:
+        block = os.urandom(1024 * 1024)
+        for _ in range(CP_BYTES // len(block)):
+            out.write(block)
+    name = f"drill-{uuid.uuid4().hex[:8]}.bin"
+    with _apiserver_restored(cluster):
+        copying = alice.popen("cp", str(source), f"web:{name}", "-c", "main")
+
+        def arriving() -> bool:
+            assert copying.poll() is None, "kubectl cp finished before kube-apiserver was killed"
+            return any(p.stat().st_size > 0 for p in cluster.containers.rglob(name))
+
+        _wait_for("the copy to start arriving in the container", arriving, 60)
+        killed = time.monotonic()
+        cluster.kill_apiserver(signal.SIGKILL)
+        code, err = _ended(copying, STREAM_END_SECONDS + 15)
+        ended = time.monotonic() - killed
+        arrived = max((p.stat().st_size for p in cluster.containers.rglob(name)), default=0)
+        assert code != 0, f"kubectl cp exited 0 though {arrived} of {CP_BYTES} bytes arrived"
+        assert err.strip(), "kubectl cp ended without saying why"
+        assert ended < STREAM_END_SECONDS
+
+        cluster.start_apiserver_again()
+        ready = time.monotonic()
+        small = tmp_path / "small.txt"
+        small.write_text("after the restart\n")
+        again = alice.run("cp", str(small), f"web:{name}.after", "-c", "main")
+        recovered = time.monotonic() - ready
+        assert again.returncode == 0, again.stderr
+        assert recovered < RECOVERY_SECONDS
+    for leftover in cluster.containers.rglob(f"{name}*"):
+        leftover.unlink()
+    message = err.decode(errors="replace").strip().splitlines()[-1][:100]
+    figure(
+        f"kubectl cp exited {code} {ended:.2f}s after the SIGKILL with {arrived / 2**20:.0f} of "
+        f"{CP_BYTES / 2**20:.0f} MiB copied ({message!r}); the next cp succeeded {recovered:.2f}s after"
+    )
+
+
+# -- creates in flight: none sent twice, none lost --------------------------------------------------
+
+
+@dataclass
+class Creator:
+    """Creates ConfigMaps with fresh names one after another over one keep-alive connection (a new one
+    after an error), never retrying a create itself: a name answered 409 AlreadyExists was sent twice."""
+
+    proxy: Proxy
+    token: str
+    label: str
+    prefix: str
+    outcomes: dict[str, int | str] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        conn: http.client.HTTPSConnection | None = None
+        n = 0
+        while not self.stop.is_set():
+            name = f"{self.prefix}-{n}"
+            n += 1
+            if conn is None:
+                conn = http.client.HTTPSConnection(
+                    "127.0.0.1", self.proxy.port, context=_tls(self.proxy.cluster), timeout=60
+                )
+            try:
+                conn.request(
+                    "POST",
+                    CONFIGMAPS,
+                    body=json.dumps(_configmap(name, self.label)).encode(),
+                    headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+                )
+                response = conn.getresponse()
+                response.read()
+                self.outcomes[name] = response.status
+                if response.status >= 500:
+                    time.sleep(0.2)  # kube-apiserver is down: a client's pause between failed attempts
+            except (http.client.HTTPException, OSError) as exc:
+                self.outcomes[name] = type(exc).__name__
+                conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def created_since(self, count: int) -> int:
+        return sum(1 for status in list(self.outcomes.values())[count:] if status == 201)
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_creates_in_flight_are_never_sent_twice_nor_lost(
+    cluster: Cluster, proxy: Proxy, alice: Kubectl, figure: Figure, sig: signal.Signals
+) -> None:
+    label = f"create-{sig.name.lower()}"
+    creators = [Creator(proxy, alice.token, label, f"drill-{label}-{i}") for i in range(4)]
+    threads = [threading.Thread(target=c.run, daemon=True) for c in creators]
+    with _configmaps_labelled(cluster, label):
+        try:
+            for thread in threads:
+                thread.start()
+            _wait_for("creates under way", lambda: all(c.created_since(0) >= 20 for c in creators), 60)
+            cluster.kill_apiserver(sig)
+            marks = [len(c.outcomes) for c in creators]
+            cluster.start_apiserver_again()
+            _wait_for(
+                "creates succeeding again",
+                lambda: all(c.created_since(m) >= 20 for c, m in zip(creators, marks, strict=True)),
+                RECOVERY_SECONDS + 30,
+            )
+        finally:
+            for c in creators:
+                c.stop.set()
+            for thread in threads:
+                thread.join(60)
+
+        outcomes = {name: status for c in creators for name, status in c.outcomes.items()}
+        duplicated_409 = sorted(n for n, s in outcomes.items() if s == 409)
+        query = urllib.parse.urlencode({"labelSelector": f"drill={label}"})
+        stored = {item["metadata"]["name"] for item in cluster.api().request("GET", f"{CONFIGMAPS}?{query}")["items"]}
+        acknowledged = {n for n, s in outcomes.items() if s == 201}
+        lost = sorted(acknowledged - stored)
+        audit_ids: dict[str, set[str]] = {}
+        for event in _audit_events(cluster):
+            ref = event.get("objectRef") or {}
+            if event.get("verb") == "create" and str(ref.get("name", "")).startswith(f"drill-{label}-"):
+                audit_ids.setdefault(ref["name"], set()).add(event["auditID"])
+        duplicated_audit = sorted(n for n, ids in audit_ids.items() if len(ids) > 1)
+        failed = {n: s for n, s in outcomes.items() if s != 201}
+        assert not duplicated_409, f"creates sent twice (409 AlreadyExists to the client): {duplicated_409}"
+        assert not duplicated_audit, f"creates kube-apiserver received twice: {duplicated_audit}"
+        assert not lost, f"creates answered 201 but not stored: {lost}"
+        kinds = sorted({str(s) for s in failed.values()})
+        figure(
+            f"{len(outcomes)} creates around the {sig.name}: {len(acknowledged)} created, "
+            f"{len(failed)} failed while it was down ({', '.join(kinds) or 'none'}), "
+            f"0 sent twice (409s and audit events), {len(lost)} lost"
+        )
+
+
+# -- pooled connections, readiness -----------------------------------------------------------------
+
+
+def test_first_requests_after_the_restart_succeed_and_readiness_follows(
+    cluster: Cluster, proxy: Proxy, alice: Kubectl, figure: Figure
+) -> None:
+    label = "pool"
+    with _configmaps_labelled(cluster, label):
+        # Fill the proxy's pool with keep-alive connections to this kube-apiserver process.
+        results = _parallel(proxy, alice.token, [("GET", f"{CONFIGMAPS}?limit=1", None)] * 16)
+        assert all(status == 200 for status, _ in results), results
+        assert probe_status(proxy.probe_port) == 200
+
+        killed = time.monotonic()
+        cluster.kill_apiserver(signal.SIGKILL)
+        unready = _wait_for(
+            "/ready 503 while kube-apiserver is down", lambda: probe_status(proxy.probe_port) == 503, 30
+        )
+        assert time.monotonic() - killed < 30
+
+        cluster.start_apiserver_again()
+        ready = time.monotonic()
+        # The first requests after the return, at once: creates (never retried) as well as reads.
+        first = [("POST", CONFIGMAPS, _configmap(f"drill-pool-{i}", label)) for i in range(8)]
+        first += [("GET", f"{CONFIGMAPS}?limit=1", None)] * 8
+        results = _parallel(proxy, alice.token, first)
+        failed = [(status, body[:200]) for status, body in results if status not in (200, 201)]
+        assert not failed, f"first requests after kube-apiserver's return failed: {failed}"
+        back = _wait_for("/ready 200 again", lambda: probe_status(proxy.probe_port) == 200, RECOVERY_SECONDS)
+        back_total = time.monotonic() - ready
+    figure(
+        f"/ready went 503 {unready:.2f}s after the SIGKILL and 200 {back_total:.2f}s after kube-apiserver "
+        f"was back ({back:.2f}s after the first requests); 0 of {len(first)} first requests failed"
+    )
+
+
+def _parallel(proxy: Proxy, token: str, requests: list[tuple[str, str, Any]]) -> list[tuple[int, bytes]]:
+    results: list[tuple[int, bytes]] = [(0, b"")] * len(requests)
+    start = threading.Barrier(len(requests))
+
+    def one(i: int, method: str, path: str, body: Any) -> None:
+        start.wait(30)
+        try:
+            results[i] = _request(proxy, token, method, path, body)
+        except (http.client.HTTPException, OSError) as exc:
+            results[i] = (0, repr(exc).encode())
+
+    threads = [threading.Thread(target=one, args=(i, *r)) for i, r in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    return results
+
+
+# -- a kube-apiserver that accepts connections and never answers -----------------------------------
+
+
+class SilentServer:
+    """Accepts TCP connections (with ``tls``, completes the handshake too) and never answers a byte; counts
+    the connections the proxy still holds open."""
+
+    def __init__(self, tls: ssl.SSLContext | None) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.port = int(self.listener.getsockname()[1])
+        self.tls = tls
+        self.accepted: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if self.tls is not None:
+                threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
+            else:
+                with self.lock:
+                    self.accepted.append(conn)
+
+    def _handshake(self, conn: socket.socket) -> None:
+        assert self.tls is not None
+        try:
+            conn.settimeout(10)
+            wrapped = self.tls.wrap_socket(conn, server_side=True)
+        except OSError:
+            conn.close()
+            return
+        with self.lock:
+            self.accepted.append(wrapped)
+
+    def open_connections(self) -> int:
+        """Connections the proxy has not closed (a peer's close reads as end of file)."""
+        with self.lock:
+            still = []
+            for conn in self.accepted:
+                try:
+                    conn.setblocking(False)
+                    closed = (conn.recv(1, socket.MSG_PEEK) if self.tls is None else conn.recv(1)) == b""
+                except (BlockingIOError, ssl.SSLWantReadError):
+                    closed = False
+                except OSError:
+                    closed = True
+                if closed:
+                    conn.close()
+                else:
+                    still.append(conn)
+            self.accepted = still
+            return len(still)
+
+    def close(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for conn in self.accepted:
+                conn.close()
+
+
+REQUEST_TIMEOUT = 2.0
+HANGING_REQUESTS = 24
+
+
+@pytest.mark.parametrize("tls", [pytest.param(False, id="tcp-only"), pytest.param(True, id="tls-no-http")])
+def test_a_kube_apiserver_that_never_answers(cluster: Cluster, alice: Kubectl, figure: Figure, tls: bool) -> None:
+    server_tls = None
+    if tls:
+        assert cluster.ca is not None
+        pair = cluster.ca.serving("silent-apiserver")
+        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_tls.load_cert_chain(str(pair.cert), str(pair.key))
+    silent = SilentServer(server_tls)
+    stuck = Proxy(cluster)
+    try:
+        stuck.start(
+            f"--request-timeout={REQUEST_TIMEOUT:g}s", wait_ready=False, server=f"https://127.0.0.1:{silent.port}"
+        )
+        timings: list[tuple[int, float]] = []
+        answers: list[str] = []  # anything but a 504
+
+        def wave() -> None:
+            requests = [("GET", f"/api/v1/namespaces/{NAMESPACE}/pods", None)] * HANGING_REQUESTS
+            started = time.monotonic()
+            results = _parallel(stuck, alice.token, requests)
+            timings.extend((status, time.monotonic() - started) for status, _ in results)
+            answers.extend(f"{s} {b[:200]!r}" for s, b in results if s != 504)
+
+        first = threading.Thread(target=wave)
+        first.start()
+        # Meanwhile the same proxy answers what needs no kube-apiserver at once.
+        _wait_for("requests hanging on the stand-in", lambda: silent.open_connections() > 0, 10)
+        probe_started = time.monotonic()
+        assert probe_status(stuck.probe_port) == 503
+        unauthenticated = _request(stuck, "not-a-token", "GET", "/api")[0]
+        responsive = time.monotonic() - probe_started
+        assert unauthenticated == 401
+        held_during = silent.open_connections()
+        first.join(120)
+        wave()  # a second wave: the pool must not have kept the stuck connections of the first
+        held_after = _wait_for("stuck connections closed", lambda: silent.open_connections() <= 2, 15)
+    finally:
+        stuck.stop()
+        silent.close()
+    assert len(timings) == 2 * HANGING_REQUESTS and not answers, answers
+    slowest = max(t for _, t in timings)
+    assert min(t for _, t in timings) >= REQUEST_TIMEOUT * 0.9
+    assert slowest < REQUEST_TIMEOUT + 5, f"504s arrived up to {slowest:.1f}s, --request-timeout={REQUEST_TIMEOUT:g}s"
+    assert responsive < 3
+    assert held_during <= HANGING_REQUESTS + 2
+    figure(
+        f"{len(timings)} requests answered 504 in {min(t for _, t in timings):.2f}-{slowest:.2f}s "
+        f"(--request-timeout={REQUEST_TIMEOUT:g}s); /ready and a 401 answered in {responsive:.2f}s meanwhile; "
+        f"{held_during} connections held to the stand-in during a wave of {HANGING_REQUESTS}, "
+        f"at most 2 within {held_after:.2f}s after"
+    )
