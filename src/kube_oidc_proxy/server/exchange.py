@@ -605,6 +605,7 @@ class Exchange:
 
     def on_upstream_lost(self, error: UpstreamError) -> None:
         self.upstream = None
+        self.server.upstream_failed()
         if self._done.done():
             return
         if self.response_started:
@@ -631,6 +632,8 @@ class Exchange:
 
     def _fail(self, exc: ProxyError) -> None:
         self._drop_upstream()
+        if isinstance(exc, UpstreamError):
+            self.server.upstream_failed()
         if self.response_started:
             self.keep_alive = False
             self.conn.abort()
