@@ -117,10 +117,13 @@ class Cluster:
     def apiserver(self) -> Process:
         return next(p for p in self.processes if p.name == "kube-apiserver")
 
-    def kill_apiserver(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        """End kube-apiserver (SIGKILL: at once, mid-response; SIGTERM: its graceful shutdown) and wait
-        until it has exited. Its port stays reserved by ``ports``: nothing else gets the number meanwhile."""
-        self.apiserver.kill(sig)
+    def kill_apiserver(self, sig: signal.Signals = signal.SIGKILL) -> str:
+        """End kube-apiserver (SIGKILL: at once, mid-response; SIGTERM: its graceful shutdown, SIGKILL after
+        10 s) and wait until it has exited; how it ended, for a drill's figure. Its port stays reserved by
+        ``ports``: nothing else gets the number meanwhile."""
+        if self.apiserver.kill(sig) or sig == signal.SIGKILL:
+            return sig.name
+        return f"{sig.name} (still running 10 s later: SIGKILL)"
 
     def start_apiserver_again(self, timeout: float = 90) -> None:
         """kube-apiserver on the same port with the same arguments (etcd kept everything), until /readyz is 200."""

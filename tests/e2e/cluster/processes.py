@@ -40,8 +40,9 @@ class Process:
         except OSError:
             return ""
 
-    def kill(self, sig: signal.Signals) -> None:
-        """Send ``sig`` to the process group and wait for it to end (SIGKILL after ``stop_timeout``)."""
+    def kill(self, sig: signal.Signals) -> bool:
+        """Send ``sig`` to the process group and wait for it to end, with SIGKILL after ``stop_timeout``
+        (as the kubelet does after a grace period); False if it took that SIGKILL."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
         try:
@@ -50,6 +51,8 @@ class Process:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
+            return False
+        return True
 
     def start_again(self) -> None:
         """The same command once more (after ``kill``), its output appended to the same log."""
