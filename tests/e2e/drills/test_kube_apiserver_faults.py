@@ -569,7 +569,9 @@ def test_first_requests_after_the_restart_succeed_and_readiness_follows(
         cluster.start_apiserver_again()
         ready = time.monotonic()
         # The first requests after the return, at once: creates (never retried) as well as reads.
-        first = [("POST", CONFIGMAPS, _configmap(f"drill-pool-{i}", label)) for i in range(8)]
+        first: list[tuple[str, str, Any]] = [
+            ("POST", CONFIGMAPS, _configmap(f"drill-pool-{i}", label)) for i in range(8)
+        ]
         first += [("GET", f"{CONFIGMAPS}?limit=1", None)] * 8
         results = _parallel(proxy, alice.token, first)
         failed = [(status, body[:200]) for status, body in results if status not in (200, 201)]
