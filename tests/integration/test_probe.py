@@ -9,6 +9,7 @@ from dataclasses import replace
 from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.server.plainhttp import MAX_CONNECTIONS
 from tests.conftest import ProxyHandle, start_proxy
+from tests.support.client import get
 from tests.support.issuer import TestIssuer
 from tests.support.keysource import refresh_after_change
 from tests.support.ports import PortHolder
@@ -74,6 +75,21 @@ async def test_readiness_follows_the_api_server_both_ways(
         assert (await probe(handle.running.probe_port, "/ready"))[0] == 200
     finally:
         await handle.running.stop(grace=1)
+
+
+async def test_a_request_that_finds_the_api_server_gone_makes_the_next_probe_ask_again(
+    proxy: ProxyHandle, ports: PortHolder
+) -> None:
+    """The last answer counts for 10 s, unless a request meanwhile found kube-apiserver refusing or gone:
+    readiness then follows at the next probe, not up to 10 s later."""
+    assert (await probe(proxy.running.probe_port, "/ready"))[0] == 200
+    assert (await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token())).status == 200  # fresh
+    pool = proxy.app.proxy.as_proxy.pool
+    pool.close()  # its idle connections lead to the server that is now gone
+    pool.target = replace(pool.target, port=ports.take())  # nothing listens there
+    assert (await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token())).status == 503
+    status, body = await probe(proxy.running.probe_port, "/ready")
+    assert status == 503, body
 
 
 async def test_liveness_does_not_depend_on_the_issuer(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from dataclasses import replace
 
 import h11
@@ -64,6 +66,29 @@ async def test_a_slow_api_server_gives_504_with_request_timeout(
         assert (await get(handle.port, handle.ca_file, "/slow/0", token=issuer.token())).status == 200
     finally:
         await handle.running.stop(grace=1)
+
+
+async def test_request_timeout_bounds_a_tls_handshake_that_never_ends(
+    issuer: TestIssuer, upstream: RecordingUpstream, config: Config
+) -> None:
+    """A kube-apiserver that accepts connections and never answers (wedged, or SIGSTOPped): the kernel
+    completes the TCP handshake, the TLS one never ends. --request-timeout bounds that wait too, not the
+    10 s connect limit."""
+    silent = socket.create_server(("127.0.0.1", 0))  # listens, never accepts: connections wait in the backlog
+    try:
+        server = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        cfg = replace(config, client=replace(config.client, server=server, request_timeout=0.3))
+        handle = await start_proxy(cfg, issuer, upstream)
+        try:
+            started = time.monotonic()
+            response = await get(handle.port, handle.ca_file, "/api/v1/pods", token=issuer.token())
+            assert response.status == 504
+            assert response.json()["reason"] == "Timeout"
+            assert time.monotonic() - started < 5  # well under the 10 s connect limit
+        finally:
+            await handle.running.stop(grace=1)
+    finally:
+        silent.close()
 
 
 async def test_a_stale_keep_alive_connection_is_retried_for_a_get(proxy: ProxyHandle) -> None:

@@ -82,6 +82,7 @@ class Exchange:
         "_chosen",
         "_chunked",
         "_code",
+        "_deadline",
         "_done",
         "_logged",
         "_logged_line",
@@ -133,6 +134,7 @@ class Exchange:
         self._received = time.time()
         self._started = time.monotonic()
         self._sent = 0.0  # when the request went upstream, for the upstream latency metric
+        self._deadline = 0.0  # loop time by which kube-apiserver's response head is due (--request-timeout)
         self._code = 0
         self._verb = ""  # kube-apiserver's verb, when audit or metrics need it
         self._logged: AccessRecord | None = None  # for --log-format json, written when answered
@@ -316,7 +318,7 @@ class Exchange:
             return
         retry_allowed = head.method in RETRYABLE_METHODS and head.framing == "none"
         while True:
-            upstream = await self._connections.pool.acquire()
+            upstream = await self._within_request_timeout(self._connections.pool.acquire())
             self._attach(upstream, head_only=head.method == b"HEAD")
             assert self._outbound is not None
             upstream.write(request_head(head.method, head.target, self._outbound))
@@ -358,7 +360,7 @@ class Exchange:
         return True
 
     async def _upgrade(self) -> None:
-        upstream = await self._connections.pool.connect()
+        upstream = await self._within_request_timeout(self._connections.pool.connect())
         self._attach(upstream, head_only=False)
         assert self._outbound is not None
         upstream.write(request_head(self.head.method, self.head.target, self._outbound))
@@ -372,12 +374,31 @@ class Exchange:
         self.upstream = upstream
         upstream.begin(self, head_only=head_only)
 
+    async def _within_request_timeout(self, connecting: Awaitable[UpstreamConnection]) -> UpstreamConnection:
+        """--request-timeout counts from here: a kube-apiserver that accepts connections but never finishes
+        the TLS handshake times out as one that never sends its response head (not after the 10 s connect
+        limit)."""
+        timeout = self.server.request_timeout
+        if not timeout:
+            return await connecting
+        loop = asyncio.get_running_loop()
+        if not self._deadline:
+            self._deadline = loop.time() + timeout
+        try:
+            return await asyncio.wait_for(connecting, max(self._deadline - loop.time(), 0.0))
+        except TimeoutError:
+            raise UpstreamTimeout(
+                "kube-apiserver did not answer in time", "connecting timed out (--request-timeout)"
+            ) from None
+
     async def _wait_response(self) -> None:
         timeout = self.server.request_timeout
         if not timeout:
             await self._done
             return
         loop = asyncio.get_running_loop()
+        if self._deadline:  # the connection counted too
+            timeout = max(self._deadline - loop.time(), 0.0)
         timer = loop.call_later(timeout, self._response_timed_out)
         try:
             await self._done
@@ -584,6 +605,7 @@ class Exchange:
 
     def on_upstream_lost(self, error: UpstreamError) -> None:
         self.upstream = None
+        self.server.upstream_failed()
         if self._done.done():
             return
         if self.response_started:
@@ -610,6 +632,8 @@ class Exchange:
 
     def _fail(self, exc: ProxyError) -> None:
         self._drop_upstream()
+        if isinstance(exc, UpstreamError):
+            self.server.upstream_failed()
         if self.response_started:
             self.keep_alive = False
             self.conn.abort()

@@ -176,6 +176,11 @@ class ProxyServer:
         if status != 401:
             self.last_upstream_answer = time.monotonic()
 
+    def upstream_failed(self) -> None:
+        """A request found kube-apiserver refusing, silent or gone: readiness asks its /readyz again at the
+        next probe instead of trusting an answer from before."""
+        self.last_upstream_answer = -float("inf")
+
     @property
     def active_watches(self) -> int:
         return sum(1 for c in self.connections if c.current is not None and c.current.is_stream)

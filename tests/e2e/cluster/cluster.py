@@ -9,6 +9,7 @@ process, also when a test failed. Everything lives in one work directory: certif
 from __future__ import annotations
 
 import json
+import signal
 import ssl
 import time
 import urllib.parse
@@ -109,6 +110,26 @@ class Cluster:
             process.stop()
         self.processes.clear()
         self.ports.close()
+
+    # -- faults (for the drills) ------------------------------------------------------------------
+
+    @property
+    def apiserver(self) -> Process:
+        return next(p for p in self.processes if p.name == "kube-apiserver")
+
+    def kill_apiserver(self, sig: signal.Signals = signal.SIGKILL) -> str:
+        """End kube-apiserver (SIGKILL: at once, mid-response; SIGTERM: its graceful shutdown, SIGKILL after
+        10 s) and wait until it has exited; how it ended, for a drill's figure. Its port stays reserved by
+        ``ports``: nothing else gets the number meanwhile."""
+        if self.apiserver.kill(sig) or sig == signal.SIGKILL:
+            return sig.name
+        return f"{sig.name} (still running 10 s later: SIGKILL)"
+
+    def start_apiserver_again(self, timeout: float = 90) -> None:
+        """kube-apiserver on the same port with the same arguments (etcd kept everything), until /readyz is 200."""
+        apiserver = self.apiserver
+        apiserver.start_again()
+        wait_until("kube-apiserver", lambda: https_ok(f"{self.server}/readyz", self.ca_file), timeout, apiserver)
 
     # -- processes --------------------------------------------------------------------------------
 

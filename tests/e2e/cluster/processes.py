@@ -21,9 +21,14 @@ class Process:
         self.name = name
         self.stop_timeout = stop_timeout
         self.log_path = logs / f"{name}.log"
-        with self.log_path.open("wb") as log:
-            self.popen = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+        self._args = args
+        self._env = {**os.environ, **(env or {})}
+        self.popen = self._spawn("wb")
+
+    def _spawn(self, mode: str) -> subprocess.Popen[bytes]:
+        with self.log_path.open(mode) as log:
+            return subprocess.Popen(
+                self._args, stdout=log, stderr=subprocess.STDOUT, env=self._env, start_new_session=True
             )
 
     def alive(self) -> bool:
@@ -34,6 +39,25 @@ class Process:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def kill(self, sig: signal.Signals) -> bool:
+        """Send ``sig`` to the process group and wait for it to end, with SIGKILL after ``stop_timeout``
+        (as the kubelet does after a grace period); False if it took that SIGKILL."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+        try:
+            self.popen.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+            return False
+        return True
+
+    def start_again(self) -> None:
+        """The same command once more (after ``kill``), its output appended to the same log."""
+        assert not self.alive(), f"{self.name} is still running"
+        self.popen = self._spawn("ab")
 
     def stop(self) -> None:
         if self.popen.poll() is not None:

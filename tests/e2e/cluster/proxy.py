@@ -3,10 +3,12 @@ ServiceAccount whose short-lived TokenRequest token sits in a file that ``rotate
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +51,12 @@ class Proxy:
         wait_ready: bool = True,
         authentication_config: Path | None = None,
         kubeconfig_user: dict[str, str] | None = None,
+        server: str = "",
     ) -> None:
         """Run the proxy for the cluster's Keycloak: with the --oidc-* flags, or with the given
         AuthenticationConfiguration file instead (the two cannot be combined). ``kubeconfig_user``: how the
-        proxy authenticates to kube-apiserver instead of its ServiceAccount's token file."""
+        proxy authenticates to kube-apiserver instead of its ServiceAccount's token file. ``server``: the
+        kube-apiserver address in the proxy's kubeconfig, instead of the cluster's (a stand-in's)."""
         cluster = self.cluster
         work = cluster.workdir / "proxy"
         work.mkdir(exist_ok=True)
@@ -60,9 +64,9 @@ class Proxy:
         tls = cluster.ca.serving("kube-oidc-proxy")
         self.token_file = work / "token"
         self.rotate()
-        config = work / "kubeconfig"
+        config = work / (f"kubeconfig-{urllib.parse.urlsplit(server).port}" if server else "kubeconfig")
         user = kubeconfig_user or {"tokenFile": str(self.token_file)}
-        config.write_text(kubeconfig(cluster.server, cluster.ca_file, user=user))
+        config.write_text(kubeconfig(server or cluster.server, cluster.ca_file, user=user))
         self.port, self.probe_port = self.ports.take(), self.ports.take()
         oidc = [
             f"--oidc-issuer-url={cluster.issuer}",
@@ -98,7 +102,9 @@ class Proxy:
 
     def _rotate_loop(self, every: float) -> None:
         while not self._stop_rotation.wait(every):
-            self.rotate()
+            # kube-apiserver may be down for a drill: the token in the file stays valid, try at the next tick
+            with contextlib.suppress(OSError):
+                self.rotate()
 
     def stop(self) -> None:
         self._stop_rotation.set()
