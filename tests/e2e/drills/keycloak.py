@@ -18,27 +18,33 @@ KEY_PROVIDER = "org.keycloak.keys.KeyProvider"
 class KeycloakAdmin:
     def __init__(self, keycloak_url: str, ca_file: Path, realm: str = "kube") -> None:
         self._base = f"{keycloak_url}/admin/realms/{realm}"
+        self._token_url = f"{keycloak_url}/realms/master/protocol/openid-connect/token"
         self._context = ssl.create_default_context(cafile=str(ca_file))
+
+    def _admin_token(self) -> str:
+        """A fresh one for each call: the master realm's tokens last a minute, a drill longer."""
         username, password = KEYCLOAK_ADMIN
         body = urllib.parse.urlencode(
             {"grant_type": "password", "client_id": "admin-cli", "username": username, "password": password}
         ).encode()
-        token_url = f"{keycloak_url}/realms/master/protocol/openid-connect/token"
-        self._token = str(self._call("POST", token_url, body, "application/x-www-form-urlencoded")["access_token"])
+        return str(self._call("POST", self._token_url, body, "application/x-www-form-urlencoded")["access_token"])
 
-    def _call(self, method: str, url: str, body: bytes | None = None, content_type: str = "application/json") -> Any:
+    def _call(
+        self, method: str, url: str, body: bytes | None = None, content_type: str = "application/json", token: str = ""
+    ) -> Any:
         request = urllib.request.Request(url, data=body, method=method)
         if body is not None:
             request.add_header("Content-Type", content_type)
-        if hasattr(self, "_token"):
-            request.add_header("Authorization", f"Bearer {self._token}")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         with urllib.request.urlopen(request, context=self._context, timeout=30) as response:
             data = response.read()
             location = response.headers.get("Location", "")
         return json.loads(data) if data else {"location": location}
 
     def api(self, method: str, path: str, obj: Any = None) -> Any:
-        return self._call(method, self._base + path, None if obj is None else json.dumps(obj).encode())
+        body = None if obj is None else json.dumps(obj).encode()
+        return self._call(method, self._base + path, body, token=self._admin_token())
 
     def active_rs256_kid(self) -> str:
         keys = self.api("GET", "/keys")["keys"]
