@@ -7,6 +7,8 @@
   ``retry_interval``, as kube-apiserver does for an issuer that starts after it.
 - A token with an unknown ``kid`` asks for one refetch: concurrent askers share it (single flight) and
   refetches are at least ``min_refetch_interval`` apart, so a flood of made-up kids costs one fetch.
+  The request waits for that refetch at most ``unknown_kid_wait`` (the fetch itself goes on): a slow
+  IdP must not hold a request for the fetch's 30 s.
 - Only signature keys of RSA and EC types are kept; symmetric (``oct``) keys are dropped, so a
   published HMAC secret can never verify a token.
 """
@@ -36,6 +38,7 @@ Fetcher = Callable[[str], Awaitable[FetchResponse]]
 
 MAX_DOCUMENT_BYTES: Final = 1024 * 1024
 FETCH_TIMEOUT_SECONDS: Final = 30.0  # kube-apiserver's OIDC HTTP client timeout
+UNKNOWN_KID_WAIT_SECONDS: Final = 5.0  # how long a token with an unknown kid waits for the refetch
 
 _KTY_FOR_ALG: Final = {
     "RS256": "RSA", "RS384": "RSA", "RS512": "RSA",
@@ -107,6 +110,7 @@ class KeySource:
         refresh_interval: float = 300.0,
         retry_interval: float = 10.0,
         min_refetch_interval: float = 10.0,
+        unknown_kid_wait: float = UNKNOWN_KID_WAIT_SECONDS,
         fetcher: Fetcher | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -116,6 +120,7 @@ class KeySource:
         self._refresh_interval = refresh_interval
         self._retry_interval = retry_interval
         self._min_refetch_interval = min_refetch_interval
+        self._unknown_kid_wait = unknown_kid_wait
         self._fetcher = fetcher or self._default_fetch
         self._clock = clock
         self.keys: KeySet | None = None
@@ -200,10 +205,14 @@ class KeySource:
         return True
 
     async def refetch_for_unknown_kid(self) -> bool:
-        """A token named a key we do not have: refetch, unless we did so very recently."""
+        """A token named a key we do not have: refetch, unless we did so very recently. False also if the
+        fetch takes longer than ``unknown_kid_wait``; it goes on, and a later token finds its keys."""
         if self._inflight is None and time.monotonic() - self._last_attempt < self._min_refetch_interval:
             return False
-        return await self.refresh()
+        try:
+            return await asyncio.wait_for(self.refresh(), self._unknown_kid_wait)
+        except TimeoutError:
+            return False
 
     def start(self) -> None:
         if self._runner is None:

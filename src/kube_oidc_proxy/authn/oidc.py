@@ -59,7 +59,16 @@ class JWTAuthenticator:
             key_set = self.keys.keys or key_set
             candidates = key_set.candidates(token.kid, token.alg)
         if not candidates:
-            return Rejected(Failure.UNKNOWN_KEY, f"no signing key matches kid {token.kid!r} and alg {token.alg}")
+            reason = f"no signing key matches kid {token.kid!r} and alg {token.alg}{self._fetch_state()}"
+            return Rejected(Failure.UNKNOWN_KEY, reason)
         if not _signature_valid(token, candidates):
             return Rejected(Failure.BAD_SIGNATURE, "token signature is invalid")
         return user_from_claims(token.claims, self.spec, self._clock(), allow_system_identities=self._allow_system)
+
+    def _fetch_state(self) -> str:
+        """Why the keys may be behind the issuer's, for the log: an IdP outage or a slow IdP."""
+        if self.keys.fetching:
+            return f" (a fetch of the keys of {self.spec.issuer_url} is still running)"
+        if self.keys.last_error:
+            return f" (the last fetch of the keys failed: {self.keys.last_error})"
+        return ""

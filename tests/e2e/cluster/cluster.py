@@ -30,6 +30,7 @@ NAMESPACE = "e2e"
 PROXY_NAMESPACE = "kube-oidc-proxy"
 NODE = "fake-node"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+KEYCLOAK_ADMIN = ("kop-admin", "kop-admin-password")
 
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -236,7 +237,12 @@ class Cluster:
                 "--hostname-strict=false",
             ],
             logs,
-            env={"JAVA_HOME": str(self.binaries.java_home)},
+            env={
+                "JAVA_HOME": str(self.binaries.java_home),
+                # An administrator of the in-memory master realm, for drills that change the IdP's keys.
+                "KC_BOOTSTRAP_ADMIN_USERNAME": KEYCLOAK_ADMIN[0],
+                "KC_BOOTSTRAP_ADMIN_PASSWORD": KEYCLOAK_ADMIN[1],
+            },
             stop_timeout=2,  # its orderly shutdown takes ~30 s; a test IdP has nothing to save
         )
         self.processes.append(keycloak)

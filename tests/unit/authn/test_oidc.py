@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -160,6 +161,34 @@ async def test_an_unknown_kid_refetches_once_and_is_rejected_when_the_key_is_sti
     assert isinstance(result, Rejected)
     assert "kid" in result.reason
     assert issuer.calls == [issuer.discovery_url, issuer.jwks_url]
+
+
+async def test_an_unknown_kid_waits_for_a_slow_refetch_only_briefly_and_the_log_says_it_is_still_running(
+    keyring: Keyring,
+) -> None:
+    issuer = FakeIssuer()
+    issuer.publish(keyring.rsa1)
+    source = issuer.key_source(min_refetch_interval=0.0, unknown_kid_wait=0.05)
+    assert await source.refresh()
+    issuer.gate = asyncio.Event()  # the IdP now holds every request
+    issuer.publish(keyring.rsa1, keyring.rsa2)
+    token = parse_compact(sign(keyring.rsa2, base_claims(), "RS256"))
+    result = await asyncio.wait_for(authenticator(source).verify(token), 5)
+    assert isinstance(result, Rejected)
+    assert "still running" in result.reason
+    issuer.gate.set()  # the fetch went on without the request and now brings the new key
+    while source.fetching:
+        await asyncio.sleep(0.001)
+    assert isinstance(await authenticator(source).verify(token), Authenticated)
+
+
+async def test_an_unknown_kid_during_an_outage_is_rejected_naming_the_failed_fetch(keyring: Keyring) -> None:
+    issuer = FakeIssuer()
+    source = await loaded(issuer, keyring.rsa1)
+    issuer.responses[issuer.discovery_url] = ConnectionRefusedError("connection refused")
+    result = await authenticator(source).verify(parse_compact(sign(keyring.rsa2, base_claims(), "RS256")))
+    assert isinstance(result, Rejected)
+    assert "the last fetch of the keys failed" in result.reason and "connection refused" in result.reason
 
 
 async def test_a_flood_of_made_up_kids_costs_one_fetch(keyring: Keyring, monotonic: ManualClock) -> None:
