@@ -173,10 +173,13 @@ class KeySource:
 
     async def refresh(self) -> bool:
         """Fetch now (sharing a fetch already running); True if the key set was replaced."""
+        return await asyncio.shield(self._start_refresh())
+
+    def _start_refresh(self) -> asyncio.Task[bool]:
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._refresh_once())
             self._inflight.add_done_callback(self._clear_inflight)
-        return await asyncio.shield(self._inflight)
+        return self._inflight
 
     def _clear_inflight(self, _: object) -> None:
         self._inflight = None
@@ -209,8 +212,9 @@ class KeySource:
         fetch takes longer than ``unknown_kid_wait``; it goes on, and a later token finds its keys."""
         if self._inflight is None and time.monotonic() - self._last_attempt < self._min_refetch_interval:
             return False
+        fetch = self._start_refresh()  # at once, so concurrent askers find it and share it
         try:
-            return await asyncio.wait_for(self.refresh(), self._unknown_kid_wait)
+            return await asyncio.wait_for(asyncio.shield(fetch), self._unknown_kid_wait)
         except TimeoutError:
             return False
 
