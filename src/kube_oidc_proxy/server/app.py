@@ -58,6 +58,7 @@ TLS_RELOAD_POLL_SECONDS: Final = 2.0
 DEFAULT_CLIENT_QPS: Final = 50.0
 DEFAULT_CLIENT_BURST: Final = 100
 WORKER_RESTART_DELAY_SECONDS: Final = 1.0
+EXIT_NOW_WRITE_SECONDS: Final = 0.5  # on a second signal: how long the queued log lines may take to write
 
 
 def setup_logging(verbosity: int, stream: TextStream | None = None) -> BoundedQueueHandler:
@@ -285,6 +286,15 @@ class Running:
     def metrics_port(self) -> int | None:
         return None if self.metrics_server is None else _ipv4_port(self.metrics_server)
 
+    async def delay_stop(self, delay: float | None = None) -> None:
+        """kube-apiserver's --shutdown-delay-duration: /ready answers 503 at once while new connections are
+        still accepted and served, so load balancers remove this endpoint before the listener closes."""
+        delay = delay if delay is not None else self.app.config.proxy.shutdown_delay
+        self.app.proxy.terminate_after(delay)
+        if delay > 0:
+            log.info("shutting down in %gs (--shutdown-delay-duration): /ready answers 503, serving meanwhile", delay)
+            await asyncio.sleep(delay)
+
     async def stop(self, grace: float | None = None) -> None:
         log.info("shutting down")
         self.poller.cancel()
@@ -389,6 +399,14 @@ def _install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _write_queued_lines(app: App, timeout: float) -> None:
+    """Access and diagnostic lines still queued, each queue given at most ``timeout``."""
+    app.access_log.close(timeout)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BoundedQueueHandler):
+            handler.lines.close(timeout)
+
+
 def run_worker(config: Config, *, reuse_port: bool) -> int:
     app = load(config)
     _install_uvloop()
@@ -403,6 +421,7 @@ def run_worker(config: Config, *, reuse_port: bool) -> int:
             signals_seen += 1
             if signals_seen > 1:
                 log.warning("second signal: exiting without waiting")
+                _write_queued_lines(app, EXIT_NOW_WRITE_SECONDS)  # os._exit skips the writers' own close
                 os._exit(1)
             stop.set()
 
@@ -411,6 +430,7 @@ def run_worker(config: Config, *, reuse_port: bool) -> int:
         running = await start(app, reuse_port=reuse_port)
         try:
             await stop.wait()
+            await running.delay_stop()
         finally:
             await running.stop()
 
