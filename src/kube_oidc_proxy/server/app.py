@@ -58,6 +58,7 @@ TLS_RELOAD_POLL_SECONDS: Final = 2.0
 DEFAULT_CLIENT_QPS: Final = 50.0
 DEFAULT_CLIENT_BURST: Final = 100
 WORKER_RESTART_DELAY_SECONDS: Final = 1.0
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 EXIT_NOW_WRITE_SECONDS: Final = 0.5  # on a second signal: how long the queued log lines may take to write
 
 
@@ -467,8 +468,14 @@ def _supervise(config: Config, metrics_dir: str | None) -> int:
     stopping = False
 
     def spawn(index: int) -> None:
+        # The child must not run the parent's handler (it would signal its siblings and carry on): until it
+        # installs its own, a stop signal ends it, as it would a process that has not started serving yet.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             code = 1
             diagnostics = setup_logging(config.verbosity)  # the parent's log thread does not survive fork
             try:
@@ -479,6 +486,7 @@ def _supervise(config: Config, metrics_dir: str | None) -> int:
                 diagnostics.close()  # os._exit skips atexit: write the records still queued
                 os._exit(code)
         children[pid] = index
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # one that came meanwhile reaches it too
 
     def forward(signum: int, _: object) -> None:
         nonlocal stopping
@@ -505,8 +513,10 @@ def _supervise(config: Config, metrics_dir: str | None) -> int:
         if stopping:
             exit_code = max(exit_code, code if code > 0 else 0)
             continue
-        if time.monotonic() - started < 5 and code != 0:
-            forward(signal.SIGTERM, None)  # a worker could not start: the others will not either
+        if time.monotonic() - started < 5 and code > 0:
+            # A worker that exits by itself this early could not start, and the others will not either.
+            # One killed by a signal (the OOM killer, kill -9) says nothing about the configuration.
+            forward(signal.SIGTERM, None)
             exit_code = 1
             continue
         log.warning("worker %d exited with %d; starting a new one", index, code)
