@@ -144,9 +144,9 @@ class Attackers:
         while not self._stop.wait(TRICKLE_EVERY_SECONDS):  # a byte now and then keeps each one going
             with self.lock:
                 slow = list(self.trickling)
-            for sock in slow:
+            for held in slow:
                 with contextlib.suppress(OSError):
-                    sock.send(b"X-A: b\r\n")  # a header line, or body bytes
+                    held.send(b"X-A: b\r\n")  # a header line, or body bytes
 
     def _non_readers(self) -> None:
         request = f"GET /openapi/v2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.token}\r\n\r\n".encode()
