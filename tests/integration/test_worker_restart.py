@@ -73,3 +73,14 @@ async def test_a_worker_killed_right_after_the_start_is_replaced(process: ProxyP
     assert "starting a new one" in process.stderr()
     # A new worker that was still starting when SIGTERM came must stop too, not carry on serving.
     assert await asyncio.to_thread(process.stop) == 0
+
+
+async def test_sigterm_while_a_replacement_waits_to_start_stops_everything(process: ProxyProcess) -> None:
+    workers = _living_children(process.proc.pid)
+    os.kill(workers.pop(), signal.SIGKILL)
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while "starting a new one" not in process.stderr():  # logged before the 1 s pause ahead of the restart
+        assert time.monotonic() < deadline, process.stderr()
+        await asyncio.sleep(0.02)
+    process.terminate()
+    assert await asyncio.to_thread(process.proc.wait, 15) == 0  # no replacement left running unsignalled

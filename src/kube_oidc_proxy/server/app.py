@@ -19,6 +19,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -463,30 +464,44 @@ def _shared_metrics_dir() -> str:
     return path
 
 
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _default_stop_signals() -> None:
+    """In a new worker: not the supervisor's handler (it would signal the worker's siblings and carry on).
+    Until the worker installs its own, a stop signal ends it, as any process that is not serving yet."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def _supervise(config: Config, metrics_dir: str | None) -> int:
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
 
     def spawn(index: int) -> None:
-        # The child must not run the parent's handler (it would signal its siblings and carry on): until it
-        # installs its own, a stop signal ends it, as it would a process that has not started serving yet.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        pid = os.fork()
-        if pid == 0:
-            for sig in STOP_SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-            code = 1
-            diagnostics = setup_logging(config.verbosity)  # the parent's log thread does not survive fork
-            try:
-                code = run_worker(config, reuse_port=True)
-            except StartupError as exc:
-                print(f"kube-oidc-proxy: error: worker {index}: {exc}", file=sys.stderr)
-            finally:
-                diagnostics.close()  # os._exit skips atexit: write the records still queued
-                os._exit(code)
-        children[pid] = index
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # one that came meanwhile reaches it too
+        with _stop_signals_blocked():  # one that comes meanwhile is handled once the child is known
+            if stopping:  # the signal came while a replacement was waiting to start: none is needed now
+                return
+            pid = os.fork()
+            if pid == 0:
+                _default_stop_signals()
+                code = 1
+                diagnostics = setup_logging(config.verbosity)  # the parent's log thread does not survive fork
+                try:
+                    code = run_worker(config, reuse_port=True)
+                except StartupError as exc:
+                    print(f"kube-oidc-proxy: error: worker {index}: {exc}", file=sys.stderr)
+                finally:
+                    diagnostics.close()  # os._exit skips atexit: write the records still queued
+                    os._exit(code)
+            children[pid] = index
 
     def forward(signum: int, _: object) -> None:
         nonlocal stopping
