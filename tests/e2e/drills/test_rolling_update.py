@@ -239,8 +239,8 @@ def test_a_killed_worker_is_replaced_and_the_other_keeps_its_connections(
                 conn.close()
             for watch in watches:
                 watch.close()
-        figure(
-            f"new worker started {started:.1f}s after kill -9 and served {serving:.1f}s after it; the other "
-            f"worker's {len(kept)} keep-alive connections and {len(kept_watches)} watches untouched; "
-            f"{len(cut)} watches on the killed worker cut (clients re-watch)"
-        )
+    figure(
+        f"new worker started {started:.1f}s after kill -9 and served {serving:.1f}s after it; the other "
+        f"worker's {len(kept)} keep-alive connections and {len(kept_watches)} watches untouched; "
+        f"{len(cut)} watches on the killed worker cut (clients re-watch)"
+    )

@@ -9,9 +9,11 @@ first failure (endpoint propagation); established connections stay where they ar
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
+import socket
 import ssl
 import threading
 import time
@@ -202,7 +204,8 @@ class Watch:
         response = self.conn.getresponse()
         assert response.status == 200, response.status
         self.response = response
-        self.local_port: int = self.conn.sock.getsockname()[1]
+        self.sock: socket.socket = self.conn.sock
+        self.local_port: int = self.sock.getsockname()[1]
         self.names: list[str] = []
         self.ended_at: float | None = None
         self.end = ""  # "clean", or what was raised
@@ -220,6 +223,10 @@ class Watch:
         self.ended_at = time.monotonic()
 
     def close(self) -> None:
+        # Wake the reader first: closing the response under it would wait for its read (up to the timeout).
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(10)
         self.conn.close()
 
 
