@@ -304,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="After SIGTERM, how long in-flight requests and exec/port-forward streams may "
         "continue before they are cut (default 20s).",
     )
+    app.add_argument(
+        "--shutdown-delay-duration",
+        type=_duration,
+        default=0.0,
+        help="After SIGTERM, how long to keep serving normally while /ready answers 503, so load balancers "
+        "stop sending new connections before the listener closes (kube-apiserver's flag; default 0s).",
+    )
 
     oidc = p.add_argument_group("OIDC")
     oidc.add_argument(
@@ -458,6 +465,7 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             extra_user_headers=_extras(ns.extra_user_headers),
             workers=ns.workers,
             shutdown_grace=ns.shutdown_grace_period,
+            shutdown_delay=ns.shutdown_delay_duration,
             token_passthrough=ns.token_passthrough,
             token_passthrough_audiences=tuple(ns.token_passthrough_audiences),
             disable_impersonation=ns.disable_impersonation,

@@ -133,6 +133,7 @@ class ProxyConfig:
     extra_user_headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     workers: int = 1
     shutdown_grace: float = 20.0  # in-flight requests and streams get this long after SIGTERM
+    shutdown_delay: float = 0.0  # before that: serving normally, /ready 503, so load balancers move away
     token_passthrough: bool = False
     token_passthrough_audiences: tuple[str, ...] = ()
     disable_impersonation: bool = False
@@ -152,6 +153,8 @@ class ProxyConfig:
                 errors.append(f"--metrics-bind-address: {exc}")
         if self.shutdown_grace < 0:
             errors.append("--shutdown-grace-period must not be negative")
+        if self.shutdown_delay < 0:
+            errors.append("--shutdown-delay-duration must not be negative")
         if self.readiness_probe_port is not None and not 0 <= self.readiness_probe_port <= 65535:
             errors.append(f"--readiness-probe-port must be between 0 and 65535, got {self.readiness_probe_port}")
         if not 1 <= self.workers <= MAX_WORKERS:

@@ -60,6 +60,7 @@ FULL_VALUES: Final[dict[str, Any]] = {
     "logFormat": "json",
     "verbosity": 2,
     "shutdownGracePeriod": "1m30s",
+    "shutdownDelayDuration": "7.5s",
     "kubeClient": {"qps": 20, "burst": 40},
     "metrics": {"enabled": True, "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "audit": {

@@ -187,6 +187,8 @@ def test_default_command_line(defaults: Rendered) -> None:
         assert flag in args
     for flag in ("--workers=1", "--log-format=text", "--v=0", "--shutdown-grace-period=20s"):
         assert flag in args
+    for flag in ("--shutdown-delay-duration=5s",):  # endpoint removal happens while the proxy still serves
+        assert flag in args
     assert not [a for a in args if a.startswith(("--metrics", "--audit", "--token-passthrough", "--extra-user"))]
     assert not [a for a in args if a.startswith(("--oidc-required-claim", "--oidc-ca-file", "--kube-client"))]
 
@@ -214,6 +216,7 @@ def test_every_value_becomes_its_flag(full: Rendered) -> None:
     assert proxy.extra_user_headers == (("team", ("platform", "sre")), ("env", ("prod",)))
     assert proxy.workers == 4
     assert proxy.shutdown_grace == 90
+    assert proxy.shutdown_delay == 7.5
     assert proxy.log_format == "json"
     assert proxy.metrics_bind_address == ":9090"
     assert config.verbosity == 2
@@ -518,10 +521,12 @@ def test_probes(defaults: Rendered) -> None:
     assert tuned["periodSeconds"] == 2 and tuned["httpGet"]["path"] == "/ready"
 
 
-def test_termination_grace_outlasts_the_shutdown_grace(defaults: Rendered, full: Rendered) -> None:
-    assert defaults.pod["terminationGracePeriodSeconds"] == 30  # 20s + 10
-    assert full.pod["terminationGracePeriodSeconds"] == 100  # 1m30s + 10
-    assert render({"shutdownGracePeriod": "2.5s"}).pod["terminationGracePeriodSeconds"] == 13
+def test_termination_grace_outlasts_the_shutdown_delay_and_grace(defaults: Rendered, full: Rendered) -> None:
+    # the kubelet's SIGKILL must come after the delay (still serving) and the drain (--shutdown-grace-period)
+    assert defaults.pod["terminationGracePeriodSeconds"] == 35  # 5s + 20s + 10
+    assert full.pod["terminationGracePeriodSeconds"] == 108  # 7.5s (rounded up) + 1m30s + 10
+    assert render({"shutdownGracePeriod": "2.5s"}).pod["terminationGracePeriodSeconds"] == 18
+    assert render({"shutdownDelayDuration": "0s"}).pod["terminationGracePeriodSeconds"] == 30
     assert render({"terminationGracePeriodSeconds": 300}).pod["terminationGracePeriodSeconds"] == 300
 
 
@@ -786,6 +791,7 @@ def test_go_chart_rolling_update_strategy_as_text() -> None:
         ({"oidc": {"issuerUrl": "http://issuer.example.com"}}, "/oidc/issuerUrl"),
         ({"oidc": {"signingAlgs": ["HS256"]}}, "/oidc/signingAlgs"),
         ({"shutdownGracePeriod": "20"}, "/shutdownGracePeriod"),
+        ({"shutdownDelayDuration": "5"}, "/shutdownDelayDuration"),
         ({"serviceAccount": {"tokenExpirationSeconds": 60}}, "/serviceAccount/tokenExpirationSeconds"),
         ({"service": {"type": "Ingress"}}, "/service/type"),
         ({"extraImpersonationHeaders": {"headers": "novalue"}}, "/extraImpersonationHeaders/headers"),
@@ -796,6 +802,7 @@ def test_go_chart_rolling_update_strategy_as_text() -> None:
         ({"audit": {"enabled": True, "log": {"enabled": False}}}, "audit.log.enabled or audit.webhook.enabled"),
         ({"audit": {"enabled": True, "log": {"path": "audit.log"}}}, "audit.log.path"),
         ({"terminationGracePeriodSeconds": 20}, "terminationGracePeriodSeconds"),
+        ({"terminationGracePeriodSeconds": 25}, "shutdownDelayDuration (5s) + shutdownGracePeriod (20s)"),
         ({"tls": {"certManager": True, "selfSigned": False}}, "tls.issuerName"),
         ({"extraVolumes": {"audit": {"configMap": {"name": "x"}}}}, "extraVolumes must be a list"),
         ({"oidc": {"extraProviders": [{"issuerUrl": "https://other.example"}]}}, "oidc.extraProviders"),

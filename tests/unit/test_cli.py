@@ -61,6 +61,7 @@ def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         ("proxy.extra_user_headers", ()),
         ("proxy.workers", 1),
         ("proxy.shutdown_grace", 20.0),
+        ("proxy.shutdown_delay", 0.0),  # kube-apiserver's default: a plain SIGTERM stops at once
         ("proxy.metrics_bind_address", ""),  # metrics are off unless asked for
         ("proxy.log_format", "text"),  # the Go proxy's AuSuccess/AuFail lines
         ("audit.log_truncate.enabled", False),  # kube-apiserver's truncate defaults
@@ -378,6 +379,7 @@ def test_an_sni_cert_key_without_both_files_is_a_config_error(bad: str) -> None:
         (["--flush-interval", "0"], "proxy.flush_interval", 0.0),
         (["--flush-interval=-1ms"], "proxy.flush_interval", -0.001),  # Go: negative means flush every write
         (["--shutdown-grace-period", "1m30s"], "proxy.shutdown_grace", 90.0),
+        (["--shutdown-delay-duration=5s"], "proxy.shutdown_delay", 5.0),
         (["--request-timeout=500ms"], "client.request_timeout", 0.5),
         (["--request-timeout", "2m"], "client.request_timeout", 120.0),
     ],

@@ -69,6 +69,7 @@ def test_the_minimal_valid_config_has_no_errors() -> None:
         pytest.param(with_proxy(workers=0), "--workers must be between 1 and 64, got 0", id="workers-0"),
         pytest.param(with_proxy(workers=65), "--workers must be between 1 and 64, got 65", id="workers-65"),
         pytest.param(with_proxy(shutdown_grace=-1.0), "--shutdown-grace-period", id="negative-grace"),
+        pytest.param(with_proxy(shutdown_delay=-1.0), "--shutdown-delay-duration", id="negative-delay"),
         pytest.param(with_proxy(log_format="logfmt"), "--log-format must be text or json", id="log-format"),
         pytest.param(with_proxy(metrics_bind_address="9090"), "--metrics-bind-address", id="metrics-no-colon"),
         pytest.param(with_proxy(metrics_bind_address=":http"), "--metrics-bind-address", id="metrics-named-port"),

@@ -19,6 +19,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -58,6 +59,8 @@ TLS_RELOAD_POLL_SECONDS: Final = 2.0
 DEFAULT_CLIENT_QPS: Final = 50.0
 DEFAULT_CLIENT_BURST: Final = 100
 WORKER_RESTART_DELAY_SECONDS: Final = 1.0
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+EXIT_NOW_WRITE_SECONDS: Final = 0.5  # on a second signal: how long the queued log lines may take to write
 
 
 def setup_logging(verbosity: int, stream: TextStream | None = None) -> BoundedQueueHandler:
@@ -286,6 +289,15 @@ class Running:
     def metrics_port(self) -> int | None:
         return None if self.metrics_server is None else _ipv4_port(self.metrics_server)
 
+    async def delay_stop(self, delay: float | None = None) -> None:
+        """kube-apiserver's --shutdown-delay-duration: /ready answers 503 at once while new connections are
+        still accepted and served, so load balancers remove this endpoint before the listener closes."""
+        delay = delay if delay is not None else self.app.config.proxy.shutdown_delay
+        self.app.proxy.terminate_after(delay)
+        if delay > 0:
+            log.info("shutting down in %gs (--shutdown-delay-duration): /ready answers 503, serving meanwhile", delay)
+            await asyncio.sleep(delay)
+
     async def stop(self, grace: float | None = None) -> None:
         log.info("shutting down")
         self.poller.cancel()
@@ -391,6 +403,14 @@ def _install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _write_queued_lines(app: App, timeout: float) -> None:
+    """Access and diagnostic lines still queued, each queue given at most ``timeout``."""
+    app.access_log.close(timeout)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BoundedQueueHandler):
+            handler.lines.close(timeout)
+
+
 def run_worker(config: Config, *, reuse_port: bool) -> int:
     app = load(config)
     _install_uvloop()
@@ -405,6 +425,7 @@ def run_worker(config: Config, *, reuse_port: bool) -> int:
             signals_seen += 1
             if signals_seen > 1:
                 log.warning("second signal: exiting without waiting")
+                _write_queued_lines(app, EXIT_NOW_WRITE_SECONDS)  # os._exit skips the writers' own close
                 os._exit(1)
             stop.set()
 
@@ -413,6 +434,7 @@ def run_worker(config: Config, *, reuse_port: bool) -> int:
         running = await start(app, reuse_port=reuse_port)
         try:
             await stop.wait()
+            await running.delay_stop()
         finally:
             await running.stop()
 
@@ -444,23 +466,44 @@ def _shared_metrics_dir() -> str:
     return path
 
 
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _default_stop_signals() -> None:
+    """In a new worker: not the supervisor's handler (it would signal the worker's siblings and carry on).
+    Until the worker installs its own, a stop signal ends it, as any process that is not serving yet."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def _supervise(config: Config, metrics_dir: str | None) -> int:
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
 
     def spawn(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            diagnostics = setup_logging(config.verbosity)  # the parent's log thread does not survive fork
-            try:
-                code = run_worker(config, reuse_port=True)
-            except StartupError as exc:
-                print(f"kube-oidc-proxy: error: worker {index}: {exc}", file=sys.stderr)
-            finally:
-                diagnostics.close()  # os._exit skips atexit: write the records still queued
-                os._exit(code)
-        children[pid] = index
+        with _stop_signals_blocked():  # one that comes meanwhile is handled once the child is known
+            if stopping:  # the signal came while a replacement was waiting to start: none is needed now
+                return
+            pid = os.fork()
+            if pid == 0:
+                _default_stop_signals()
+                code = 1
+                diagnostics = setup_logging(config.verbosity)  # the parent's log thread does not survive fork
+                try:
+                    code = run_worker(config, reuse_port=True)
+                except StartupError as exc:
+                    print(f"kube-oidc-proxy: error: worker {index}: {exc}", file=sys.stderr)
+                finally:
+                    diagnostics.close()  # os._exit skips atexit: write the records still queued
+                    os._exit(code)
+            children[pid] = index
 
     def forward(signum: int, _: object) -> None:
         nonlocal stopping
@@ -487,8 +530,10 @@ def _supervise(config: Config, metrics_dir: str | None) -> int:
         if stopping:
             exit_code = max(exit_code, code if code > 0 else 0)
             continue
-        if time.monotonic() - started < 5 and code != 0:
-            forward(signal.SIGTERM, None)  # a worker could not start: the others will not either
+        if time.monotonic() - started < 5 and code > 0:
+            # A worker that exits by itself this early could not start, and the others will not either.
+            # One killed by a signal (the OOM killer, kill -9) says nothing about the configuration.
+            forward(signal.SIGTERM, None)
             exit_code = 1
             continue
         log.warning("worker %d exited with %d; starting a new one", index, code)

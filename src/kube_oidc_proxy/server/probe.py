@@ -3,8 +3,9 @@
 ``/ready`` (and ``/readyz``) is 200 only while it is true *now* (the Go proxy latched ready forever):
 every issuer has signing keys loaded (the last good keys count: an IdP outage does not drain the proxy),
 kube-apiserver answered within ``UPSTREAM_FRESH_SECONDS`` (else we ask ``/readyz`` with our own
-credentials), and we are not shutting down. ``/healthz`` (``/livez``, ``/live``) is 200 while the event
-loop answers at all.
+credentials), and we are not shutting down (from the signal on: during ``--shutdown-delay-duration``
+new connections are still served, so load balancers have time to stop sending them). ``/healthz``
+(``/livez``, ``/live``) is 200 while the event loop answers at all.
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ class Readiness:
     async def check(self) -> tuple[bool, dict[str, str]]:
         checks: dict[str, str] = {}
         if self._proxy.stopping:
-            checks["shutdown"] = "shutting down"
+            checks["shutdown"] = "shutting down: the listener is closed, in-flight requests are draining"
+        elif self._proxy.terminating_until is not None:
+            left = max(0.0, self._proxy.terminating_until - time.monotonic())
+            checks["shutdown"] = (
+                f"shutting down: still serving for {left:.1f}s (--shutdown-delay-duration), then the listener closes"
+            )
         # Ready while at least one issuer has keys: a partner's IdP being down must not take everyone's
         # access away. Issuers without keys are listed either way.
         sources = self._key_sources()

@@ -64,6 +64,7 @@ class ProxyServer:
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_upstream_answer = -float("inf")  # monotonic time of the last non-401 upstream answer
         self.stopping = False
+        self.terminating_until: float | None = None  # monotonic end of --shutdown-delay-duration, once signalled
         self._server: asyncio.Server | None = None
         self._refusal_logged = -REFUSAL_LOG_INTERVAL_SECONDS
         self._all_closed = asyncio.Event()
@@ -86,6 +87,10 @@ class ProxyServer:
             family=socket.AF_UNSPEC,
         )
         return [s.getsockname()[:2] for s in self._server.sockets]
+
+    def terminate_after(self, delay: float) -> None:
+        """A stop is coming in ``delay`` seconds: keep serving, but let readiness say so."""
+        self.terminating_until = time.monotonic() + delay
 
     async def stop(self, grace: float) -> None:
         self.stopping = True

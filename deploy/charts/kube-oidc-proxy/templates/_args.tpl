@@ -43,6 +43,7 @@ the Go chart; with authenticationConfig, the file in the ConfigMap <fullname>-au
 {{- end -}}
 {{- $args = append $args (printf "--workers=%d" (int $v.workers)) -}}
 {{- $args = append $args (printf "--shutdown-grace-period=%s" $v.shutdownGracePeriod) -}}
+{{- $args = append $args (printf "--shutdown-delay-duration=%s" $v.shutdownDelayDuration) -}}
 {{- /* Logs, metrics, the proxy's own API client */ -}}
 {{- $args = append $args (printf "--log-format=%s" $v.logFormat) -}}
 {{- $args = append $args (printf "--v=%d" (int $v.verbosity)) -}}

@@ -101,8 +101,9 @@ A Go duration ("20s", "1m30s", "1.5h", "0") in whole seconds, rounded up. values
 
 {{- define "kube-oidc-proxy.terminationGracePeriodSeconds" -}}
 {{- $grace := include "kube-oidc-proxy.durationSeconds" .Values.shutdownGracePeriod | int -}}
+{{- $delay := include "kube-oidc-proxy.durationSeconds" .Values.shutdownDelayDuration | int -}}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
-{{- add $grace 10 -}}
+{{- add $delay $grace 10 -}}
 {{- else -}}
 {{- .Values.terminationGracePeriodSeconds | int -}}
 {{- end -}}

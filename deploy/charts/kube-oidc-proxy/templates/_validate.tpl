@@ -35,8 +35,9 @@ deployment.yaml.
 {{- fail "tls.certManager with tls.selfSigned false needs tls.issuerName (your cert-manager Issuer)" -}}
 {{- end -}}
 {{- $grace := include "kube-oidc-proxy.durationSeconds" $v.shutdownGracePeriod | int -}}
-{{- if le (include "kube-oidc-proxy.terminationGracePeriodSeconds" . | int) $grace -}}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must be larger than shutdownGracePeriod (%s): the kubelet would kill the proxy before its streams are done" $v.terminationGracePeriodSeconds $v.shutdownGracePeriod) -}}
+{{- $delay := include "kube-oidc-proxy.durationSeconds" $v.shutdownDelayDuration | int -}}
+{{- if le (include "kube-oidc-proxy.terminationGracePeriodSeconds" . | int) (add $delay $grace) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be larger than shutdownDelayDuration (%s) + shutdownGracePeriod (%s): the kubelet would kill the proxy before its streams are done" $v.terminationGracePeriodSeconds $v.shutdownDelayDuration $v.shutdownGracePeriod) -}}
 {{- end -}}
 {{- range $name := list "extraVolumes" "extraVolumeMounts" -}}
 {{- $value := get $v $name -}}
