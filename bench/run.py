@@ -124,27 +124,31 @@ def interleaved(
     rounds = rounds or max(3, seconds // 2)
     rps: dict[str, list[float]] = {name: [] for name in proxies}
     cpu_us: dict[str, list[float]] = {name: [] for name in proxies}
+    sys_us: dict[str, list[float]] = {name: [] for name in proxies}
     for _ in range(rounds):
         for name, (pid, port) in proxies.items():
-            before = cpu_seconds(pid)  # taskset execs the proxy: the same pid
+            before, sys_before = cpu_seconds(pid), cpu_seconds(pid, system_only=True)  # taskset execs: same pid
             result = wrk(f"https://localhost:{port}{path}", token, 2, 32)
             rps[name].append(result["rps"])
             cpu_us[name].append((cpu_seconds(pid) - before) / (result["rps"] * 2) * 1e6)
+            sys_us[name].append((cpu_seconds(pid, system_only=True) - sys_before) / (result["rps"] * 2) * 1e6)
     base = statistics.median(rps[next(iter(proxies))])
     return {
         name: {
             "rps": statistics.median(values),
             "ratio": statistics.median(values) / base,
             "cpu_us_per_request": statistics.median(cpu_us[name]),
+            "system_cpu_us_per_request": statistics.median(sys_us[name]),  # the kernel's part
             "runs": values,
         }
         for name, values in rps.items()
     }
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def start_upstream(binary: Path, certs: CertFiles) -> tuple[subprocess.Popen[str], int]:
@@ -352,8 +356,10 @@ def report_audit_only(r: dict[str, Any]) -> None:
     print()
     for name, v in r.items():
         runs = ", ".join(f"{x:.0f}" for x in v["runs"])
-        cpu = v["cpu_us_per_request"]
-        print(f"  {name:<15} ratio {v['ratio']:.3f}  {v['rps']:7.0f} req/s  {cpu:5.1f} us/req  [{runs}]")
+        cpu, kernel = v["cpu_us_per_request"], v["system_cpu_us_per_request"]
+        print(f"  {name:<15} ratio {v['ratio']:.3f}  {v['rps']:6.0f} req/s  CPU {cpu:5.1f} us/req", end="")
+        print(f" (kernel {kernel:5.1f})")
+        print(f"  {'':<15} runs: {runs}")
 
 
 def report(r: dict[str, Any]) -> None:

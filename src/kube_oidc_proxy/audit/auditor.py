@@ -1,9 +1,9 @@
 """The request path's view of auditing: decide with the policy, build records, emit stages to the outputs.
 
 ``record()`` returns None when the policy's level is None, so an unaudited request costs one policy
-lookup. ``emit()`` hands the event to every output: batch outputs queue it (never waiting); a blocking
-log file has the RequestReceived event written when ``emit()`` returns, before the request goes upstream
-(``onloop``); a blocking webhook returns an awaitable the exchange waits for. With ``blocking-strict``
+lookup. ``emit()`` hands the event to every output: batch outputs queue it (never waiting); blocking
+outputs return an awaitable the exchange waits for, as kube-apiserver waits (the log file only for
+RequestReceived, before the request goes upstream: ``onloop``). With ``blocking-strict``
 a RequestReceived event that cannot be written fails the request (500), as in kube-apiserver.
 """
 
@@ -151,9 +151,11 @@ class Auditor:
             if output.batcher is not None:
                 output.batcher.add(line)
             elif output.on_loop is not None:
-                received = stage == "RequestReceived"
-                if not output.on_loop.add(line, now=received) and output.mode == "blocking-strict" and received:
-                    waits.append(_required(_lost(), output.sink.name))
+                received = stage == "RequestReceived"  # the only stage a request waits for
+                written = output.on_loop.add(line, wait=received)
+                if written is not None:
+                    strict = output.mode == "blocking-strict"
+                    waits.append(_required(written, output.sink.name) if strict else written)
             elif output.group is not None:
                 written = output.group.add(line)
                 strict = output.mode == "blocking-strict" and stage == "RequestReceived"
@@ -175,10 +177,6 @@ class Auditor:
 async def _all(waits: list[Awaitable[bool]]) -> bool:
     results = await asyncio.gather(*waits)
     return all(results)
-
-
-async def _lost() -> bool:
-    return False
 
 
 async def _required(written: Awaitable[bool], backend: str) -> bool:

@@ -227,23 +227,23 @@ def _stages(path: Path) -> list[tuple[str, str]]:
     return [(e["auditID"], e["stage"]) for e in map(json.loads, path.read_bytes().splitlines())]
 
 
-async def test_blocking_log_writes_request_received_before_emit_returns_and_keeps_the_order(tmp_path: Path) -> None:
+async def test_blocking_log_writes_a_loop_turns_events_in_one_write_and_waits_only_for_request_received(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "audit.log"
     auditor = _log_auditor(path, "blocking")
     first, second = _record(), _record()
     second.audit_id = "id-2"
-    assert auditor.emit(first, "RequestReceived") is None  # nothing to wait for: it is in the file already
-    assert _stages(path) == [("id", "RequestReceived")]
-    assert auditor.emit(first, "ResponseComplete") is None
-    assert _stages(path) == [("id", "RequestReceived")]  # a later stage waits for the end of the loop turn ...
-    auditor.emit(second, "RequestReceived")  # ... or for the next RequestReceived, written after it
-    assert _stages(path) == [("id", "RequestReceived"), ("id", "ResponseComplete"), ("id-2", "RequestReceived")]
-    auditor.emit(second, "ResponseComplete")
-    await asyncio.sleep(0)  # the end of this loop turn
+    received = auditor.emit(first, "RequestReceived")
+    assert isinstance(received, asyncio.Future) and not received.done()  # the request waits ...
+    assert auditor.emit(second, "RequestReceived") is received  # ... for the write it shares with others
+    assert auditor.emit(first, "ResponseComplete") is None  # a later stage is written, not waited for
+    assert path.read_bytes() == b""  # nothing before the loop turn ends
+    assert await received is True
+    assert _stages(path) == [("id", "RequestReceived"), ("id-2", "RequestReceived"), ("id", "ResponseComplete")]
+    assert auditor.emit(second, "ResponseComplete") is None
+    auditor.close()  # what is queued is written on close, without another loop turn
     assert _stages(path)[-1] == ("id-2", "ResponseComplete")
-    auditor.emit(_record(), "ResponseComplete")
-    auditor.close()  # what is queued is written on close
-    assert len(_stages(path)) == 5
 
 
 async def test_blocking_strict_log_fails_the_request_when_request_received_cannot_be_written(tmp_path: Path) -> None:
@@ -257,5 +257,6 @@ async def test_blocking_strict_log_fails_the_request_when_request_received_canno
     with pytest.raises(AuditFailed):
         await wait
     assert auditor.emit(_record(), "ResponseComplete") is None  # later stages are only counted
+    await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert auditor.failed == {"log": 2}

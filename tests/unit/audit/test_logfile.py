@@ -89,9 +89,11 @@ async def test_a_blocking_mode_request_waits_for_its_event_but_not_for_the_compr
     auditor = Auditor(parse_policy("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n"), [])
     auditor.add_output(log, format="json", mode="blocking", batch=BatchSettings())
     record = AuditRecord(Decision("Metadata"), "id-1", "/api", "get", user_info(UserInfo("a")), ["127.0.0.1"], "", 0.0)
-    assert auditor.emit(record, "RequestReceived") is None  # nothing to wait for: written on the loop ...
-    assert b'"auditID":"id-1"' in (tmp_path / "audit.log").read_bytes()  # ... to the new file ...
+    written = auditor.emit(record, "RequestReceived")
+    assert written is not None
+    assert await asyncio.wait_for(written, 5) is True  # written to the new file, on the loop ...
     assert not compressor.finished.is_set()  # ... while the old one waits to be compressed
+    assert b'"auditID":"id-1"' in (tmp_path / "audit.log").read_bytes()
     assert compressor.started.wait(5)
     assert compressor.threads == ["audit-log-backups"]
     compressor.release.set()
