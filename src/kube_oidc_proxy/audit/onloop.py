@@ -58,6 +58,8 @@ class OnLoopLog:
         return True
 
     def close(self) -> None:
-        """Write what is queued (shutdown: the loop may not turn again), then close the file."""
-        self._flush()
+        """Write what is queued (shutdown: the loop may not turn again), then close the file. It may run in
+        another thread (the server's stop): a pending future is left to its ``_flush`` on the loop."""
+        lines, self._lines = self._lines, []
+        self._write(lines)
         self.log.close()
