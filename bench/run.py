@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py            # everything, ~2 minutes
     .venv/bin/python bench/run.py --quick    # shorter runs, 2,000 watches
+    .venv/bin/python bench/run.py --only audit [--rounds 15]  # plain vs audit (blocking, batch) alone
 
 Setup: a Go HTTPS upstream (bench/upstream) stands in for kube-apiserver; the proxy runs as the real
 command with one worker, TLS on both sides, keep-alive everywhere. On a 2-core machine the proxy is
@@ -114,34 +115,40 @@ def loadgen(binary: Path, *args: str) -> dict[str, Any]:
     return dict(json.loads(out))
 
 
-def interleaved(proxies: dict[str, tuple[int, int]], path: str, token: str, seconds: int) -> dict[str, Any]:
+def interleaved(
+    proxies: dict[str, tuple[int, int]], path: str, token: str, seconds: int, rounds: int = 0
+) -> dict[str, Any]:
     """Throughput of proxies that differ in one setting, as ratios to the first. This machine's speed drifts
     by tens of percent within a minute, so the variants take turns in short runs and medians are compared;
     CPU time per request (the proxy is CPU-bound) is reported beside them."""
-    rounds = max(3, seconds // 2)
+    rounds = rounds or max(3, seconds // 2)
     rps: dict[str, list[float]] = {name: [] for name in proxies}
     cpu_us: dict[str, list[float]] = {name: [] for name in proxies}
+    sys_us: dict[str, list[float]] = {name: [] for name in proxies}
     for _ in range(rounds):
         for name, (pid, port) in proxies.items():
-            before = cpu_seconds(pid)  # taskset execs the proxy: the same pid
+            before, sys_before = cpu_seconds(pid), cpu_seconds(pid, system_only=True)  # taskset execs: same pid
             result = wrk(f"https://localhost:{port}{path}", token, 2, 32)
             rps[name].append(result["rps"])
             cpu_us[name].append((cpu_seconds(pid) - before) / (result["rps"] * 2) * 1e6)
+            sys_us[name].append((cpu_seconds(pid, system_only=True) - sys_before) / (result["rps"] * 2) * 1e6)
     base = statistics.median(rps[next(iter(proxies))])
     return {
         name: {
             "rps": statistics.median(values),
             "ratio": statistics.median(values) / base,
             "cpu_us_per_request": statistics.median(cpu_us[name]),
+            "system_cpu_us_per_request": statistics.median(sys_us[name]),  # the kernel's part
             "runs": values,
         }
         for name, values in rps.items()
     }
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def start_upstream(binary: Path, certs: CertFiles) -> tuple[subprocess.Popen[str], int]:
@@ -168,6 +175,7 @@ def start_proxy(
     stderr: Path | int,
     launcher: tuple[str, ...] = ("-m", "kube_oidc_proxy"),
     stdout: int = subprocess.DEVNULL,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[Any], int]:
     """The real command (or ``launcher``, a script that runs it), pinned to its core, ready to serve;
     access lines are discarded unless ``stdout`` says otherwise (``subprocess.PIPE``)."""
@@ -176,7 +184,7 @@ def start_proxy(
     cmd.append(f"--readiness-probe-port={probe}")
     say("starting the proxy: " + " ".join(cmd[len(PIN_PROXY) :]))
     err = open(stderr, "wb") if isinstance(stderr, Path) else stderr  # noqa: SIM115
-    proxy = subprocess.Popen(cmd, stdout=stdout, stderr=err)
+    proxy = subprocess.Popen(cmd, stdout=stdout, stderr=err, env=env)
     for _ in range(200):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{probe}/ready", timeout=1) as r:
@@ -191,6 +199,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs and 2,000 watches")
     parser.add_argument("--watches", type=int, default=None)
+    parser.add_argument("--only", choices=["audit"], help="audit: only the plain proxy and audit, taking turns")
+    parser.add_argument("--rounds", type=int, default=0, help="with --only audit: rounds of 2 s runs (default 10)")
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        help="with --only audit: also audit (blocking) with the package from this src directory (another version)",
+    )
     opts = parser.parse_args()
     seconds = 5 if opts.quick else 15
     n_watches = opts.watches or (2000 if opts.quick else 10_000)
@@ -218,6 +233,12 @@ def main() -> int:
         procs.append(proxy)
         token = issuer.token()
         path = "/api/v1/namespaces/default/pods/bench"
+        if opts.only == "audit":
+            results["audit_only"] = audit_only(
+                base_flags, (proxy.pid, port), work, procs, path, token, opts.rounds, opts.compare_src
+            )
+            report_audit_only(results["audit_only"])
+            return 0
         direct_url, proxy_url = f"https://localhost:{up_port}{path}", f"https://localhost:{port}{path}"
         idle_rss = rss_mb(proxy.pid)
 
@@ -299,6 +320,46 @@ def main() -> int:
     out_dir.mkdir(exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
     return 0
+
+
+def audit_only(
+    base_flags: list[str],
+    plain: tuple[int, int],
+    work: Path,
+    procs: list[subprocess.Popen[Any]],
+    path: str,
+    token: str,
+    rounds: int,
+    compare_src: Path | None,
+) -> dict[str, Any]:
+    """The plain proxy against audit at Metadata level to a file, blocking (the default) and batch, taking
+    turns; with ``compare_src`` also audit (blocking) as another version of the package does it."""
+    policy = work / "audit-policy.yaml"
+    policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n")
+    variants = {"plain": plain}
+    for mode in ("blocking", "batch"):
+        flags = [f"--audit-policy-file={policy}", f"--audit-log-path={work / f'audit-{mode}.log'}"]
+        other, other_port = start_proxy([*base_flags, *flags, f"--audit-log-mode={mode}"], work / f"{mode}.err")
+        procs.append(other)
+        variants[f"audit-{mode}"] = (other.pid, other_port)
+    if compare_src is not None:
+        flags = [f"--audit-policy-file={policy}", f"--audit-log-path={work / 'audit-compared.log'}"]
+        env = {**os.environ, "PYTHONPATH": str(compare_src.resolve())}
+        other, other_port = start_proxy([*base_flags, *flags], work / "compared.err", env=env)
+        procs.append(other)
+        variants["audit-compared"] = (other.pid, other_port)
+    say(f"audit only: plain, audit blocking, audit batch, taking turns in 2 s wrk runs ({rounds or 10} rounds)")
+    return interleaved(variants, path, token, 0, rounds or 10)
+
+
+def report_audit_only(r: dict[str, Any]) -> None:
+    print()
+    for name, v in r.items():
+        runs = ", ".join(f"{x:.0f}" for x in v["runs"])
+        cpu, kernel = v["cpu_us_per_request"], v["system_cpu_us_per_request"]
+        print(f"  {name:<15} ratio {v['ratio']:.3f}  {v['rps']:6.0f} req/s  CPU {cpu:5.1f} us/req", end="")
+        print(f" (kernel {kernel:5.1f})")
+        print(f"  {'':<15} runs: {runs}")
 
 
 def report(r: dict[str, Any]) -> None:

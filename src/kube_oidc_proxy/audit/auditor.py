@@ -2,8 +2,9 @@
 
 ``record()`` returns None when the policy's level is None, so an unaudited request costs one policy
 lookup. ``emit()`` hands the event to every output: batch outputs queue it (never waiting); blocking
-outputs return an awaitable the exchange waits for, as kube-apiserver waits. With ``blocking-strict`` a
-RequestReceived event that cannot be written fails the request (500), as in kube-apiserver.
+outputs return an awaitable the exchange waits for, as kube-apiserver waits (the log file only for
+RequestReceived, before the request goes upstream: ``onloop``). With ``blocking-strict``
+a RequestReceived event that cannot be written fails the request (500), as in kube-apiserver.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, Sink
+from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, LogFile, Sink
 from kube_oidc_proxy.audit.event import (
     AuditRecord,
     new_audit_id,
@@ -25,6 +26,7 @@ from kube_oidc_proxy.audit.event import (
     user_info,
 )
 from kube_oidc_proxy.audit.groupcommit import GroupCommit
+from kube_oidc_proxy.audit.onloop import OnLoopLog
 from kube_oidc_proxy.audit.policy import Policy
 from kube_oidc_proxy.authn.model import UserInfo
 from kube_oidc_proxy.clientip import Origin
@@ -49,7 +51,8 @@ class Output:
     format: Format = "json"
     mode: Mode = "batch"
     batcher: Batcher | None = None  # batch mode
-    group: GroupCommit | None = None  # blocking modes
+    group: GroupCommit | None = None  # blocking webhook
+    on_loop: OnLoopLog | None = None  # blocking log file
     max_event_size: int = 0  # --audit-*-truncate-enabled: larger events lose their objects; 0: no limit
 
 
@@ -80,8 +83,11 @@ class Auditor:
         if mode == "batch":
             batcher = Batcher(sink, batch, self.dropped_event, self.write_failed)
             self.outputs.append(Output(sink, format, mode, batcher=batcher, max_event_size=max_event_size))
+        elif isinstance(sink, LogFile):
+            on_loop = OnLoopLog(sink, self.write_failed)
+            self.outputs.append(Output(sink, format, mode, on_loop=on_loop, max_event_size=max_event_size))
         else:
-            group = GroupCommit(sink, self.write_failed, in_thread=sink.name != "log")  # a POST must not stall the loop
+            group = GroupCommit(sink, self.write_failed, in_thread=True)  # a POST must not stall the loop
             self.outputs.append(Output(sink, format, mode, group=group, max_event_size=max_event_size))
 
     def write_failed(self, backend: str, error: BaseException, count: int) -> None:
@@ -144,6 +150,12 @@ class Auditor:
                         continue
             if output.batcher is not None:
                 output.batcher.add(line)
+            elif output.on_loop is not None:
+                received = stage == "RequestReceived"  # the only stage a request waits for
+                written = output.on_loop.add(line, wait=received)
+                if written is not None:
+                    strict = output.mode == "blocking-strict"
+                    waits.append(_required(written, output.sink.name) if strict else written)
             elif output.group is not None:
                 written = output.group.add(line)
                 strict = output.mode == "blocking-strict" and stage == "RequestReceived"
@@ -156,6 +168,8 @@ class Auditor:
         for output in self.outputs:
             if output.batcher is not None:
                 output.batcher.close()
+            elif output.on_loop is not None:
+                output.on_loop.close()
             else:
                 output.sink.close()
 

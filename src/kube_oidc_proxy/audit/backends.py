@@ -90,6 +90,16 @@ class LogFile:
             self._file.write(data)
             self._size += len(data)
 
+    def write_now(self, events: list[bytes]) -> None:
+        """``write()`` and ``flush()`` in one: blocking mode's write, on the event loop."""
+        data = b"".join(events)
+        with self._lock:
+            if self._max_bytes and self.path != "-" and self._size and self._size + len(data) > self._max_bytes:
+                self._rotate()
+            self._file.write(data)
+            self._size += len(data)
+            self._file.flush()
+
     def flush(self) -> None:
         with self._lock:
             self._file.flush()

@@ -1,13 +1,12 @@
-"""Blocking audit delivery (``--audit-*-mode=blocking``) without a write per event.
+"""Blocking audit delivery to the webhook (``--audit-webhook-mode=blocking``) without a POST per event.
 
-kube-apiserver's blocking mode makes a request wait until its event is written. Here the events that
-requests emit during one turn of the event loop are written together at the end of that turn, in one
-``write()`` to the log file or one EventList POSTed to the webhook (in a thread), and each request waits
-for the write that carries its event. A request still never goes on before its event is written; under
-load, one system call serves many requests instead of two per request.
+kube-apiserver's blocking mode makes a request wait until its event is sent. Here the events that
+requests emit during one turn of the event loop are sent together at the end of that turn, as one
+EventList POSTed in a thread, and each request waits for the POST that carries its event. A request still
+never goes on before its event is sent; under load, one POST serves many requests.
 
-The log file is written on the event loop: a ``write()``, and when the file is full a rename and an open.
-Compressing and pruning the rotated file never happens here (``logbackups`` does it in its thread).
+The log file in blocking mode does not wait this way (a future and a task switch per event cost more
+than the ``write()``): see ``onloop``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ rule matching means level None. Pure: the file is parsed once, then only data is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import yaml
@@ -103,13 +103,22 @@ class Policy:
     omit_stages: frozenset[str] = frozenset()
     omit_managed_fields: bool = False
 
-    def decide(self, user: UserInfo | None, info: RequestInfo) -> Decision:
+    _decisions: tuple[Decision, ...] = field(init=False, repr=False, compare=False)  # one per rule
+
+    def __post_init__(self) -> None:
+        decisions = []
         for rule in self.rules:
+            omit_fields = self.omit_managed_fields if rule.omit_managed_fields is None else rule.omit_managed_fields
+            level_none = rule.level == "None"
+            decisions.append(
+                NONE if level_none else Decision(rule.level, self.omit_stages | rule.omit_stages, omit_fields)
+            )
+        object.__setattr__(self, "_decisions", tuple(decisions))  # a request must not build its own
+
+    def decide(self, user: UserInfo | None, info: RequestInfo) -> Decision:
+        for rule, decision in zip(self.rules, self._decisions, strict=True):
             if rule.matches(user, info):
-                if rule.level == "None":
-                    return NONE
-                omit_fields = self.omit_managed_fields if rule.omit_managed_fields is None else rule.omit_managed_fields
-                return Decision(rule.level, self.omit_stages | rule.omit_stages, omit_fields)
+                return decision
         return NONE
 
 

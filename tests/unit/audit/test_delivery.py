@@ -7,11 +7,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from kube_oidc_proxy.audit.auditor import AuditFailed, Auditor, Mode
-from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, SinkError, Webhook, WebhookTarget
+from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, LogFile, SinkError, Webhook, WebhookTarget
 from kube_oidc_proxy.audit.event import AuditRecord, user_info
 from kube_oidc_proxy.audit.groupcommit import FailureHandler, GroupCommit
 from kube_oidc_proxy.audit.policy import Decision, parse_policy
@@ -214,3 +215,48 @@ def test_a_webhook_that_gives_up_names_its_url_without_secrets_and_the_last_erro
         "POST https://sink.example:8443/events: 5 attempts failed, the last with "
         "ConnectionRefusedError: [Errno 111] Connection refused"
     )
+
+
+def _log_auditor(path: Path, mode: Mode) -> Auditor:
+    auditor = Auditor(parse_policy("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n"), [])
+    auditor.add_output(LogFile(str(path)), format="json", mode=mode, batch=BatchSettings())
+    return auditor
+
+
+def _stages(path: Path) -> list[tuple[str, str]]:
+    return [(e["auditID"], e["stage"]) for e in map(json.loads, path.read_bytes().splitlines())]
+
+
+async def test_blocking_log_writes_a_loop_turns_events_in_one_write_and_waits_only_for_request_received(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.log"
+    auditor = _log_auditor(path, "blocking")
+    first, second = _record(), _record()
+    second.audit_id = "id-2"
+    received = auditor.emit(first, "RequestReceived")
+    assert isinstance(received, asyncio.Future) and not received.done()  # the request waits ...
+    assert auditor.emit(second, "RequestReceived") is received  # ... for the write it shares with others
+    assert auditor.emit(first, "ResponseComplete") is None  # a later stage is written, not waited for
+    assert path.read_bytes() == b""  # nothing before the loop turn ends
+    assert await received is True
+    assert _stages(path) == [("id", "RequestReceived"), ("id-2", "RequestReceived"), ("id", "ResponseComplete")]
+    assert auditor.emit(second, "ResponseComplete") is None
+    auditor.close()  # what is queued is written on close, without another loop turn
+    assert _stages(path)[-1] == ("id-2", "ResponseComplete")
+
+
+async def test_blocking_strict_log_fails_the_request_when_request_received_cannot_be_written(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    auditor = _log_auditor(path, "blocking-strict")
+    log = auditor.outputs[0].sink
+    assert isinstance(log, LogFile)
+    log._file.close()  # every write fails from now on
+    wait = auditor.emit(_record(), "RequestReceived")
+    assert wait is not None
+    with pytest.raises(AuditFailed):
+        await wait
+    assert auditor.emit(_record(), "ResponseComplete") is None  # later stages are only counted
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert auditor.failed == {"log": 2}

@@ -7,7 +7,9 @@ import json
 import os
 import random
 import uuid
+from typing import Any
 
+import orjson
 import pytest
 
 from kube_oidc_proxy.audit.event import AuditRecord, new_audit_id, to_legacy_line, user_info
@@ -64,8 +66,13 @@ def _record(level: Level) -> AuditRecord:
         received=1_764_403_200.25,
         object_ref={"resource": "configmaps", "namespace": "ns", "apiVersion": "v1"},
         impersonated=user_info(UserInfo("bob")),
-        request_body=bytearray(b'{"kind":"ConfigMap","metadata":{"name":"c","managedFields":[{"x":1}]}}'),
-        response_body=bytearray(b'{"kind":"ConfigMap","metadata":{"name":"c","uid":"u"}}'),
+        # kept as Auditor.record keeps them: not at Metadata level, the response only at RequestResponse
+        request_body=None
+        if level == "Metadata"
+        else bytearray(b'{"kind":"ConfigMap","metadata":{"name":"c","managedFields":[{"x":1}]}}'),
+        response_body=bytearray(b'{"kind":"ConfigMap","metadata":{"name":"c","uid":"u"}}')
+        if level == "RequestResponse"
+        else None,
     )
 
 
@@ -78,6 +85,38 @@ def test_a_json_line_is_the_event_it_stands_for(level: Level, stage: str) -> Non
     line = record.json_line(stage, 1_764_403_201.0)
     assert line.endswith(b"}\n") and line.count(b"\n") == 1
     assert json.loads(line) == record.event(stage, 1_764_403_201.0)
+
+
+@pytest.mark.parametrize("level", ["Metadata", "Request", "RequestResponse"])
+@pytest.mark.parametrize("stage", ["RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"])
+@pytest.mark.parametrize("status", [{}, {"metadata": {}, "code": 200}, {"metadata": {}, "code": 403, "message": "é"}])
+def test_a_json_line_is_byte_for_byte_the_serialized_event(level: Level, stage: str, status: dict[str, Any]) -> None:
+    record = _record(level)
+    record.json_line("RequestReceived", 1_764_403_200.5)
+    record.status = status
+    line = record.json_line(stage, 1_764_403_201.000002)
+    assert line == orjson.dumps(record.event(stage, 1_764_403_201.000002)) + b"\n"
+
+
+def test_a_metadata_event_is_the_line_kube_apiserver_writes() -> None:
+    record = _record("Metadata")
+    received = record.json_line("RequestReceived", 1_764_403_200.5)
+    record.status = {"metadata": {}, "code": 201}
+    complete = record.json_line("ResponseComplete", 1_764_403_201.75)
+    head = (
+        b'{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"%s",'
+        b'"requestURI":"/api/v1/namespaces/ns/configmaps?fieldManager=kubectl","verb":"create",'
+        b'"user":{"username":"alice","groups":["dev","system:authenticated"],"extra":{"k":["v"]}},'
+        b'"sourceIPs":["203.0.113.7","127.0.0.1"],"impersonatedUser":{"username":"bob","groups":["system:authenticated"]},'
+        b'"userAgent":"kubectl/v1.32 \\"quoted\\"",'
+        b'"objectRef":{"resource":"configmaps","namespace":"ns","apiVersion":"v1"},'
+        b'"requestReceivedTimestamp":"2025-11-29T08:00:00.250000Z",' % record.audit_id.encode()
+    )
+    assert received == head + b'"stage":"RequestReceived","stageTimestamp":"2025-11-29T08:00:00.500000Z"}\n'
+    assert complete == (
+        head + b'"stage":"ResponseComplete","responseStatus":{"metadata":{},"code":201},'
+        b'"stageTimestamp":"2025-11-29T08:00:01.750000Z"}\n'
+    )
 
 
 def test_event_fields_follow_the_level_and_stage() -> None:
