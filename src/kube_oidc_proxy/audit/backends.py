@@ -83,22 +83,21 @@ class LogFile:
         )
 
     def write(self, events: list[bytes]) -> None:
-        data = b"".join(events)
         with self._lock:
-            if self._max_bytes and self.path != "-" and self._size and self._size + len(data) > self._max_bytes:
-                self._rotate()
-            self._file.write(data)
-            self._size += len(data)
+            self._append(b"".join(events))
 
     def write_now(self, events: list[bytes]) -> None:
         """``write()`` and ``flush()`` in one: blocking mode's write, on the event loop."""
-        data = b"".join(events)
         with self._lock:
-            if self._max_bytes and self.path != "-" and self._size and self._size + len(data) > self._max_bytes:
-                self._rotate()
-            self._file.write(data)
-            self._size += len(data)
+            self._append(b"".join(events))
             self._file.flush()
+
+    def _append(self, data: bytes) -> None:
+        """Under the lock: rotate first if ``data`` would take the file past its size, then write it."""
+        if self._max_bytes and self.path != "-" and self._size and self._size + len(data) > self._max_bytes:
+            self._rotate()
+        self._file.write(data)
+        self._size += len(data)
 
     def flush(self) -> None:
         with self._lock:
