@@ -58,16 +58,17 @@ class Proxy:
         proxy authenticates to kube-apiserver instead of its ServiceAccount's token file. ``server``: the
         kube-apiserver address in the proxy's kubeconfig, instead of the cluster's (a stand-in's)."""
         cluster = self.cluster
-        work = cluster.workdir / "proxy"
+        self.port, self.probe_port = self.ports.take(), self.ports.take()
+        # one directory per proxy: a test may run two, each rotating its own token file
+        work = cluster.workdir / f"proxy-{self.port}"
         work.mkdir(exist_ok=True)
         assert cluster.ca is not None
         tls = cluster.ca.serving("kube-oidc-proxy")
         self.token_file = work / "token"
         self.rotate()
-        config = work / (f"kubeconfig-{urllib.parse.urlsplit(server).port}" if server else "kubeconfig")
+        config = work / "kubeconfig"
         user = kubeconfig_user or {"tokenFile": str(self.token_file)}
         config.write_text(kubeconfig(server or cluster.server, cluster.ca_file, user=user))
-        self.port, self.probe_port = self.ports.take(), self.ports.take()
         oidc = [
             f"--oidc-issuer-url={cluster.issuer}",
             f"--oidc-client-id={CLIENT_ID}",
