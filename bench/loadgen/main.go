@@ -140,6 +140,58 @@ func timeline(c *http.Client, url, token string, perSecond int, duration, warmup
 	return map[string]any{"samples": samples, "errors": errors}
 }
 
+// overload is rate for offered loads past what the server can do: every request is sent at its scheduled
+// time whatever the answers, over at most maxConns connections (a client population), and answers are
+// told apart: 200 (goodput, with its latency from the scheduled time), 429/503 (shed, with theirs), and
+// anything else or no answer within the timeout (errors).
+func overload(c *http.Client, url, token string, perSecond int, duration time.Duration) map[string]any {
+	var mu sync.Mutex
+	var ok, shed []time.Duration
+	errors := 0
+	interval := time.Second / time.Duration(perSecond)
+	start := time.Now()
+	var wg sync.WaitGroup
+	sent := 0
+	for i := 0; ; i++ {
+		scheduled := start.Add(time.Duration(i) * interval)
+		if scheduled.Sub(start) >= duration {
+			break
+		}
+		time.Sleep(time.Until(scheduled))
+		sent++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := c.Do(req)
+			status := 0
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				status = resp.StatusCode
+			}
+			took := time.Since(scheduled)
+			mu.Lock()
+			defer mu.Unlock()
+			switch status {
+			case 200:
+				ok = append(ok, took)
+			case 429, 503:
+				shed = append(shed, took)
+			default:
+				errors++
+			}
+		}()
+	}
+	sending := time.Since(start)
+	wg.Wait()
+	return map[string]any{
+		"offered_rps": float64(sent) / sending.Seconds(), "seconds": time.Since(start).Seconds(),
+		"ok": summary(ok, 0), "shed": summary(shed, 0), "errors": errors,
+	}
+}
+
 func tokens(c *http.Client, url, tokenFile string) map[string]any {
 	data, err := os.ReadFile(tokenFile)
 	if err != nil {
@@ -199,7 +251,7 @@ func watches(c *http.Client, url, token string, n int) map[string]any {
 }
 
 func main() {
-	mode := flag.String("mode", "rate", "rate | timeline | tokens | watches")
+	mode := flag.String("mode", "rate", "rate | timeline | overload | tokens | watches")
 	url := flag.String("url", "", "target URL")
 	ca := flag.String("ca", "", "CA file")
 	token := flag.String("token", "", "bearer token")
@@ -208,6 +260,8 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long (rate mode)")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured run at the same rate first (rate mode)")
 	n := flag.Int("n", 10000, "watches to open (watches mode)")
+	maxConns := flag.Int("max-conns", 1000, "connections at most (overload mode)")
+	timeout := flag.Duration("timeout", 30*time.Second, "a request unanswered for this long is an error (overload mode)")
 	flag.Parse()
 	var out map[string]any
 	switch *mode {
@@ -215,6 +269,11 @@ func main() {
 		out = rate(client(*ca, 256), *url, *token, *perSecond, *duration, *warmup)
 	case "timeline":
 		out = timeline(client(*ca, 256), *url, *token, *perSecond, *duration, *warmup)
+	case "overload":
+		c := client(*ca, *maxConns)
+		c.Timeout = *timeout
+		c.Transport.(*http.Transport).MaxConnsPerHost = *maxConns
+		out = overload(c, *url, *token, *perSecond, *duration)
 	case "tokens":
 		out = tokens(client(*ca, 1), *url, *tokenFile)
 	case "watches":

@@ -20,6 +20,8 @@ from typing import Any, Final, NoReturn
 from kube_oidc_proxy import __version__
 from kube_oidc_proxy.config import (
     DEFAULT_MAX_CLIENT_CONNECTIONS,
+    DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+    DEFAULT_MAX_REQUESTS_INFLIGHT,
     AuditBatchConfig,
     AuditConfig,
     AuditTruncateConfig,
@@ -274,6 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
         f"answered 503 (default {DEFAULT_MAX_CLIENT_CONNECTIONS}).",
     )
     app.add_argument(
+        "--max-requests-inflight",
+        type=int,
+        default=DEFAULT_MAX_REQUESTS_INFLIGHT,
+        help=f"Read requests (GET, HEAD) one process works on at once, not counting watches, followed logs and "
+        f"upgrades; beyond it a request is answered 429 with Retry-After (default "
+        f"{DEFAULT_MAX_REQUESTS_INFLIGHT}, 0: no limit).",
+    )
+    app.add_argument(
+        "--max-mutating-requests-inflight",
+        type=int,
+        default=DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+        help=f"The same for all other methods (default {DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT}, 0: no limit).",
+    )
+    app.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -473,6 +489,8 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             log_format=ns.log_format,
             trusted_proxy_cidrs=tuple(ns.trusted_proxy_cidrs),
             max_client_connections=ns.max_client_connections,
+            max_requests_inflight=ns.max_requests_inflight,
+            max_mutating_requests_inflight=ns.max_mutating_requests_inflight,
         ),
         client=ClientConfig(
             kubeconfig=ns.kubeconfig,

@@ -19,6 +19,8 @@ MAX_WORKERS: Final = 64
 # Client connections one process serves at once. An idle one costs ~33 KB (docs/benchmarks.md), so this is
 # ~650 MB at most; with HTTP/1.1 every watch is a connection, and 10,000 watches per process are measured.
 DEFAULT_MAX_CLIENT_CONNECTIONS: Final = 20_000
+DEFAULT_MAX_REQUESTS_INFLIGHT: Final = 400  # kube-apiserver's defaults
+DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT: Final = 200
 LOG_FORMATS: Final = ("text", "json")
 
 
@@ -141,6 +143,8 @@ class ProxyConfig:
     log_format: str = "text"
     trusted_proxy_cidrs: tuple[str, ...] = ()  # peers whose X-Forwarded-For / X-Real-IP are believed
     max_client_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS
+    max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT  # 0: no limit
+    max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -177,6 +181,12 @@ class ProxyConfig:
             errors.append(f"--trusted-proxy-cidrs: {exc}")
         if self.max_client_connections < 1:
             errors.append(f"--max-client-connections must be at least 1, got {self.max_client_connections}")
+        for flag, value in (
+            ("--max-requests-inflight", self.max_requests_inflight),
+            ("--max-mutating-requests-inflight", self.max_mutating_requests_inflight),
+        ):
+            if value < 0:
+                errors.append(f"{flag} must not be negative (0: no limit), got {value}")
         if self.disable_impersonation and (self.extra_user_headers or self.extra_user_header_client_ip):
             errors.append(
                 "--extra-user-headers and --extra-user-header-client-ip need impersonation; "

@@ -19,6 +19,7 @@ REASONS: Final[dict[int, str]] = {
     405: "MethodNotAllowed",
     408: "Timeout",
     413: "RequestEntityTooLarge",
+    429: "TooManyRequests",
     431: "RequestHeaderFieldsTooLarge",
     500: "InternalError",
     501: "BadRequest",  # a transfer coding we do not support: the request is what is wrong

@@ -127,6 +127,8 @@ class RecordingUpstream:
         self.token_reviews: dict[str, dict[str, Any]] = {}
         self.token_review_requests: list[dict[str, Any]] = []
         self._watches: list[_Watch] = []
+        self.held = 0  # requests to /held/... waiting for release_held()
+        self._release = asyncio.Event()  # set on the upstream's loop
         self._ssl: ssl.SSLContext | None = None
         if certs is not None:
             self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -178,6 +180,10 @@ class RecordingUpstream:
                 watch.done.set()
 
         self.loop.call_soon_threadsafe(end)
+
+    def release_held(self) -> None:
+        """Answer every request to /held/... (and those that come later at once)."""
+        self.loop.call_soon_threadsafe(self._release.set)
 
     @property
     def open_watches(self) -> int:
@@ -349,6 +355,11 @@ class RecordingUpstream:
             simple(200, json.dumps({"bytes": self.discarded}).encode())
         elif path == "/echo-body":
             simple(200, body, "application/octet-stream")
+        elif path.startswith("/held/"):
+            self.held += 1
+            await self._release.wait()
+            self.held -= 1
+            simple(200, b'{"held":true}')
         elif path.startswith("/slow/"):
             await asyncio.sleep(float(path.rsplit("/", 1)[1]))
             simple(200, b'{"slow":true}')

@@ -70,6 +70,10 @@ def test_the_minimal_valid_config_has_no_errors() -> None:
         pytest.param(with_proxy(workers=65), "--workers must be between 1 and 64, got 65", id="workers-65"),
         pytest.param(with_proxy(shutdown_grace=-1.0), "--shutdown-grace-period", id="negative-grace"),
         pytest.param(with_proxy(shutdown_delay=-1.0), "--shutdown-delay-duration", id="negative-delay"),
+        pytest.param(with_proxy(max_requests_inflight=-1), "--max-requests-inflight must not", id="negative-inflight"),
+        pytest.param(
+            with_proxy(max_mutating_requests_inflight=-1), "--max-mutating-requests-inflight", id="negative-mutating"
+        ),
         pytest.param(with_proxy(log_format="logfmt"), "--log-format must be text or json", id="log-format"),
         pytest.param(with_proxy(metrics_bind_address="9090"), "--metrics-bind-address", id="metrics-no-colon"),
         pytest.param(with_proxy(metrics_bind_address=":http"), "--metrics-bind-address", id="metrics-named-port"),
@@ -131,6 +135,7 @@ def test_a_disabled_readiness_probe_does_not_clash_with_any_secure_port() -> Non
         pytest.param(with_proxy(workers=64), id="workers-64"),
         pytest.param(with_proxy(workers=1), id="workers-1"),
         pytest.param(with_proxy(flush_interval=-1.0), id="negative-flush"),
+        pytest.param(with_proxy(max_requests_inflight=0, max_mutating_requests_inflight=0), id="inflight-unlimited"),
         pytest.param(with_client(client_certificate="/c.crt", client_key="/c.key"), id="client-pair"),
         pytest.param(with_client(server="https://[fd00::1]:6443"), id="server-ipv6"),
         pytest.param(with_serving(secure_port=65535), id="secure-port-max"),

@@ -10,6 +10,7 @@ reasons are ``authn.model.Failure`` values, chosen where a refusal is decided (n
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -177,6 +178,22 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.requests_shed = Counter(
+            "requests_shed",
+            "Requests answered 429 because --max-requests-inflight (kind=readOnly) or "
+            "--max-mutating-requests-inflight (kind=mutating) were being worked on.",
+            ["kind"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "inflight_requests",
+            "Requests being worked on that count against the in-flight limits, sampled every few seconds.",
+            ["kind"],
+            namespace=NAMESPACE,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.watches = Gauge(
             "active_watches",
             "Watches and followed logs being streamed.",
@@ -231,6 +248,12 @@ class Metrics:
         self._cache_miss = self.token_cache.labels("miss")
         self._authenticated = self.authentications.labels("success", "ok")
         self._verbs: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def sample_loop(self, reads_in_flight: int, mutating_in_flight: int) -> None:
+        """The gauges only a look at this worker's loop can tell: tasks, and requests in flight."""
+        self.tasks.set(len(asyncio.all_tasks()))
+        self.inflight.labels("readOnly").set(reads_in_flight)
+        self.inflight.labels("mutating").set(mutating_in_flight)
 
     def request_done(self, verb: str, code: int, started: float, *, long_running: bool) -> None:
         key = (verb, code)

@@ -44,6 +44,7 @@ from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
 from kube_oidc_proxy.observe.linequeue import TextStream
 from kube_oidc_proxy.observe.metrics import MULTIPROC_ENV, Metrics, forget_worker
 from kube_oidc_proxy.server.authentication import Authentication
+from kube_oidc_proxy.server.inflight import InflightLimit
 from kube_oidc_proxy.server.kubeclient import KubeClient
 from kube_oidc_proxy.server.plainhttp import Handler, Reply, start_plain_server
 from kube_oidc_proxy.server.probe import Readiness, start_probe_server
@@ -247,6 +248,7 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         metrics=metrics,
         trusted_proxies=TrustedProxies(parse_networks(config.proxy.trusted_proxy_cidrs)),
         max_connections=config.proxy.max_client_connections,
+        inflight=InflightLimit(config.proxy.max_requests_inflight, config.proxy.max_mutating_requests_inflight),
     )
     return App(config, tls, target, proxy, authentication, access_log, client, metrics)
 
@@ -259,7 +261,7 @@ async def _housekeeping(app: App) -> None:
         app.tls.reload_if_changed()
         await app.authentication.reload_if_changed()
         if app.metrics is not None:
-            app.metrics.tasks.set(len(asyncio.all_tasks()))
+            app.metrics.sample_loop(app.proxy.inflight.reads, app.proxy.inflight.mutating)
             for source in app.key_sources:
                 if source.fetched_at:
                     app.metrics.jwks_age.labels(source.issuer_url).set(time.time() - source.fetched_at)
@@ -317,11 +319,12 @@ def _ipv4_port(server: asyncio.Server) -> int:
     return ports[0] if ports else int(server.sockets[0].getsockname()[1])
 
 
-def _metrics_handler(metrics: Metrics) -> Handler:
+def _metrics_handler(metrics: Metrics, inflight: InflightLimit) -> Handler:
     async def answer(head: RequestHead) -> Reply:
         if head.target.split(b"?", 1)[0] != b"/metrics":
             return Reply(404, b"text/plain", b"not found; metrics are at /metrics\n")
-        metrics.tasks.set(len(asyncio.all_tasks()))  # this worker's, now; the others' from their housekeeping
+        # this worker's, now; the others' from their housekeeping
+        metrics.sample_loop(inflight.reads, inflight.mutating)
         body = await asyncio.to_thread(metrics.exposition)  # multiprocess mode reads every worker's files
         return Reply(200, metrics.content_type, body)
 
@@ -335,7 +338,12 @@ async def _start_metrics_server(app: App, reuse_port: bool) -> asyncio.Server | 
     host, port = split_host_port(address)
     try:
         return await start_plain_server(
-            host, port, _metrics_handler(app.metrics), app.proxy.tasks, reuse_port=reuse_port, what="metrics"
+            host,
+            port,
+            _metrics_handler(app.metrics, app.proxy.inflight),
+            app.proxy.tasks,
+            reuse_port=reuse_port,
+            what="metrics",
         )
     except OSError as exc:
         raise StartupError(f"cannot listen on --metrics-bind-address {address}: {exc.strerror}") from None

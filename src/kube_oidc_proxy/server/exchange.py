@@ -44,6 +44,7 @@ from kube_oidc_proxy.http1.serialize import (
 )
 from kube_oidc_proxy.observe.accesslog import AccessRecord
 from kube_oidc_proxy.requestinfo import RequestInfo, is_long_running, request_info
+from kube_oidc_proxy.server.inflight import is_mutating
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstream import UpstreamConnection
 from kube_oidc_proxy.server.upstream_h2 import H2Stream
@@ -65,6 +66,9 @@ BODY_IDLE_TIMEOUT_SECONDS: Final = 60.0
 RETRYABLE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 
 
+TOO_MANY_REQUESTS: Final = "Too many requests, please try again later."  # kube-apiserver's words
+
+
 class _ClientGone(Exception):
     pass
 
@@ -84,6 +88,7 @@ class Exchange:
         "_code",
         "_deadline",
         "_done",
+        "_inflight",
         "_logged",
         "_logged_line",
         "_long_running",
@@ -131,6 +136,7 @@ class Exchange:
         self.task: asyncio.Task[None] | None = None
         self._outbound: Headers | None = None  # the headers for kube-apiserver, kept until answered
         self._long_running = is_long_running(head.method, head.target)
+        self._inflight: bool | None = None  # counted against the in-flight limit: whether as mutating
         self._received = time.time()
         self._started = time.monotonic()
         self._sent = 0.0  # when the request went upstream, for the upstream latency metric
@@ -169,6 +175,8 @@ class Exchange:
             for wait in self._audit_waits:  # blocking audit: the exchange ends when its events are written
                 with contextlib.suppress(Exception):
                     await wait
+            if self._inflight is not None:
+                self.server.inflight.leave(self._inflight)
             self._count()
             self._log_answered()
             self.conn.exchange_finished(self)
@@ -176,6 +184,14 @@ class Exchange:
     async def _run(self) -> None:
         server = self.server
         head = self.head
+        if not (self._long_running or head.upgrade):
+            mutating = is_mutating(head.method)
+            if not server.inflight.enter(mutating):
+                server.request_shed(self.conn.peer_ip, head.target, mutating)
+                head.headers.clear()
+                self._respond_status(429, TOO_MANY_REQUESTS, extra=[(b"Retry-After", b"1")])
+                return
+            self._inflight = mutating
         origin = self._origin = server.trusted_proxies.origin(head.headers, self.conn.peer_ip)
         self._audit_id = audit_id_for(head.headers)
         decision = await server.gate.decide(head, origin)
@@ -645,12 +661,12 @@ class Exchange:
         self._respond_status(exc.code, exc.message)
         self._audit_stage("ResponseComplete", exc.code, exc.message)
 
-    def _respond_status(self, code: int, message: str) -> None:
+    def _respond_status(self, code: int, message: str, extra: Headers | None = None) -> None:
         self._code = code
         if not self.body_done or self.head.upgrade:
             self.keep_alive = False
         self.response_started = True
-        self.conn.write(status_response(code, message, close=not self.keep_alive))
+        self.conn.write(status_response(code, message, close=not self.keep_alive, extra=extra))
 
 
 async def _awaited(wait: Awaitable[bool]) -> None:

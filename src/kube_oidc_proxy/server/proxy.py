@@ -18,11 +18,16 @@ from typing import Any, Final
 
 from kube_oidc_proxy.audit.auditor import Auditor
 from kube_oidc_proxy.clientip import NO_TRUSTED_PROXIES, TrustedProxies
-from kube_oidc_proxy.config import DEFAULT_MAX_CLIENT_CONNECTIONS
+from kube_oidc_proxy.config import (
+    DEFAULT_MAX_CLIENT_CONNECTIONS,
+    DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+    DEFAULT_MAX_REQUESTS_INFLIGHT,
+)
 from kube_oidc_proxy.gate import Admit, Gate, Impersonate, PassThrough
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.metrics import Metrics
 from kube_oidc_proxy.server.connection import ClientConnection
+from kube_oidc_proxy.server.inflight import InflightLimit
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstreams import AsCaller, AsProxy, Upstream
 
@@ -49,9 +54,12 @@ class ProxyServer:
         metrics: Metrics | None = None,
         trusted_proxies: TrustedProxies = NO_TRUSTED_PROXIES,
         max_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS,
+        inflight: InflightLimit | None = None,
     ) -> None:
         self.trusted_proxies = trusted_proxies
         self.max_connections = max_connections
+        self.inflight = inflight or InflightLimit(DEFAULT_MAX_REQUESTS_INFLIGHT, DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT)
+        self._shed_logged = -float("inf")
         self.auditor = auditor
         self.metrics = metrics
         self.gate = gate
@@ -157,6 +165,19 @@ class ProxyServer:
             self._refusal_logged = now
             log.warning("refusing client connections: %d open, --max-client-connections is %d",
                         len(self.connections), self.max_connections)  # fmt: skip
+
+    def request_shed(self, peer_ip: str, target: bytes, mutating: bool) -> None:
+        """A request over the in-flight limit of its kind: an AuFail line, the metric, a warning now and then."""
+        self.access_log.refused(peer_ip, 429, "too many requests in flight", target)
+        kind = "mutating" if mutating else "readOnly"
+        if self.metrics is not None:
+            self.metrics.requests_shed.labels(kind).inc()
+        now = time.monotonic()
+        if now - self._shed_logged >= REFUSAL_LOG_INTERVAL_SECONDS:
+            self._shed_logged = now
+            limit = self.inflight.max_mutating if mutating else self.inflight.max_reads
+            flag = "--max-mutating-requests-inflight" if mutating else "--max-requests-inflight"
+            log.warning("answering 429: %s requests in flight are at %s=%d", kind, flag, limit)
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
