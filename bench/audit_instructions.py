@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.certs import issue  # noqa: E402
 from tests.support.issuer import TestIssuer  # noqa: E402
 
-from bench.run import PORTS, build, proxy_flags, say, start_upstream  # noqa: E402
+from bench.run import PORTS, build, chart_policy, proxy_flags, say, start_upstream  # noqa: E402
 
 PATH = "/api/v1/namespaces/default/pods/bench"
 
@@ -127,10 +127,12 @@ def main() -> int:
         policy = work / "audit-policy.yaml"
         policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n")
         audit = [f"--audit-policy-file={policy}"]
+        chart = [f"--audit-policy-file={chart_policy(work)}"]
         src = ROOT / "src"
         variants = {
             "plain": (base, src),
             "audit-blocking": ([*base, *audit, f"--audit-log-path={work / 'blocking.log'}"], src),
+            "audit-chart": ([*base, *chart, f"--audit-log-path={work / 'chart.log'}"], src),
             "audit-batch": ([*base, *audit, f"--audit-log-path={work / 'batch.log'}", "--audit-log-mode=batch"], src),
         }
         if opts.compare_src is not None:

@@ -6,7 +6,8 @@ in-flight limits at their defaults and turned off, measured in the same run.
 Setup as bench/run.py (the Go stand-in for kube-apiserver, the proxy pinned to its own core, TLS both
 sides). First the proxy's capacity: wrk with 32 connections, closed loop. Then, for offered loads from half
 of it to three times it, bench/loadgen sends GETs open loop (each at its scheduled time, whatever the
-answers) over at most --max-conns connections, a population of clients, to each proxy in turn:
+answers) over at most --max-conns connections, a population of clients, to each proxy in turn, after 3 s
+at the same load, not measured, that opens the connections it needs:
 
   goodput   200s per second over the run (drain included)
   ok p50/p99  latency of the 200s, from each request's scheduled send time (client-side waiting included)
@@ -75,7 +76,7 @@ def step(
     loadgen: Path, pid: int, port: int, ca: str, token: str, rate: int, seconds: int, conns: int
 ) -> dict[str, Any]:
     cmd = [*PIN_LOAD, str(loadgen), "-mode", "overload", "-url", f"https://localhost:{port}{PATH}", "-ca", ca]
-    cmd += ["-token", token, "-rate", str(rate), "-duration", f"{seconds}s", "-max-conns", str(conns)]
+    cmd += ["-token", token, "-rate", str(rate), "-duration", f"{seconds}s", "-warmup", "3s", "-max-conns", str(conns)]
     with PeakSampler(pid) as peak:
         out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     elapsed = out["seconds"]
@@ -129,7 +130,7 @@ def main() -> int:
             rate = int(capacity * factor)
             for name, (proc, port) in variants.items():
                 say(f"{factor:g}x ({rate}/s), {name}: loadgen -mode overload -rate {rate} -duration {opts.seconds}s "
-                    f"-max-conns {opts.max_conns}")  # fmt: skip
+                    f"-warmup 3s -max-conns {opts.max_conns}")  # fmt: skip
                 row = step(loadgen_bin, proc.pid, port, certs.ca, token, rate, opts.seconds, opts.max_conns)
                 curves[name].append({"factor": factor, **row})
                 time.sleep(1)  # let the connections of the step close before the next

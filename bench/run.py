@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import trustme
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -149,6 +150,15 @@ def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def chart_policy(work: Path) -> Path:
+    """The audit policy the Helm chart installs by default (Metadata level, no RequestReceived stage, no
+    discovery requests), written to a file in ``work``."""
+    values = yaml.safe_load((ROOT / "deploy" / "charts" / "kube-oidc-proxy" / "values.yaml").read_text())
+    path = work / "chart-audit-policy.yaml"
+    path.write_text(values["audit"]["policy"])
+    return path
 
 
 def start_upstream(binary: Path, certs: CertFiles) -> tuple[subprocess.Popen[str], int]:
@@ -332,8 +342,9 @@ def audit_only(
     rounds: int,
     compare_src: Path | None,
 ) -> dict[str, Any]:
-    """The plain proxy against audit at Metadata level to a file, blocking (the default) and batch, taking
-    turns; with ``compare_src`` also audit (blocking) as another version of the package does it."""
+    """The plain proxy against audit at Metadata level to a file, blocking (the default) and batch, and the
+    chart's default policy (blocking), taking turns; with ``compare_src`` also audit (blocking) as another
+    version of the package does it."""
     policy = work / "audit-policy.yaml"
     policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n")
     variants = {"plain": plain}
@@ -342,13 +353,18 @@ def audit_only(
         other, other_port = start_proxy([*base_flags, *flags, f"--audit-log-mode={mode}"], work / f"{mode}.err")
         procs.append(other)
         variants[f"audit-{mode}"] = (other.pid, other_port)
+    flags = [f"--audit-policy-file={chart_policy(work)}", f"--audit-log-path={work / 'audit-chart.log'}"]
+    other, other_port = start_proxy([*base_flags, *flags], work / "chart.err")
+    procs.append(other)
+    variants["audit-chart"] = (other.pid, other_port)
     if compare_src is not None:
         flags = [f"--audit-policy-file={policy}", f"--audit-log-path={work / 'audit-compared.log'}"]
         env = {**os.environ, "PYTHONPATH": str(compare_src.resolve())}
         other, other_port = start_proxy([*base_flags, *flags], work / "compared.err", env=env)
         procs.append(other)
         variants["audit-compared"] = (other.pid, other_port)
-    say(f"audit only: plain, audit blocking, audit batch, taking turns in 2 s wrk runs ({rounds or 10} rounds)")
+    say(f"audit only: plain, audit blocking, audit batch, audit with the chart's policy, taking turns in 2 s wrk "
+        f"runs ({rounds or 10} rounds)")  # fmt: skip
     return interleaved(variants, path, token, 0, rounds or 10)
 
 

@@ -144,7 +144,10 @@ func timeline(c *http.Client, url, token string, perSecond int, duration, warmup
 // time whatever the answers, over at most maxConns connections (a client population), and answers are
 // told apart: 200 (goodput, with its latency from the scheduled time), 429/503 (shed, with theirs), and
 // anything else or no answer within the timeout (errors).
-func overload(c *http.Client, url, token string, perSecond int, duration time.Duration) map[string]any {
+func overload(c *http.Client, url, token string, perSecond int, duration, warmup time.Duration) map[string]any {
+	if warmup > 0 {
+		overload(c, url, token, perSecond, warmup, 0) // the connections this load opens, opened; not measured
+	}
 	var mu sync.Mutex
 	var ok, shed []time.Duration
 	errors := 0
@@ -273,7 +276,7 @@ func main() {
 		c := client(*ca, *maxConns)
 		c.Timeout = *timeout
 		c.Transport.(*http.Transport).MaxConnsPerHost = *maxConns
-		out = overload(c, *url, *token, *perSecond, *duration)
+		out = overload(c, *url, *token, *perSecond, *duration, *warmup)
 	case "tokens":
 		out = tokens(client(*ca, 1), *url, *tokenFile)
 	case "watches":

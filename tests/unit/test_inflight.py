@@ -9,8 +9,16 @@ from kube_oidc_proxy.server.inflight import InflightLimit, is_mutating
 
 @pytest.mark.parametrize(
     ("method", "mutating"),
-    [(b"GET", False), (b"HEAD", False), (b"POST", True), (b"PUT", True), (b"PATCH", True), (b"DELETE", True),
-     (b"OPTIONS", True), (b"get", True)],  # fmt: skip
+    [
+        (b"GET", False),
+        (b"HEAD", False),
+        (b"POST", True),
+        (b"PUT", True),
+        (b"PATCH", True),
+        (b"DELETE", True),
+        (b"OPTIONS", True),
+        (b"get", True),
+    ],
 )
 def test_only_get_and_head_are_reads_as_kube_apiserver_counts_them(method: bytes, mutating: bool) -> None:
     # kube-apiserver: get, list and watch are the read verbs, and HTTP methods are case-sensitive
