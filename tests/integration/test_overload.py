@@ -14,21 +14,12 @@ from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.server.exchange import TOO_MANY_REQUESTS
 from tests.conftest import ProxyHandle, start_proxy
 from tests.integration.test_metrics import scrape, value
+from tests.integration.test_trust_boundary import _until
 from tests.support.client import Client, Response, get
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
 
 READS, WRITES = 3, 2
-
-
-async def _until(condition: object, what: str, timeout: float = 10.0) -> None:
-    assert callable(condition)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
