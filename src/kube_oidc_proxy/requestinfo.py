@@ -156,6 +156,8 @@ def is_long_running(method: bytes, target: bytes) -> bool:
 def request_uri(target: bytes) -> str:
     """The requestURI kube-apiserver's audit events record for this target (Go's ``URL.RequestURI()``)."""
     path, question, query = target.partition(b"?")
+    if path and target.isascii() and not path.translate(None, _VALID_ENCODED):
+        return target.decode("ascii")  # the usual target: sent as it came
     if path.translate(None, _VALID_ENCODED):  # a byte Go would not send as it is
         path = "".join(chr(b) if b in _PATH_UNESCAPED else f"%{b:02X}" for b in unquote_to_bytes(path)).encode()
     return go_text(path or b"/") + question.decode() + go_text(query)

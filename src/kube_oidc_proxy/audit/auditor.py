@@ -19,6 +19,7 @@ from typing import Final, Literal
 from kube_oidc_proxy.audit.backends import Batcher, BatchSettings, LogFile, Sink
 from kube_oidc_proxy.audit.event import (
     AuditRecord,
+    UserMemo,
     new_audit_id,
     object_ref,
     source_ips,
@@ -67,6 +68,7 @@ class Auditor:
         self.on_dropped: Callable[[str], None] | None = None  # told the backend of each dropped event (metrics)
         self.on_failed: Callable[[str, int], None] | None = None  # told of events a backend failed to write
         self._failure_logged: dict[str, float] = {}
+        self._users = UserMemo()
 
     def dropped_event(self, backend: str) -> None:
         count = self.dropped.get(backend, 0) + 1
@@ -115,12 +117,14 @@ class Auditor:
         decision = self.policy.decide(user, info)
         if decision.level == "None":
             return None
+        audited, audited_json = self._users.get(user) if user is not None else (None, b"")
         return AuditRecord(
             decision=decision,
             audit_id=audit_id or new_audit_id(),
             request_uri=request_uri(target),  # as kube-apiserver records it (Go's URL.RequestURI())
             verb=info.verb,
-            user=user_info(user) if user is not None else None,
+            user=audited,
+            user_json=audited_json,
             impersonated=user_info(impersonated) if impersonated is not None else None,
             source_ips=source_ips(origin),
             user_agent=user_agent.decode("latin-1") if user_agent else "",

@@ -80,6 +80,33 @@ def user_info(user: UserInfo, *, authenticated: bool = True) -> dict[str, Any]:
     return info
 
 
+USER_MEMO_SIZE: Final = 4096
+USER_MEMO_BYTES: Final = 8 * 1024 * 1024
+
+
+class UserMemo:
+    """The audit ``user`` of recently seen verified users, as a dict and as its JSON, by object: the token
+    cache hands out the same UserInfo for every request with one token, so each is built once, not per
+    request. Bounded in entries and in bytes (a user may carry thousands of groups), then cleared."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[UserInfo, dict[str, Any], bytes]] = {}
+        self._bytes = 0
+
+    def get(self, user: UserInfo) -> tuple[dict[str, Any], bytes]:
+        known = self._entries.get(id(user))
+        if known is not None and known[0] is user:
+            return known[1], known[2]
+        info = user_info(user)
+        serialized = orjson.dumps(info)
+        if len(self._entries) >= USER_MEMO_SIZE or self._bytes + len(serialized) > USER_MEMO_BYTES:
+            self._entries.clear()
+            self._bytes = 0
+        self._entries[id(user)] = (user, info, serialized)  # holding the user keeps its id from being reused
+        self._bytes += len(serialized)
+        return info, serialized
+
+
 def source_ips(origin: Origin) -> list[str]:
     """kube-apiserver's order: X-Forwarded-For, X-Real-Ip, the peer; here only what the proxy believes."""
     if not origin.forwarded_for and not origin.real_ip:
@@ -133,6 +160,7 @@ class AuditRecord:
     request_body: bytearray | None = None
     response_body: bytearray | None = None
     status: dict[str, Any] = field(default_factory=dict)
+    user_json: bytes = b""  # ``user`` serialized, when the caller has it already (``UserMemo``)
     _head: bytes = b""  # json_line's serialized fixed fields
 
     @property
@@ -168,11 +196,14 @@ class AuditRecord:
         is put together from bytes, without a dict (stage names and timestamps need no escaping).
         ``truncated``: without the request and response objects, annotated as kube-apiserver does."""
         if not self._head:
-            self._head = orjson.dumps(self._fixed())[:-1] + b","
+            self._head = self._head_bytes()
         if not truncated and self.request_body is None and self.response_body is None:
             status = b""
-            if stage != "RequestReceived" and self.status:
-                status = b'"responseStatus":%s,' % orjson.dumps(self.status)
+            if stage != "RequestReceived" and (answer := self.status):
+                if len(answer) == 2 and not answer["metadata"]:  # the usual status: only a code
+                    status = b'"responseStatus":{"metadata":{},"code":%d},' % answer["code"]
+                else:
+                    status = b'"responseStatus":%s,' % orjson.dumps(answer)
             return b'%s"stage":"%s",%s"stageTimestamp":"%s"}\n' % (
                 self._head,
                 stage.encode(),
@@ -183,6 +214,13 @@ class AuditRecord:
         if truncated:
             fields["annotations"] = {TRUNCATED_ANNOTATION: "true"}
         return self._head + orjson.dumps(fields)[1:] + b"\n"
+
+    def _head_bytes(self) -> bytes:
+        """``_fixed()`` serialized, without its closing brace; the user as the JSON the memo keeps of it."""
+        fixed = self._fixed()
+        if self.user_json:
+            fixed["user"] = orjson.Fragment(self.user_json)
+        return orjson.dumps(fixed)[:-1] + b","
 
     def _fixed(self) -> dict[str, Any]:
         fixed: dict[str, Any] = {

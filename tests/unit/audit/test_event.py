@@ -12,7 +12,15 @@ from typing import Any
 import orjson
 import pytest
 
-from kube_oidc_proxy.audit.event import AuditRecord, new_audit_id, to_legacy_line, user_info
+from kube_oidc_proxy.audit.event import (
+    USER_MEMO_BYTES,
+    USER_MEMO_SIZE,
+    AuditRecord,
+    UserMemo,
+    new_audit_id,
+    to_legacy_line,
+    user_info,
+)
 from kube_oidc_proxy.audit.policy import Decision, Level
 from kube_oidc_proxy.authn.model import UserInfo
 from kube_oidc_proxy.rfc3339 import timestamp
@@ -96,6 +104,37 @@ def test_a_json_line_is_byte_for_byte_the_serialized_event(level: Level, stage: 
     record.status = status
     line = record.json_line(stage, 1_764_403_201.000002)
     assert line == orjson.dumps(record.event(stage, 1_764_403_201.000002)) + b"\n"
+
+
+def test_a_line_with_the_memos_user_is_byte_for_byte_the_serialized_event() -> None:
+    memo = UserMemo()
+    user = UserInfo('ünïcode "quoted"', "u-1", ("dev", "a\\b"), {"k": ("v", "\u2028")})
+    info, serialized = memo.get(user)
+    assert memo.get(user) == (info, serialized)
+    record = _record("Metadata")
+    record.user, record.user_json = info, serialized
+    record.status = {"metadata": {}, "code": 200}
+    assert record.json_line("ResponseComplete", 2.5) == orjson.dumps(record.event("ResponseComplete", 2.5)) + b"\n"
+
+
+def test_the_user_memo_is_bounded_in_entries_and_bytes() -> None:
+    memo = UserMemo()
+    users = [UserInfo(f"user-{n}") for n in range(USER_MEMO_SIZE + 10)]
+    for user in users:
+        memo.get(user)
+    assert len(memo._entries) <= USER_MEMO_SIZE
+    many_groups = tuple(f"group-{n:05d}" for n in range(20_000))  # ~300 kB of JSON each
+    for n in range(60):
+        memo.get(UserInfo(f"big-{n}", groups=many_groups))
+        assert memo._bytes <= USER_MEMO_BYTES
+
+
+def test_the_user_memo_answers_for_the_object_it_holds_not_an_equal_one() -> None:
+    memo = UserMemo()
+    first = UserInfo("alice", groups=("dev",))
+    memo.get(first)
+    other = UserInfo("alice", groups=("ops",))
+    assert memo.get(other)[0]["groups"] == ["ops", "system:authenticated"]
 
 
 def test_a_metadata_event_is_the_line_kube_apiserver_writes() -> None:
