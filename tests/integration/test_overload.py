@@ -147,3 +147,29 @@ async def test_failed_requests_free_their_slots(proxy: ProxyHandle) -> None:
         assert (await get(proxy.port, proxy.ca_file, "/api", token="not-a-jwt")).status == 401
     assert proxy.app.proxy.inflight.reads == 0
     assert (await get(proxy.port, proxy.ca_file, "/api", token=token)).status == 200
+
+
+async def test_as_many_connections_to_kube_apiserver_stay_open_as_the_limits_let_run(
+    config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    # 200 requests at once (more than the 128 idle connections a pool used to keep), then 200 more: they
+    # reuse the connections of the first, none pays a new TLS handshake with kube-apiserver.
+    limits = replace(config.proxy, max_requests_inflight=300, max_mutating_requests_inflight=100)
+    handle = await start_proxy(replace(config, proxy=limits), issuer, upstream)
+    pool = handle.app.proxy.as_proxy.pool
+    token = issuer.token()
+    clients = [await Client.connect(handle.port, handle.ca_file) for _ in range(200)]
+    try:
+        answers = [asyncio.create_task(c.request("GET", f"/held/{i}", token=token)) for i, c in enumerate(clients)]
+        await _until(lambda: upstream.held == 200, "200 requests held by kube-apiserver at once", timeout=60)
+        upstream.release_held()
+        assert {(await a).status for a in answers} == {200}
+        await _until(lambda: pool.idle_count == 200, "every connection back in the pool")
+        again = [asyncio.create_task(c.request("GET", f"/again/{i}", token=token)) for i, c in enumerate(clients)]
+        assert {(await a).status for a in again} == {200}
+        assert pool.opened == 200
+    finally:
+        for client in clients:
+            await client.close()
+        await handle.running.stop(grace=1)
+        handle.app.access_log.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kube_oidc_proxy.server.inflight import InflightLimit, is_mutating
+from kube_oidc_proxy.server.inflight import IDLE_CEILING, IDLE_FLOOR, InflightLimit, idle_connections, is_mutating
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,17 @@ def test_zero_is_no_limit() -> None:
     limit = InflightLimit(max_reads=0, max_mutating=0)
     assert all(limit.enter(mutating=m) for m in (False, True) for _ in range(10_000))
     assert (limit.reads, limit.mutating) == (10_000, 10_000)
+
+
+@pytest.mark.parametrize(
+    ("max_reads", "max_mutating", "idle"),
+    [
+        (400, 200, 600),  # the defaults: every request they admit can have its connection kept
+        (3, 2, IDLE_FLOOR),  # reviews and HTTP/1.1 streams are not counted by the limits
+        (5000, 5000, IDLE_CEILING),
+        (0, 200, IDLE_CEILING),
+        (400, 0, IDLE_CEILING),
+    ],
+)
+def test_idle_connections_follow_what_the_limits_let_run_at_once(max_reads: int, max_mutating: int, idle: int) -> None:
+    assert idle_connections(max_reads, max_mutating) == idle

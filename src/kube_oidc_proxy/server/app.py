@@ -44,7 +44,7 @@ from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
 from kube_oidc_proxy.observe.linequeue import TextStream
 from kube_oidc_proxy.observe.metrics import MULTIPROC_ENV, Metrics, forget_worker
 from kube_oidc_proxy.server.authentication import Authentication
-from kube_oidc_proxy.server.inflight import InflightLimit
+from kube_oidc_proxy.server.inflight import InflightLimit, idle_connections
 from kube_oidc_proxy.server.kubeclient import KubeClient
 from kube_oidc_proxy.server.plainhttp import Handler, Reply, start_plain_server
 from kube_oidc_proxy.server.probe import Readiness, start_probe_server
@@ -211,7 +211,9 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
     access_log = access_log or AccessLog(json=config.proxy.log_format == "json")
     if metrics is not None:
         _count_dropped_log_lines(access_log, metrics)
-    as_proxy = AsProxy(target, BearerToken(target.token, target.token_file, exec_plugin=_exec_plugin(target)))
+    max_reads, max_mutating = config.proxy.max_requests_inflight, config.proxy.max_mutating_requests_inflight
+    max_idle = idle_connections(max_reads, max_mutating)
+    as_proxy = AsProxy(target, BearerToken(target.token, target.token_file, exec_plugin=_exec_plugin(target)), max_idle)
     client = KubeClient(
         as_proxy,
         qps=config.client.qps or DEFAULT_CLIENT_QPS,
@@ -241,14 +243,14 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
     proxy = ProxyServer(
         gate=gate,
         as_proxy=as_proxy,
-        as_caller=AsCaller(target),
+        as_caller=AsCaller(target, max_idle),
         access_log=access_log,
         request_timeout=target.request_timeout,
         auditor=auditor,
         metrics=metrics,
         trusted_proxies=TrustedProxies(parse_networks(config.proxy.trusted_proxy_cidrs)),
         max_connections=config.proxy.max_client_connections,
-        inflight=InflightLimit(config.proxy.max_requests_inflight, config.proxy.max_mutating_requests_inflight),
+        inflight=InflightLimit(max_reads, max_mutating),
     )
     return App(config, tls, target, proxy, authentication, access_log, client, metrics)
 

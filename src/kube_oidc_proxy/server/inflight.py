@@ -15,6 +15,20 @@ from __future__ import annotations
 from typing import Final
 
 READ_METHODS: Final = frozenset({b"GET", b"HEAD"})  # kube-apiserver's get, list and watch verbs
+# Idle connections to kube-apiserver kept for reuse: at least this many (reviews, and streams over HTTP/1.1,
+# are not counted by the limits) and at most that many (each holds a descriptor and its TLS state).
+IDLE_FLOOR: Final = 128
+IDLE_CEILING: Final = 1024
+
+
+def idle_connections(max_reads: int, max_mutating: int) -> int:
+    """How many idle connections to kube-apiserver to keep: as many as the limits let run at once. A pool
+    that keeps fewer closes a connection after a request only to open another (a TLS handshake on both
+    sides) for the next one: past its size every request pays a handshake, and under load the proxy then
+    serves a fraction of what it can."""
+    if not max_reads or not max_mutating:
+        return IDLE_CEILING
+    return min(max(max_reads + max_mutating, IDLE_FLOOR), IDLE_CEILING)
 
 
 def is_mutating(method: bytes) -> bool:

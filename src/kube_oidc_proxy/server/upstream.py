@@ -26,7 +26,7 @@ CONNECT_TIMEOUT_SECONDS: Final = 10.0
 # kube-apiserver closes idle connections after 90 s (Go http.Server IdleTimeout in k8s.io/apiserver);
 # reusing one near that edge races its close, so we let ours go earlier.
 IDLE_TTL_SECONDS: Final = 60.0
-MAX_IDLE: Final = 128
+MAX_IDLE: Final = 128  # without a bound from the in-flight limits (inflight.idle_connections)
 WRITE_HIGH_WATER: Final = 256 * 1024
 
 
@@ -189,9 +189,10 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    def __init__(self, target: UpstreamTarget, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(self, target: UpstreamTarget, ssl_context: ssl.SSLContext | None, max_idle: int = MAX_IDLE) -> None:
         self.target = target
         self._ssl = ssl_context if target.scheme == "https" else None
+        self.max_idle = max_idle
         self._idle: list[UpstreamConnection] = []
         self.opened = 0
 
@@ -242,7 +243,7 @@ class UpstreamPool:
         # The response can end in the very read that filled the client, which paused this connection:
         # it must read again before anyone else uses it (and to notice kube-apiserver closing it).
         conn.resume_reading()
-        if not conn.reusable or len(self._idle) >= MAX_IDLE:
+        if not conn.reusable or len(self._idle) >= self.max_idle:
             conn.close()
             return
         conn.idle_since = time.monotonic()

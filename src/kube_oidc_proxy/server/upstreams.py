@@ -22,7 +22,7 @@ from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.kube.target import UpstreamTarget
 from kube_oidc_proxy.server.tls import client_context
-from kube_oidc_proxy.server.upstream import UpstreamPool
+from kube_oidc_proxy.server.upstream import MAX_IDLE, UpstreamPool
 from kube_oidc_proxy.server.upstream_h2 import H2Pool
 
 
@@ -37,11 +37,12 @@ def _context(target: UpstreamTarget, alpn: tuple[str, ...]) -> ssl.SSLContext:
 
 
 class _Connections:
-    """An HTTP/1.1 pool and, over TLS, an HTTP/2 pool for streams, all made from one target."""
+    """An HTTP/1.1 pool (keeping at most ``max_idle`` idle connections) and, over TLS, an HTTP/2 pool for
+    streams, all made from one target."""
 
-    def __init__(self, target: UpstreamTarget) -> None:
+    def __init__(self, target: UpstreamTarget, max_idle: int = MAX_IDLE) -> None:
         self.target = target
-        self.pool = UpstreamPool(target, _context(target, ("http/1.1",)))
+        self.pool = UpstreamPool(target, _context(target, ("http/1.1",)), max_idle)
         self.h2 = H2Pool(target, _context(target, ("h2", "http/1.1"))) if target.scheme == "https" else None
 
     def close(self) -> None:
@@ -53,8 +54,8 @@ class _Connections:
 class AsProxy(_Connections):
     """Requests sent as the proxy: its client certificate (from the target) and its bearer token."""
 
-    def __init__(self, target: UpstreamTarget, credentials: BearerToken) -> None:
-        super().__init__(target)
+    def __init__(self, target: UpstreamTarget, credentials: BearerToken, max_idle: int = MAX_IDLE) -> None:
+        super().__init__(target, max_idle)
         self.credentials = credentials
 
     def credential_headers(self) -> Headers:
@@ -69,8 +70,8 @@ class AsProxy(_Connections):
 class AsCaller(_Connections):
     """Requests sent with the caller's own credential: no client certificate, no token of the proxy's."""
 
-    def __init__(self, target: UpstreamTarget) -> None:
-        super().__init__(without_credentials(target))
+    def __init__(self, target: UpstreamTarget, max_idle: int = MAX_IDLE) -> None:
+        super().__init__(without_credentials(target), max_idle)
 
     def credential_headers(self) -> Headers:
         return []
