@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.certs import issue
 from tests.support.issuer import TestIssuer
 
-from bench.run import PIN_LOAD, build, proxy_flags, rss_mb, say, start_proxy, start_upstream, wrk
+from bench.run import PIN_LOAD, build, proxy_flags, rss_mb, say, start_proxy, start_upstream, stop_all, wrk
 
 FACTORS = (0.5, 0.9, 1.2, 1.5, 2.0, 3.0)
 PATH = "/api/v1/namespaces/default/pods/bench"
@@ -136,13 +135,7 @@ def main() -> int:
                 time.sleep(1)  # let the connections of the step close before the next
         results["curves"] = curves
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all(procs)
         issuer.close()
         shutil.rmtree(work, ignore_errors=True)
 

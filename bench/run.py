@@ -170,6 +170,17 @@ def start_upstream(binary: Path, certs: CertFiles) -> tuple[subprocess.Popen[str
     return up, int(up.stdout.readline())
 
 
+def stop_all(procs: list[subprocess.Popen[Any]]) -> None:
+    """SIGTERM each process still running, the last started first; SIGKILL what is not gone in 30 s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def proxy_flags(issuer: TestIssuer, certs: CertFiles, upstream_port: int) -> list[str]:
     """The flags every benchmarked proxy has: the test issuer, TLS, the upstream, a static token."""
     return [
@@ -315,13 +326,7 @@ def main() -> int:
         holder.stdin.close()
         holder.wait(60)
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all(procs)
         issuer.close()
         shutil.rmtree(work, ignore_errors=True)
 
