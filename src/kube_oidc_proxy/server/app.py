@@ -34,6 +34,7 @@ from kube_oidc_proxy.clientip import TrustedProxies, parse_networks
 from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config, OIDCConfig, split_host_port
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.gate import Gate
+from kube_oidc_proxy.heaptrim import HeapTrimmer
 from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.impersonation import Rewriter
 from kube_oidc_proxy.kube.credentials import BearerToken
@@ -257,11 +258,13 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
 
 async def _housekeeping(app: App) -> None:
     """Every few seconds: reload rotated serving certificates and a changed --authentication-config, update
-    the key-set age and task gauges."""
+    the key-set age and task gauges; once a minute, give freed heap memory back (``heaptrim``)."""
+    trimmer = HeapTrimmer()
     while True:
         await asyncio.sleep(TLS_RELOAD_POLL_SECONDS)
         app.tls.reload_if_changed()
         await app.authentication.reload_if_changed()
+        trimmer.due(time.monotonic())
         if app.metrics is not None:
             app.metrics.sample_loop(app.proxy.inflight.reads, app.proxy.inflight.mutating)
             for source in app.key_sources:
