@@ -5,8 +5,9 @@ A proxy that relays responses of every size and opens and closes TLS connections
 of tens of KiB each, from the same heap) ends up with free holes that the kernel still counts as resident:
 in a 30-minute soak the heap grew ~0.3 MB a minute while the memory in use stayed flat, and one
 ``malloc_trim(0)`` gave 10 MB back. Resident memory then shows what the proxy uses, so a real leak is not
-hidden behind this creep and a memory limit is not reached by it. Trimming a heap of tens of MB takes
-about a millisecond. Where there is no ``malloc_trim`` (musl, macOS) nothing is done.
+hidden behind this creep and a memory limit is not reached by it. A trim pauses the event loop for under
+a millisecond when there is little to give back, ~12 ms to give back 180 MB. Where there is no
+``malloc_trim`` (musl, macOS) nothing is done.
 """
 
 from __future__ import annotations
