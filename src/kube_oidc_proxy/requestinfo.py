@@ -65,6 +65,9 @@ class RequestInfo(NamedTuple):  # a tuple: built for every audited or metered re
     label_selector: str = ""
 
 
+_new_info: Final = tuple.__new__
+
+
 def request_info(method: str | bytes, target: str | bytes) -> RequestInfo:
     """kube-apiserver's RequestInfo. ``target``: the request target's bytes (or its text, as UTF-8).
 
@@ -75,7 +78,10 @@ def request_info(method: str | bytes, target: str | bytes) -> RequestInfo:
     if isinstance(target, str):
         target = target.encode("utf-8", "surrogateescape")
     raw_path, _, query = target.partition(b"?")
-    path = go_text(unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path)
+    if b"%" not in raw_path and raw_path.isascii():
+        path = raw_path.decode("ascii")  # the usual path: nothing to decode or replace
+    else:
+        path = go_text(unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path)
     trimmed = path.strip("/")
     parts = trimmed.split("/") if trimmed else []
     if len(parts) < 3 or parts[0] not in ("api", "apis"):
@@ -119,19 +125,23 @@ def request_info(method: str | bytes, target: str | bytes) -> RequestInfo:
             first = first_query_values(query)
         field_selector = first.get("fieldSelector", "")
         label_selector = first.get("labelSelector", "")
-    return RequestInfo(
-        True,
-        path,
-        verb,
-        prefix,
-        group,
-        version,
-        namespace,
-        resource,
-        subresource,
-        _go_clean(name),
-        _go_clean(field_selector),
-        _go_clean(label_selector),
+    # tuple.__new__ directly: RequestInfo(...) would add a Python call for every audited or metered request
+    return _new_info(
+        RequestInfo,
+        (
+            True,
+            path,
+            verb,
+            prefix,
+            group,
+            version,
+            namespace,
+            resource,
+            subresource,
+            name if name.isascii() else _go_clean(name),
+            field_selector if field_selector.isascii() else _go_clean(field_selector),
+            label_selector if label_selector.isascii() else _go_clean(label_selector),
+        ),
     )
 
 
