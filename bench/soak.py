@@ -37,7 +37,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +104,21 @@ def metric(url: str, name: str) -> float:
 # -- traffic -------------------------------------------------------------------------------------------------
 
 
+MAX_FAILURES_KEPT = 20
+
+
 @dataclass
 class Tally:
     ok: Counter[str]
     failed: Counter[str]
     lock: threading.Lock
+    failures: list[str] = field(default_factory=list)  # the first few, with when and why
 
-    def count(self, kind: str, ok: bool) -> None:
+    def count(self, kind: str, ok: bool, why: str = "") -> None:
         with self.lock:
             (self.ok if ok else self.failed)[kind] += 1
+            if not ok and len(self.failures) < MAX_FAILURES_KEPT:
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {kind}: {why or 'not as expected'}")
 
 
 class Traffic:
@@ -145,11 +151,12 @@ class Traffic:
 
     def loop(self, kind: str, pause: float, step: Callable[[], bool]) -> None:
         while not self.stop.wait(pause):
+            why = ""
             try:
                 ok = step()
-            except Exception:  # counted: the soak reports failures, it does not stop on them
-                ok = False
-            self.tally.count(kind, ok)
+            except Exception as exc:  # counted: the soak reports failures, it does not stop on them
+                ok, why = False, f"{type(exc).__name__}: {str(exc)[:300]}"
+            self.tally.count(kind, ok, why)
 
     # each step returns whether it went as a user would expect
 
@@ -360,6 +367,8 @@ def main() -> int:
     after = [row for row in rows if row["seconds"] >= warmup]
     print(f"\nsoak: {opts.minutes:g} minutes, {len(rows)} samples ({csv_path}, {png_path})")
     print(f"traffic: ok {dict(traffic.tally.ok)}, failed {dict(traffic.tally.failed)}")
+    for failure in traffic.tally.failures:
+        print(f"  failed at {failure}")
     passed = True
     for key, bound in BOUNDS_PER_10_MINUTES.items():
         slope = slope_per_10_minutes([r["seconds"] for r in after], [r[key] for r in after])
