@@ -156,6 +156,8 @@ class Traffic:
                 ok = step()
             except Exception as exc:  # counted: the soak reports failures, it does not stop on them
                 ok, why = False, f"{type(exc).__name__}: {str(exc)[:300]}"
+            if self.stop.is_set():
+                return  # the run ended under this step (the proxy is being stopped): not a result
             self.tally.count(kind, ok, why)
 
     # each step returns whether it went as a user would expect
