@@ -78,10 +78,12 @@ def request_info(method: str | bytes, target: str | bytes) -> RequestInfo:
     if isinstance(target, str):
         target = target.encode("utf-8", "surrogateescape")
     raw_path, _, query = target.partition(b"?")
-    if b"%" not in raw_path and raw_path.isascii():
+    if b"%" in raw_path:
+        path = go_text(unquote_to_bytes(raw_path))
+    elif raw_path.isascii():
         path = raw_path.decode("ascii")  # the usual path: nothing to decode or replace
     else:
-        path = go_text(unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path)
+        path = go_text(raw_path)
     trimmed = path.strip("/")
     parts = trimmed.split("/") if trimmed else []
     if len(parts) < 3 or parts[0] not in ("api", "apis"):
@@ -125,7 +127,8 @@ def request_info(method: str | bytes, target: str | bytes) -> RequestInfo:
             first = first_query_values(query)
         field_selector = first.get("fieldSelector", "")
         label_selector = first.get("labelSelector", "")
-    # tuple.__new__ directly: RequestInfo(...) would add a Python call for every audited or metered request
+    # tuple.__new__ directly, and _go_clean's ASCII test inline: each Python call saved here is saved for
+    # every audited or metered request
     return _new_info(
         RequestInfo,
         (
@@ -166,10 +169,10 @@ def is_long_running(method: bytes, target: bytes) -> bool:
 def request_uri(target: bytes) -> str:
     """The requestURI kube-apiserver's audit events record for this target (Go's ``URL.RequestURI()``)."""
     path, question, query = target.partition(b"?")
-    if path and target.isascii() and not path.translate(None, _VALID_ENCODED):
-        return target.decode("ascii")  # the usual target: sent as it came
     if path.translate(None, _VALID_ENCODED):  # a byte Go would not send as it is
         path = "".join(chr(b) if b in _PATH_UNESCAPED else f"%{b:02X}" for b in unquote_to_bytes(path)).encode()
+    elif path and target.isascii():
+        return target.decode("ascii")  # the usual target: sent as it came
     return go_text(path or b"/") + question.decode() + go_text(query)
 
 

@@ -12,7 +12,6 @@ from kube_oidc_proxy.heaptrim import MALLOC_TRIM, HeapTrimmer
 # Fill the heap with 20 KiB buffers (below glibc's mmap threshold: they come from the heap), free nine
 # in ten, keep the rest pinning the holes, and print the resident memory before and after a release.
 FRAGMENTED_HEAP = """
-import sys
 from kube_oidc_proxy.heaptrim import release_free_heap
 
 def rss_kib():
