@@ -29,8 +29,9 @@ from kube_oidc_proxy.errors import ClientProtocolError
 from kube_oidc_proxy.http1.events import MESSAGE_END, RequestHead, Upgraded
 from kube_oidc_proxy.http1.request import RequestReader
 from kube_oidc_proxy.http1.serialize import status_response
-from kube_oidc_proxy.server import connection
+from kube_oidc_proxy.server import http1_requests
 from kube_oidc_proxy.server.connection import ClientConnection
+from kube_oidc_proxy.server.http1_side import Http1Side
 from tests.fuzz.runner import fuzz
 from tests.fuzz.test_fuzz_request_path import connections, cut
 
@@ -99,46 +100,51 @@ def answer(target: bytes) -> bytes:
     return b"<answer to " + target + b">"
 
 
-class FakeExchange:
-    """Forwards its request once the body is complete, then answers; keeps the connection as Exchange does."""
+class FakeBody:
+    def __init__(self, exchange: FakeExchange, done: bool) -> None:
+        self._exchange = exchange
+        self.done = done
 
-    def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
-        self.conn = conn
-        self.head = head
-        self.keep_alive = head.keep_alive and head.http_version == "1.1" and not head.upgrade  # no 101 here
-        self.body_done = head.framing == "none"
-        self.task: asyncio.Task[None] | None = None
-        self.upgrade_tail = b""
-        self.upstream = None
-        self.is_stream = False
-        self._ready = asyncio.Event()
-        self._lost = False
-        if self.body_done:
-            self._ready.set()
-
-    def receive_body(self, data: bytes) -> None:
+    def receive(self, data: bytes) -> None:
         pass
 
-    def body_complete(self) -> None:
-        self.body_done = True
-        self._ready.set()
+    def complete(self) -> None:
+        self.done = True
+        self._exchange.ready.set()
+
+
+class FakeExchange:
+    """Forwards its request once the body is complete, then answers whole, through its HTTP/1.1 side."""
+
+    def __init__(self, server: FakeServer, client: Http1Side, head: RequestHead) -> None:
+        self.server = server
+        self.client = client
+        self.head = head
+        self.task: asyncio.Task[None] | None = None
+        self.streaming = False
+        self.ready = asyncio.Event()
+        self.body = FakeBody(self, head.framing == "none")
+        self._lost = False
+        if self.body.done:
+            self.ready.set()
 
     def client_lost(self) -> None:
         self._lost = True
-        self._ready.set()
+        self.ready.set()
 
     def end_stream(self) -> None:
         pass
 
     async def run(self) -> None:
         try:
-            await self._ready.wait()
+            await self.ready.wait()
             if not self._lost:
-                cast(FakeServer, self.conn.server).forwarded.append(self.head.target)
+                self.server.forwarded.append(self.head.target)
                 await asyncio.sleep(0)  # upstream's answer comes later
-                self.conn.write(answer(self.head.target))
+                self.client.send_body(answer(self.head.target))
+                self.client.send_end()
         finally:
-            self.conn.exchange_finished(cast(Any, self))
+            self.client.finished()
 
 
 async def settle() -> None:
@@ -209,7 +215,7 @@ def _cut_short(data: bytes, complete: int) -> bool:
 @fuzz(data=connections(), points=st.lists(st.integers(min_value=0, max_value=10_000), max_size=6))
 def test_each_request_is_answered_once_in_order_and_nothing_after_the_last(data: bytes, points: list[int]) -> None:
     targets, refusal, cut_short, ends = expected(data)
-    with mock.patch.object(connection, "Exchange", FakeExchange):
+    with mock.patch.object(http1_requests, "Exchange", FakeExchange):
         server, transport = LOOP.run_until_complete(drive(cut(data, points)))
     assert server.forwarded == targets
     answers = b"".join(map(answer, targets))

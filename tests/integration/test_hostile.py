@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kube_oidc_proxy.config import Config
-from kube_oidc_proxy.server import connection
+from kube_oidc_proxy.server import timers
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
@@ -196,7 +196,7 @@ async def test_too_many_headers_is_a_431(proxy: ProxyHandle) -> None:
 async def test_a_slow_client_is_cut_off_after_the_header_timeout(
     proxy: ProxyHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(connection, "HEADER_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(timers, "HEADER_TIMEOUT_SECONDS", 0.3)
     client = await Client.connect(proxy.port, proxy.ca_file)
     try:
         await client.send_raw(b"GET /api HTTP/1.1\r\nHost: x\r\n")
@@ -208,7 +208,7 @@ async def test_a_slow_client_is_cut_off_after_the_header_timeout(
 
 
 async def test_an_idle_keep_alive_connection_is_closed(proxy: ProxyHandle, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(connection, "IDLE_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(timers, "IDLE_TIMEOUT_SECONDS", 0.3)
     client = await Client.connect(proxy.port, proxy.ca_file)
     try:
         assert (await client.request("GET", "/api", token=proxy.issuer.token())).status == 200

@@ -17,8 +17,7 @@ import h11
 import pytest
 
 from kube_oidc_proxy.config import Config
-from kube_oidc_proxy.server import connection
-from kube_oidc_proxy.server.connection import MAX_PIPELINED
+from kube_oidc_proxy.server.http1_requests import MAX_PIPELINED, PARSE_PIECE
 from kube_oidc_proxy.server.proxy import OVER_CAPACITY_MINIMUM
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.certs import CertFiles
@@ -277,13 +276,13 @@ async def test_a_client_that_pipelines_and_never_reads_holds_only_a_few_requests
         client.writer.write(one * total)  # all of them, never reading an answer yet
         await _until(lambda: len(proxy.app.proxy.connections) == 1, "the connection")
         (conn,) = proxy.app.proxy.connections
-        await _until(lambda: conn._client_full, "the proxy to find the client full")
+        await _until(lambda: conn.client_full, "the proxy to find the client full")
         forwarded = len(proxy.upstream.requests)  # what the kernel's socket buffers took, a few MB
         for _ in range(5):  # the proxy keeps serving others meanwhile, and this one stays where it stopped
             assert (await get(proxy.port, proxy.ca_file, "/api", token=token)).status == 200
             assert len([r for r in proxy.upstream.requests if r.target != "/api"]) == forwarded
             # what it holds is a few parsed requests and about one answer, not hundreds of answers
-            assert len(conn._pipeline) <= MAX_PIPELINED + connection.PARSE_PIECE // len(one) + 1
+            assert conn.requests.waiting <= MAX_PIPELINED + PARSE_PIECE // len(one) + 1
             assert conn.transport.get_write_buffer_size() < 1024 * 1024  # high water + what one read brought
         assert forwarded < total // 4
         # and when the client reads, every answer comes, in order

@@ -209,4 +209,4 @@ class ProxyServer:
 
     @property
     def active_watches(self) -> int:
-        return sum(1 for c in self.connections if c.current is not None and c.current.is_stream)
+        return sum(1 for c in self.connections if c.streaming)

@@ -171,7 +171,12 @@ class UpstreamConnection(asyncio.Protocol):
             readpause.resume_reading(self.transport)
 
     @property
+    def read_paused(self) -> bool:
+        return self._read_paused
+
+    @property
     def reusable(self) -> bool:
+        """Between two messages, both sides keeping the connection: never mid-response, never upgraded."""
         return not self.closed and self.reader.ended and not self.reader.must_close and not self.reader.upgraded
 
     def close(self) -> None:
@@ -239,10 +244,11 @@ class UpstreamPool:
         return await self.connect()
 
     def release(self, conn: UpstreamConnection) -> None:
+        """Keep ``conn`` for the next request if it stands between two messages; otherwise close it."""
         conn.sink = None
-        # The response can end in the very read that filled the client, which paused this connection:
-        # it must read again before anyone else uses it (and to notice kube-apiserver closing it).
-        conn.resume_reading()
+        # An idle connection must read: that is how it notices kube-apiserver closing it. The exchange
+        # resumes a connection its client had paused before it lets go of it.
+        assert not conn.read_paused, "a paused upstream connection was released to the pool"
         if not conn.reusable or len(self._idle) >= self.max_idle:
             conn.close()
             return

@@ -1,0 +1,48 @@
+"""Flow control: one side's reading is paused while any named reason holds (uvicorn's ``FlowControl``, with
+the reasons named so that one cannot resume what another paused).
+
+Each direction of an exchange has one: the request direction pauses the client (its body is ahead of
+kube-apiserver), the response direction pauses kube-apiserver's connection or stream (the client is not
+taking what it is sent). A client connection has one more for its own reasons (pipelined requests waiting,
+an upgrade being set up, a full tunnel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+PauseReason = Literal[
+    "body",  # a request body is buffered past its high-water mark
+    "pipeline",  # requests wait behind the one being answered
+    "upgrade",  # an upgrade request is being answered: what follows belongs to its tunnel
+    "tunnel",  # kube-apiserver's side of a tunnel is full
+    "client-full",  # the client is not reading what it is sent
+]
+
+
+class FlowControl:
+    __slots__ = ("_pause", "_reasons", "_resume")
+
+    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._pause = pause
+        self._resume = resume
+        self._reasons: set[PauseReason] = set()
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._reasons)
+
+    def pause(self, reason: PauseReason) -> None:
+        if not self._reasons:
+            self._pause()
+        self._reasons.add(reason)
+
+    def resume(self, reason: PauseReason) -> None:
+        if reason in self._reasons:
+            self._reasons.discard(reason)
+            if not self._reasons:
+                self._resume()
+
+    def holds(self, reason: PauseReason) -> bool:
+        return reason in self._reasons
