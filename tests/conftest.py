@@ -14,7 +14,8 @@ import uvloop
 
 from kube_oidc_proxy.config import ClientConfig, Config, OIDCConfig, ProxyConfig, ServingConfig
 from kube_oidc_proxy.observe.accesslog import AccessLog
-from kube_oidc_proxy.server.app import App, Running, load, start
+from kube_oidc_proxy.server.lifecycle import Running, start
+from kube_oidc_proxy.server.wiring import App, load
 from tests.support.certs import CertFiles, issue
 from tests.support.issuer import TestIssuer
 from tests.support.ports import PortHolder

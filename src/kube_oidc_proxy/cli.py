@@ -584,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, warnings = parsed
         for warning in warnings:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
-        from kube_oidc_proxy.server.app import run  # noqa: PLC0415 - keeps --help and errors fast
+        from kube_oidc_proxy.server.supervisor import run  # noqa: PLC0415 - keeps --help and errors fast
 
         return run(config)
     except ConfigError as exc:

@@ -15,7 +15,7 @@ import yaml
 
 from kube_oidc_proxy.config import Config, OIDCConfig
 from kube_oidc_proxy.errors import StartupError
-from kube_oidc_proxy.server.app import load
+from kube_oidc_proxy.server.wiring import load
 from tests.conftest import ProxyHandle, replace, start_proxy
 from tests.integration.test_probe import probe
 from tests.support.certs import CertFiles

@@ -14,7 +14,7 @@ import pytest
 import trustme
 from cryptography import x509
 
-from kube_oidc_proxy.server import app as app_module
+from kube_oidc_proxy.server import lifecycle
 from tests.conftest import ProxyHandle, make_config, start_proxy
 from tests.support.certs import CertFiles, issue
 from tests.support.client import Client, get
@@ -139,7 +139,7 @@ async def test_serving_certificates_are_reloaded_without_dropping_connections(
     ca: trustme.CA,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app_module, "TLS_RELOAD_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(lifecycle, "TLS_RELOAD_POLL_SECONDS", 0.05)
     live = CertFiles(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"), server_certs.ca)
     shutil.copy(server_certs.cert, live.cert)
     shutil.copy(server_certs.key, live.key)

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
-from kube_oidc_proxy.server.app import setup_logging
+from kube_oidc_proxy.server.lifecycle import setup_logging
 from kube_oidc_proxy.server.reviewbudget import ReviewBudget
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.certs import CertFiles

@@ -1,4 +1,4 @@
-"""The diagnostic log (stderr, set up by server.app.setup_logging): one record is one line whatever a message
+"""The diagnostic log (stderr, set up by server.lifecycle.setup_logging): one record is one line whatever a message
 quotes, and a stalled stderr costs records, counted and reported in their place, not memory."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Final
 import pytest
 
 from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
-from kube_oidc_proxy.server.app import setup_logging
+from kube_oidc_proxy.server.lifecycle import setup_logging
 from tests.support.streams import GUARD_SECONDS, Counted, GatedStream
 
 RECORD: Final = re.compile(

@@ -147,7 +147,7 @@ def test_one_binding_serves_every_program_of_a_token() -> None:
 def test_the_engine_is_loaded_only_when_expressions_are_compiled() -> None:
     # cel-cpp costs ~16 MB of RSS: a proxy run with the --oidc-* flags never loads it
     script = (
-        "import sys; import kube_oidc_proxy.server.app, kube_oidc_proxy.cli; "
+        "import sys; import kube_oidc_proxy.server.supervisor, kube_oidc_proxy.cli; "
         "assert 'cel_expr_python.cel' not in sys.modules; "
         "from kube_oidc_proxy.authn.cel import Compiler; Compiler(); "
         "assert 'cel_expr_python.cel' in sys.modules"
