@@ -29,7 +29,8 @@ class RelayedHead:
 def relayed_head(upstream_headers: Headers, audit_id: bytes) -> RelayedHead:
     """Drop what belongs to the upstream hop; make sure the Audit-ID the proxy chose is on the answer
     (kube-apiserver echoes it; a kubelet behind pods/proxy may not)."""
-    dropped = connection_options(upstream_headers)
+    # response header names keep their case: the Connection header is found whatever its spelling
+    dropped = connection_options([(n.lower(), v) for n, v in upstream_headers if n.lower() == b"connection"])
     headers: Headers = []
     watch = False
     has_audit_id = False
