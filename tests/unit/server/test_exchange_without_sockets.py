@@ -170,6 +170,10 @@ class FakeServer:
         self.failures += 1
 
 
+def phase_of(exchange: Exchange) -> Phase:
+    return exchange.relay.phase
+
+
 ADMITTED = Impersonate(ALICE, [(b"host", b"api"), (b"impersonate-user", b"alice")])
 
 
@@ -197,7 +201,7 @@ async def test_an_answer_is_relayed_in_order_and_its_connection_goes_back_to_the
     exchange, client, pool = await started(ADMITTED, upstream)
     assert upstream.written.startswith(b"GET /api/v1/pods HTTP/1.1\r\n")
     assert b"authorization: Bearer proxy\r\n" in upstream.written
-    assert exchange.relay.phase is Phase.FORWARDING
+    assert phase_of(exchange) is Phase.FORWARDING
     exchange.relay.on_response_events([response(), Body(b"hello"), MESSAGE_END])
     assert exchange.task is not None
     await exchange.task
