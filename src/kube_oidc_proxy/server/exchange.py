@@ -116,6 +116,7 @@ class Exchange:
             self.log.stages(auditstages.denied(decision.code), decision.code, decision.message)
             return
         self.log.line(admitted=decision)
+        self._check_client()  # it left while the gate decided: nothing goes upstream
         self.relay.description = f"{decision.user.username} {head.target.decode('latin-1')}"
         connections = self._admit(decision)
         del decision

@@ -108,14 +108,14 @@ class ResponseRelay:
 
     async def wait(self, timeout: float | None) -> None:
         """Until the exchange is over; a failure before the response head is raised (and timing out is one)."""
-        if timeout is None:
-            await self._settled
-            return
-        timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+        timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, self._timed_out)
         try:
             await self._settled
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
+        if self.phase is Phase.CLIENT_GONE:
+            raise ClientGone
 
     def forget(self) -> None:
         """At the exchange's end: a failure nobody awaited (the client left first) is no error."""
@@ -146,9 +146,7 @@ class ResponseRelay:
     def client_lost(self) -> None:
         """The client went away: stop the upstream work (a watch must not leak on the API server)."""
         self.drop_upstream()
-        if not self._settled.done():
-            self._settled.set_exception(ClientGone())
-        self.phase = advance(self.phase, Event.CLIENT_LOST)
+        self._advance(Event.CLIENT_LOST)  # settles the wait, which raises ClientGone
 
     def client_full(self, full: bool) -> None:
         """The client stopped (or started again) taking what it is sent."""
