@@ -34,46 +34,11 @@ from kube_oidc_proxy.server.connection import ClientConnection
 from kube_oidc_proxy.server.http1_side import Http1Side
 from tests.fuzz.runner import fuzz
 from tests.fuzz.test_fuzz_request_path import connections, cut
+from tests.support.faketransport import FakeTransport
 
 # Loop turns that let every exchange that can make progress make it (each awaits a couple of times).
 SETTLE_TURNS: Final = 8
 LOOP: Final = asyncio.new_event_loop()
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.reading = True
-        self.closing = False
-        self.conn: ClientConnection | None = None
-
-    def write(self, data: bytes) -> None:
-        assert not self.closing, "written after close"
-        self.written += data
-
-    def writelines(self, data: list[bytes]) -> None:
-        for piece in data:
-            self.write(piece)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        if not self.closing:
-            self.closing = True
-            assert self.conn is not None
-            asyncio.get_running_loop().call_soon(self.conn.connection_lost, None)
-
-    abort = close
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
 
 
 class FakeAccessLog:

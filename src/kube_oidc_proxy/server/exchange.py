@@ -76,15 +76,12 @@ class Exchange:
             pass
         except ProxyError as exc:
             self._fail(exc)
-        except asyncio.CancelledError:
-            self.relay.drop_upstream()
-            raise
         except Exception:
             log.exception("internal error while proxying %s", self.head.target.decode("latin-1"))
             self.log.stages(auditstages.PANICKED, 500, "internal error")
             self._fail(ProxyError("internal error"))
         finally:
-            self.relay.forget()  # whatever is still attached now (a client that left mid-way) is not needed
+            self.relay.forget()  # whatever is still attached now (a client that left, a cancel) is not needed
             await self.log.settled()  # blocking audit: the exchange ends when its events are written
             if self._inflight is not None:
                 self.server.inflight.leave(self._inflight)
@@ -232,19 +229,15 @@ class Exchange:
     async def _send_body(self, upstream: UpstreamConnection) -> None:
         chunked = self.head.framing == "chunked"
         body = self.body
-        try:
-            while (data := await body.next()) is not None:
-                self.log.capture_request(data)
-                if chunked:
-                    upstream.writelines(chunk(data))
-                else:
-                    upstream.write(data)
-                await upstream.drain()
-                if upstream.closed:
-                    return  # the upstream answered early or went away: the response path reports it
-        except ClientGone:
-            self.relay.drop_upstream()
-            raise
+        while (data := await body.next()) is not None:  # ClientGone: run()'s end drops the upstream
+            self.log.capture_request(data)
+            if chunked:
+                upstream.writelines(chunk(data))
+            else:
+                upstream.write(data)
+            await upstream.drain()
+            if upstream.closed:
+                return  # the upstream answered early or went away: the response path reports it
         if chunked:
             upstream.write(LAST_CHUNK)
         body.sent = True

@@ -27,6 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from kube_oidc_proxy.errors import UpstreamError
 from kube_oidc_proxy.http1.events import CHUNK_END, MESSAGE_END, Body, ResponseEvent, ResponseHead
 from kube_oidc_proxy.server.connection import ClientConnection
+from tests.support.faketransport import FakeTransport
 from tests.unit.server.test_exchange_without_sockets import ADMITTED, FakePool, FakeServer, FakeUpstream
 
 LOOP: Final = asyncio.new_event_loop()
@@ -44,41 +45,6 @@ class EndlessPool(FakePool):
         upstream = FakeUpstream()
         self.made.append(upstream)
         return upstream
-
-
-class Transport:
-    def __init__(self, machine: ConnectionMachine) -> None:
-        self.machine = machine
-        self.written = bytearray()
-        self.reading = True
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        assert not self.closing, "written after close"
-        self.written += data
-
-    def writelines(self, data: list[bytes]) -> None:
-        for piece in data:
-            self.write(piece)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        if not self.closing:
-            self.closing = True
-            LOOP.call_soon(self.machine.conn.connection_lost, None)
-
-    abort = close
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
 
 
 def settle(action: Callable[[], object] = lambda: None) -> None:
@@ -102,8 +68,9 @@ class ConnectionMachine(RuleBasedStateMachine):
         self.server.connection_opened = lambda conn: None  # type: ignore[attr-defined]
         self.server.connection_closed = lambda conn: None  # type: ignore[attr-defined]
         self.server.connection_refused = lambda peer, target: None  # type: ignore[attr-defined]
-        self.transport = Transport(self)
+        self.transport = FakeTransport()
         self.conn = ClientConnection(cast(Any, self.server))
+        self.transport.conn = self.conn
 
         settle(lambda: self.conn.connection_made(cast(Any, self.transport)))
         self.sent = 0  # requests sent
