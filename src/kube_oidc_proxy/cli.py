@@ -46,7 +46,6 @@ _CONNECTION_FLAGS: Final = (
 # Go proxy flags accepted for compatibility that have no effect here (with why, for the warning).
 _IGNORED_VALUE_FLAGS: Final = {
     "--cert-dir": "no self-signed certificate is generated; give --tls-cert-file",
-    "--http2-max-streams-per-connection": "the proxy serves HTTP/1.1",
     "--namespace": "the proxy does not use a default namespace",
     "--vmodule": "use -v",
     "--log-flush-frequency": "logs are written as they happen",
@@ -57,7 +56,6 @@ _IGNORED_VALUE_FLAGS: Final = {
     "--log-backtrace-at": "not applicable",
 }
 _IGNORED_BOOL_FLAGS: Final = {
-    "--disable-http2-serving": "the proxy serves HTTP/1.1 only",
     "--permit-port-sharing": "--workers shares the port already",
     "--permit-address-sharing": "not needed",
     "--disable-compression": "bodies are passed through unchanged",
@@ -385,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SUITES",
         help="TLS 1.2 cipher suites by Go name, comma-separated (default: OpenSSL's).",
     )
+    serving.add_argument(
+        "--http2-max-streams-per-connection",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Concurrent streams an HTTP/2 client connection may open; 0 means kube-apiserver's default, 100.",
+    )
+    _flag_bool(serving, "--disable-http2-serving", help="Serve HTTP/1.1 only (ALPN offers no h2).")
 
     _add_client_flags(p)
     _add_audit_flags(p)
@@ -473,6 +479,8 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             sni_cert_keys=tuple(_sni(v) for v in ns.tls_sni_cert_key),
             tls_min_version=ns.tls_min_version,
             tls_cipher_suites=tuple(ns.tls_cipher_suites),
+            http2=not ns.disable_http2_serving,
+            http2_max_streams=ns.http2_max_streams_per_connection,
         ),
         proxy=ProxyConfig(
             readiness_probe_port=ns.readiness_probe_port or None,

@@ -113,9 +113,13 @@ class ServingConfig:
     sni_cert_keys: tuple[SNICertKey, ...] = ()
     tls_min_version: str = "VersionTLS12"
     tls_cipher_suites: tuple[str, ...] = ()
+    http2: bool = True  # offer h2 in ALPN (--disable-http2-serving turns it off)
+    http2_max_streams: int = 0  # --http2-max-streams-per-connection; 0: kube-apiserver's default, 100
 
     def validate(self) -> list[str]:
         errors: list[str] = []
+        if self.http2_max_streams < 0:
+            errors.append(f"--http2-max-streams-per-connection must be 0 or more, got {self.http2_max_streams}")
         if not 1 <= self.secure_port <= 65535:
             errors.append(f"--secure-port must be between 1 and 65535, got {self.secure_port}")
         if not self.tls_cert_file or not self.tls_private_key_file:

@@ -7,8 +7,10 @@ import asyncio
 import json
 import time
 from dataclasses import replace
+from typing import cast
 
 from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.server.connection import ClientConnection
 from tests.conftest import ProxyHandle, start_proxy
 from tests.support.certs import CertFiles
 from tests.support.client import Client
@@ -83,7 +85,7 @@ async def test_a_slow_reader_gets_a_large_response_intact(proxy: ProxyHandle) ->
             f"GET /big/20000000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {proxy.issuer.token()}\r\n\r\n".encode()
         )
         await asyncio.sleep(1.0)  # let the proxy hit back-pressure before we read anything
-        buffered = [c.transport.get_write_buffer_size() for c in proxy.app.proxy.connections]
+        buffered = [cast(ClientConnection, c).transport.get_write_buffer_size() for c in proxy.app.proxy.connections]
         assert buffered and max(buffered) < 1024 * 1024, f"the proxy buffered {buffered} bytes for a slow reader"
         head = await client.reader.readuntil(b"\r\n\r\n")
         assert b"content-length: 20000000" in head.lower()

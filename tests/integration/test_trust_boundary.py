@@ -12,11 +12,13 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import cast
 
 import h11
 import pytest
 
 from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.server.connection import ClientConnection
 from kube_oidc_proxy.server.http1_requests import MAX_PIPELINED, PARSE_PIECE
 from kube_oidc_proxy.server.proxy import OVER_CAPACITY_MINIMUM
 from tests.conftest import ProxyHandle, start_proxy
@@ -275,7 +277,8 @@ async def test_a_client_that_pipelines_and_never_reads_holds_only_a_few_requests
         proxy.upstream.requests.clear()
         client.writer.write(one * total)  # all of them, never reading an answer yet
         await _until(lambda: len(proxy.app.proxy.connections) == 1, "the connection")
-        (conn,) = proxy.app.proxy.connections
+        (served,) = proxy.app.proxy.connections
+        conn = cast(ClientConnection, served)
         await _until(lambda: conn.client_full, "the proxy to find the client full")
         forwarded = len(proxy.upstream.requests)  # what the kernel's socket buffers took, a few MB
         for _ in range(5):  # the proxy keeps serving others meanwhile, and this one stays where it stopped

@@ -15,7 +15,7 @@ Framing = Literal["none", "length", "chunked", "close"]
 class RequestHead:
     method: bytes
     target: bytes
-    http_version: str  # "1.0" or "1.1"
+    http_version: str  # "1.0", "1.1", or "2" (an HTTP/2 stream)
     headers: Headers  # lower-case names, order and repeats kept
     keep_alive: bool
     upgrade: bool  # Connection: Upgrade + Upgrade: <protocol>; the body-less handshake of exec & co.

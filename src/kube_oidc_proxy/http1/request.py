@@ -185,7 +185,7 @@ class RequestReader:
             if version.startswith("2") or version.startswith("3"):
                 raise HTTPVersionNotSupported(f"HTTP/{version} is not supported here; use HTTP/1.1")
             raise ClientProtocolError("malformed HTTP request: unsupported HTTP version")
-        _check_target(method, target)
+        check_target(method, target)
 
         host_count = 0
         content_length: int | None = None
@@ -255,7 +255,7 @@ class RequestReader:
         self._events.append(MESSAGE_END)
 
 
-def _check_target(method: bytes, target: bytes) -> None:
+def check_target(method: bytes, target: bytes) -> None:
     if method == b"CONNECT":
         raise MethodNotAllowed("CONNECT is not supported by this proxy")
     if not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):

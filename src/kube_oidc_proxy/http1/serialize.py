@@ -39,15 +39,20 @@ def chunk(data: bytes) -> list[bytes]:
     return [b"%x\r\n" % len(data), data, b"\r\n"]
 
 
-def status_response(code: int, message: str, *, close: bool, extra: Headers | None = None) -> bytes:
-    """A complete response carrying a Kubernetes ``Status`` body."""
-    body = status_body(code, message)
-    headers: Headers = [
+def status_headers(body: bytes) -> Headers:
+    """The headers of a Kubernetes ``Status`` response (kube-apiserver's), whatever the protocol."""
+    return [
         (b"Content-Type", b"application/json"),
         (b"Cache-Control", b"no-cache, private"),
         (b"X-Content-Type-Options", b"nosniff"),
         (b"Content-Length", str(len(body)).encode()),
     ]
+
+
+def status_response(code: int, message: str, *, close: bool, extra: Headers | None = None) -> bytes:
+    """A complete response carrying a Kubernetes ``Status`` body."""
+    body = status_body(code, message)
+    headers = status_headers(body)
     if extra:
         headers += extra
     if close:

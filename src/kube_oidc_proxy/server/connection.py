@@ -129,6 +129,10 @@ class ClientConnection(asyncio.Protocol):
         current = self.requests.current
         return current is not None and current.exchange.streaming
 
+    @property
+    def watches(self) -> int:
+        return 1 if self.streaming else 0
+
     def exchange_finished(self, side: Http1Side) -> None:
         self.requests.finished(side)
 

@@ -108,6 +108,21 @@ class ServerSide(Protocol):
     def upstream_failed(self) -> None: ...
 
 
+class ServedConnection(Protocol):
+    """A client connection, HTTP/1.1 or HTTP/2, as the server keeps track of it."""
+
+    peer_ip: str
+    over_capacity: bool
+
+    @property
+    def watches(self) -> int:
+        """Watches and followed logs being relayed on it."""
+        ...
+
+    def shutdown(self) -> None: ...
+    def abort(self) -> None: ...
+
+
 class ConnectionServer(ServerSide, Protocol):
     """The server as a client connection sees it."""
 

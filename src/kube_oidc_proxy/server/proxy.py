@@ -26,8 +26,10 @@ from kube_oidc_proxy.config import (
 from kube_oidc_proxy.gate import Admit, Gate, Impersonate, PassThrough
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.metrics import Metrics
-from kube_oidc_proxy.server.connection import ClientConnection
+from kube_oidc_proxy.server.contracts import ServedConnection
+from kube_oidc_proxy.server.h2_limits import DEFAULT_MAX_STREAMS
 from kube_oidc_proxy.server.inflight import InflightLimit
+from kube_oidc_proxy.server.negotiated import Negotiated
 from kube_oidc_proxy.server.tunnel import Tunnel
 from kube_oidc_proxy.server.upstreams import AsCaller, AsProxy, Upstream
 
@@ -55,7 +57,9 @@ class ProxyServer:
         trusted_proxies: TrustedProxies = NO_TRUSTED_PROXIES,
         max_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS,
         inflight: InflightLimit | None = None,
+        http2_max_streams: int = 0,
     ) -> None:
+        self.http2_max_streams = http2_max_streams or DEFAULT_MAX_STREAMS
         self.trusted_proxies = trusted_proxies
         self.max_connections = max_connections
         self.inflight = inflight or InflightLimit(DEFAULT_MAX_REQUESTS_INFLIGHT, DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT)
@@ -67,7 +71,7 @@ class ProxyServer:
         self.as_caller = as_caller
         self.access_log = access_log
         self.request_timeout = request_timeout
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[ServedConnection] = set()
         self.tunnels: set[Tunnel] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_upstream_answer = -float("inf")  # monotonic time of the last non-401 upstream answer
@@ -85,7 +89,7 @@ class ProxyServer:
     ) -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: ClientConnection(self),
+            lambda: Negotiated(self, self.http2_max_streams),
             host=host or None,
             port=port,
             ssl=ssl_context,
@@ -140,7 +144,7 @@ class ProxyServer:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    def connection_opened(self, conn: ClientConnection) -> None:
+    def connection_opened(self, conn: ServedConnection) -> None:
         over = len(self.connections) - self.max_connections + 1
         self.connections.add(conn)
         if self.metrics is not None:
@@ -179,7 +183,7 @@ class ProxyServer:
             flag = "--max-mutating-requests-inflight" if mutating else "--max-requests-inflight"
             log.warning("answering 429: %s requests in flight are at %s=%d", kind, flag, limit)
 
-    def connection_closed(self, conn: ClientConnection) -> None:
+    def connection_closed(self, conn: ServedConnection) -> None:
         self.connections.discard(conn)
         if self.metrics is not None:
             self.metrics.connections.dec()
@@ -209,4 +213,4 @@ class ProxyServer:
 
     @property
     def active_watches(self) -> int:
-        return sum(1 for c in self.connections if c.streaming)
+        return sum(c.watches for c in self.connections)

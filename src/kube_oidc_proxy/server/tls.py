@@ -91,7 +91,8 @@ class ServingTLS:
                 ctx.set_ciphers(ciphers)
             except ssl.SSLError as exc:
                 raise StartupError(f"--tls-cipher-suites: OpenSSL accepts none of them ({exc})") from None
-        ctx.set_alpn_protocols(["http/1.1"])
+        # h2 first, as kube-apiserver offers it; clients that upgrade (exec, cp, port-forward) ask for http/1.1
+        ctx.set_alpn_protocols(["h2", "http/1.1"] if self._config.http2 else ["http/1.1"])
         ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
         return ctx
 

@@ -218,5 +218,6 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         trusted_proxies=TrustedProxies(parse_networks(config.proxy.trusted_proxy_cidrs)),
         max_connections=config.proxy.max_client_connections,
         inflight=InflightLimit(max_reads, max_mutating),
+        http2_max_streams=config.serving.http2_max_streams,
     )
     return App(config, tls, target, proxy, authentication, access_log, client, metrics)
