@@ -467,8 +467,6 @@ def test_an_unknown_flag_or_a_missing_value_is_a_one_line_usage_error(
         (["--vmodule", "proxy=4"], ("--vmodule",)),
         (["-n", "kube-system"], ("-n", "--namespace")),
         (["--namespace=kube-system"], ("--namespace",)),
-        (["--http2-max-streams-per-connection", "5"], ("--http2-max-streams-per-connection",)),
-        (["--disable-http2-serving"], ("--disable-http2-serving",)),
         (["--permit-port-sharing=true"], ("--permit-port-sharing",)),
         (["--permit-address-sharing"], ("--permit-address-sharing",)),
         (["--disable-compression"], ("--disable-compression",)),
@@ -501,9 +499,32 @@ def test_a_go_only_flag_is_accepted_and_reported_as_an_ignored_warning_that_says
 
 
 def test_several_compatibility_flags_each_give_a_warning() -> None:
-    parsed = parse([*REQUIRED, "--cert-dir", "x", "--logtostderr", "--vmodule", "x=1", "--disable-http2-serving"])
+    parsed = parse([*REQUIRED, "--cert-dir", "x", "--logtostderr", "--vmodule", "x=1", "--disable-compression"])
     assert parsed is not None
     assert len(parsed[1]) == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "http2", "streams"),
+    [
+        ([], True, 0),
+        (["--disable-http2-serving"], False, 0),
+        (["--disable-http2-serving=false"], True, 0),
+        (["--http2-max-streams-per-connection", "250"], True, 250),
+    ],
+    ids=argv_id,
+)
+def test_the_http2_serving_flags_take_effect_without_warnings(argv: list[str], http2: bool, streams: int) -> None:
+    parsed = parse([*REQUIRED, *argv])
+    assert parsed is not None
+    cfg, warnings = parsed
+    assert warnings == []
+    assert (cfg.serving.http2, cfg.serving.http2_max_streams) == (http2, streams)
+
+
+def test_a_negative_stream_limit_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--http2-max-streams-per-connection"):
+        parse([*REQUIRED, "--http2-max-streams-per-connection", "-1"])
 
 
 def test_a_clean_command_line_gives_no_warnings() -> None:
