@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
-from tests.conftest import ProxyHandle
+from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.observe.metrics import Metrics
+from tests.conftest import ProxyHandle, start_proxy
+from tests.support.client import get
 from tests.support.h2client import H2Client
+from tests.support.issuer import TestIssuer
+from tests.support.upstream import RecordingUpstream
 
 
 async def test_a_request_over_h2_is_authenticated_and_forwarded_as_over_http1(proxy: ProxyHandle) -> None:
@@ -46,3 +52,33 @@ async def test_watches_on_one_h2_connection_are_streams_side_by_side(proxy: Prox
     finally:
         await client.close()
     await asyncio.sleep(0)
+
+
+async def test_the_json_line_and_the_request_metric_name_the_protocol(
+    config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    json_config = replace(config, proxy=replace(config.proxy, log_format="json"))
+    proxy = await start_proxy(json_config, issuer, upstream)
+    metrics = Metrics()
+    proxy.app.proxy.metrics = metrics
+    try:
+        client = await H2Client.connect(proxy.port, proxy.ca_file)
+        try:
+            assert (
+                await client.request("GET", "/api/v1/namespaces/default/pods/over-h2", token=issuer.token())
+            ).status == 200
+        finally:
+            await client.close()
+        assert (
+            await get(proxy.port, proxy.ca_file, "/api/v1/namespaces/default/pods/over-http1", token=issuer.token())
+        ).status == 200
+        over_h2 = json.loads(await proxy.access.wait_for("/api/v1/namespaces/default/pods/over-h2"))
+        over_http1 = json.loads(await proxy.access.wait_for("/api/v1/namespaces/default/pods/over-http1"))
+        assert (over_h2["protocol"], over_http1["protocol"]) == ("HTTP/2", "HTTP/1.1")
+        sample = metrics.registry.get_sample_value
+        for protocol in ("HTTP/2", "HTTP/1.1"):
+            labels = {"verb": "get", "code": "200", "protocol": protocol}
+            assert sample("kube_oidc_proxy_http_requests_total", labels) == 1
+    finally:
+        await proxy.running.stop(grace=1)
+        proxy.app.access_log.close()

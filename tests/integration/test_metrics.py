@@ -97,10 +97,10 @@ async def test_requests_authentications_and_the_token_cache_are_counted(proxy: P
     assert (await get(proxy.port, proxy.ca_file, "/status/503", token=token)).status == 503
 
     samples = await scrape(port)
-    assert value(samples, "http_requests_total", verb="list", code="200") == 1
-    assert value(samples, "http_requests_total", verb="get", code="200") == 2
-    assert value(samples, "http_requests_total", verb="list", code="401") == 2
-    assert value(samples, "http_requests_total", verb="get", code="503") == 1
+    assert value(samples, "http_requests_total", verb="list", code="200", protocol="HTTP/1.1") == 1
+    assert value(samples, "http_requests_total", verb="get", code="200", protocol="HTTP/1.1") == 2
+    assert value(samples, "http_requests_total", verb="list", code="401", protocol="HTTP/1.1") == 2
+    assert value(samples, "http_requests_total", verb="get", code="503", protocol="HTTP/1.1") == 1
     assert value(samples, "http_request_duration_seconds_count", verb="get") == 3
     assert value(samples, "upstream_response_duration_seconds_count") == 4
     assert value(samples, "authentications_total", result="success", reason="ok") == 4
@@ -155,8 +155,8 @@ async def test_watches_connections_and_tunnels_are_gauged(proxy: ProxyHandle) ->
     assert value(samples, "open_connections") == 0
     assert value(samples, "tunnel_bytes_total", direction="up") == 1000
     assert value(samples, "tunnel_bytes_total", direction="down") == 1000
-    assert value(samples, "http_requests_total", verb="watch", code="200") == 1
-    assert value(samples, "http_requests_total", verb="create", code="101") == 1
+    assert value(samples, "http_requests_total", verb="watch", code="200", protocol="HTTP/1.1") == 1
+    assert value(samples, "http_requests_total", verb="create", code="101", protocol="HTTP/1.1") == 1
     assert value(samples, "http_request_duration_seconds_count", verb="watch") == 0  # long-running: not a latency
 
 
@@ -322,7 +322,12 @@ def _served_by(shared_dir: str, pid: int, tmp_path: Path) -> float:
     shutil.copy(Path(shared_dir) / f"counter_{pid}.db", alone)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(alone))  # type: ignore[no-untyped-call]
-    return registry.get_sample_value("kube_oidc_proxy_http_requests_total", {"verb": "get", "code": "200"}) or 0.0
+    return (
+        registry.get_sample_value(
+            "kube_oidc_proxy_http_requests_total", {"verb": "get", "code": "200", "protocol": "HTTP/1.1"}
+        )
+        or 0.0
+    )
 
 
 async def test_workers_share_one_view_of_the_metrics(
@@ -351,7 +356,7 @@ async def test_workers_share_one_view_of_the_metrics(
         assert min(served) > 0 and sum(served) == 40, served
         for _ in range(6):
             samples = await scrape(metrics_port)
-            assert value(samples, "http_requests_total", verb="get", code="200") == 40
+            assert value(samples, "http_requests_total", verb="get", code="200", protocol="HTTP/1.1") == 40
         assert os.path.isdir(shared_dir)
         assert await asyncio.to_thread(process.stop) == 0
     finally:

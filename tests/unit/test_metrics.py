@@ -55,12 +55,12 @@ def test_words_in_a_reason_never_choose_the_category() -> None:
 
 def test_request_counts_and_latency_are_kept_per_verb_and_code() -> None:
     metrics = Metrics()
-    metrics.request_done("get", 200, 0.0, long_running=False)
-    metrics.request_done("get", 200, 0.0, long_running=False)
-    metrics.request_done("watch", 200, 0.0, long_running=True)
+    metrics.request_done("get", 200, "HTTP/1.1", 0.0, long_running=False)
+    metrics.request_done("get", 200, "HTTP/1.1", 0.0, long_running=False)
+    metrics.request_done("watch", 200, "HTTP/2", 0.0, long_running=True)
     sample = metrics.registry.get_sample_value
-    assert sample("kube_oidc_proxy_http_requests_total", {"verb": "get", "code": "200"}) == 2
-    assert sample("kube_oidc_proxy_http_requests_total", {"verb": "watch", "code": "200"}) == 1
+    assert sample("kube_oidc_proxy_http_requests_total", {"verb": "get", "code": "200", "protocol": "HTTP/1.1"}) == 2
+    assert sample("kube_oidc_proxy_http_requests_total", {"verb": "watch", "code": "200", "protocol": "HTTP/2"}) == 1
     assert sample("kube_oidc_proxy_http_request_duration_seconds_count", {"verb": "get"}) == 2
     assert not sample("kube_oidc_proxy_http_request_duration_seconds_count", {"verb": "watch"})  # long-running
 

@@ -131,9 +131,15 @@ async def test_the_serving_certificate_is_loaded_and_served(
     assert await server.serial("proxy.example") == pair.serial
 
 
-async def test_only_http_1_1_is_offered_in_alpn(ca: trustme.CA, tmp_path: Path, start_server: StartServer) -> None:
-    server = await start_server(serving(issue(ca, tmp_path, "default")))
-    assert (await server.handshake("proxy.example")).selected_alpn_protocol() == "http/1.1"
+@pytest.mark.parametrize(("http2", "chosen"), [(True, "h2"), (False, "http/1.1")])
+async def test_h2_is_chosen_for_a_client_that_offers_it_unless_http2_serving_is_off(
+    ca: trustme.CA, tmp_path: Path, start_server: StartServer, http2: bool, chosen: str
+) -> None:
+    pair = issue(ca, tmp_path, "default")
+    sni = SNICertKey(str(pair.cert), str(pair.key), ("other.example",))
+    server = await start_server(serving(pair, sni, http2=http2))
+    for name in ("proxy.example", "other.example"):  # the context SNI picks offers the same
+        assert (await server.handshake(name)).selected_alpn_protocol() == chosen
 
 
 @pytest.mark.parametrize("which", ["cert", "key"])

@@ -40,11 +40,12 @@ written as one JSON object per request when it is answered (an exec or port-forw
 opens; a watch: when it ends)::
 
     {"time":"2026-11-29T08:50:01.123456Z","result":"AuSuccess","sourceIP":"10.42.0.5",
-     "forwardedFor":["10.4.1.3"],"method":"GET","uri":"/api/v1/x","status":200,"durationSeconds":0.0021,
+     "forwardedFor":["10.4.1.3"],"method":"GET","uri":"/api/v1/x","status":200,"durationSeconds":0.0021,"protocol":"HTTP/2",
      "user":{"username":"a","uid":"","groups":["g","system:authenticated"],"extra":{}},"auditID":"..."}
 
-``result`` is the authentication's outcome; ``outbound`` is present when ``--as`` was used, ``reason`` when
-the request was refused, ``auditID`` when known (ours when auditing, else kube-apiserver's ``Audit-Id``).
+``result`` is the authentication's outcome; ``protocol`` is ``HTTP/1.1`` or ``HTTP/2``; ``outbound`` is
+present when ``--as`` was used, ``reason`` when the request was refused, ``auditID`` when known (ours when
+auditing, else kube-apiserver's ``Audit-Id``).
 JSON escapes quotes and C0 controls; DEL, C1 controls and U+2028/2029 (which JavaScript-based readers
 split on) are written as ``\uNNNN`` too, so an object is always one line. ``method``, ``uri`` and
 ``forwardedFor`` are bytes read as UTF-8 with the text format's two byte escapes: a byte that is not
@@ -237,6 +238,7 @@ class AccessRecord:
     outbound: UserInfo | None = None
     audit_id: str = ""
     reason: str = ""
+    protocol: str = ""  # "HTTP/1.1" or "HTTP/2"; empty for a connection refused before any request
 
     def to_json(self) -> str:
         obj: dict[str, Any] = {
@@ -249,6 +251,8 @@ class AccessRecord:
             "status": self.status,
             "durationSeconds": round(self.duration, 6),
         }
+        if self.protocol:
+            obj["protocol"] = self.protocol
         if self.user is not None:
             obj["user"] = _user_object(self.user)
         if self.outbound is not None:

@@ -79,8 +79,8 @@ class Metrics:
             ProcessCollector(registry=r)
         self.requests = Counter(
             "http_requests",
-            "Requests answered, by verb and status code.",
-            ["verb", "code"],
+            "Requests answered, by verb, status code and protocol (HTTP/1.1 or HTTP/2).",
+            ["verb", "code", "protocol"],
             namespace=NAMESPACE,
             registry=r,
         )
@@ -247,7 +247,7 @@ class Metrics:
         self._cache_hit = self.token_cache.labels("hit")
         self._cache_miss = self.token_cache.labels("miss")
         self._authenticated = self.authentications.labels("success", "ok")
-        self._verbs: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._verbs: dict[tuple[str, int, str], tuple[Counter, Histogram]] = {}
 
     def sample_loop(self, reads_in_flight: int, mutating_in_flight: int) -> None:
         """The gauges only a look at this worker's loop can tell: tasks, and requests in flight."""
@@ -255,11 +255,14 @@ class Metrics:
         self.inflight.labels("readOnly").set(reads_in_flight)
         self.inflight.labels("mutating").set(mutating_in_flight)
 
-    def request_done(self, verb: str, code: int, started: float, *, long_running: bool) -> None:
-        key = (verb, code)
+    def request_done(self, verb: str, code: int, protocol: str, started: float, *, long_running: bool) -> None:
+        key = (verb, code, protocol)
         children = self._verbs.get(key)
         if children is None:
-            children = self._verbs[key] = (self.requests.labels(verb, str(code)), self.request_duration.labels(verb))
+            children = self._verbs[key] = (
+                self.requests.labels(verb, str(code), protocol),
+                self.request_duration.labels(verb),
+            )
         children[0].inc()
         if not long_running:
             children[1].observe(time.monotonic() - started)

@@ -50,7 +50,7 @@ class Exchange:
         self.head = head
         self.task: asyncio.Task[None] | None = None
         self.body = RequestBody(client, done=head.framing == "none")
-        self.log = ExchangeLog(server, head, client.peer_ip)
+        self.log = ExchangeLog(server, head, client.peer_ip, client.protocol)
         self.relay = ResponseRelay(
             server,
             client,

@@ -37,12 +37,14 @@ class ExchangeLog:
         "audit_id",
         "head",
         "peer_ip",
+        "protocol",
     )
 
-    def __init__(self, server: ServerSide, head: RequestHead, peer_ip: str) -> None:
+    def __init__(self, server: ServerSide, head: RequestHead, peer_ip: str, protocol: str) -> None:
         self._server = server
         self.head = head
         self.peer_ip = peer_ip
+        self.protocol = protocol  # "HTTP/1.1" or "HTTP/2", for the metrics and the JSON line
         self.audit_id = ""
         self._received = time.time()
         self._started = time.monotonic()
@@ -88,6 +90,7 @@ class ExchangeLog:
                 outbound=outbound,
                 audit_id=audit_id,
                 reason=decision.reason if isinstance(decision, Deny) else "",
+                protocol=self.protocol,
             )
 
     def line(self, admitted: Admit | None, failure: str = "") -> None:
@@ -167,7 +170,7 @@ class ExchangeLog:
         """The exchange is over: ``code`` 0 if the client left before a response began."""
         metrics = self._server.metrics
         if metrics is not None and code:
-            metrics.request_done(self._verb, code, self._started, long_running=long_running)
+            metrics.request_done(self._verb, code, self.protocol, self._started, long_running=long_running)
             if watched:
                 metrics.watches.dec()
         record = self._access
