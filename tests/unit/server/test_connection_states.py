@@ -2,13 +2,14 @@
 
 The connection, the request sequence, the exchange and the relay are the real ones; the transport, the
 gate (everyone is admitted) and kube-apiserver's connections are fakes. Hypothesis interleaves what a
-client and kube-apiserver can do: pipelined requests (some closing the connection), response heads,
-bodies and ends, a client that stops reading and starts again, a client that leaves, kube-apiserver lost
-mid-response. Whatever the order:
+client and kube-apiserver can do: pipelined requests (some closing the connection, HTTP/1.0 ones, some
+with a body sent in pieces), response heads, bodies and ends, a client that stops reading and starts
+again, a client that leaves (mid-body too), kube-apiserver lost mid-response. Whatever the order:
 
 - answers go out in the order of the requests, each at most once, and nothing after the connection closed;
 - while the client is full, kube-apiserver's connection for the current answer is not read;
-- a connection goes back to the pool only between two messages and reading (the fake pool asserts it);
+- a connection goes back to the pool only between two messages and reading (the fake pool asserts it):
+  never with part of a request body still to send;
 - once the request that closes the connection is over, so is the connection;
 - nothing is left running once the client has gone; no exchange raised.
 """
@@ -40,11 +41,18 @@ class EndlessPool(FakePool):
     def __init__(self) -> None:
         super().__init__()
         self.made: list[FakeUpstream] = []
+        self.bodies: dict[bytes, bytes] = {}  # by request target: the body each request has
 
     async def acquire(self) -> FakeUpstream:
         upstream = FakeUpstream()
         self.made.append(upstream)
         return upstream
+
+    def release(self, upstream: FakeUpstream) -> None:
+        head, _, body = bytes(upstream.written).partition(b"\r\n\r\n")
+        target = head.split(b" ")[1]
+        assert body == self.bodies.get(target, b""), "released in the middle of a request body"
+        super().release(upstream)
 
 
 def settle(action: Callable[[], object] = lambda: None) -> None:
@@ -75,17 +83,35 @@ class ConnectionMachine(RuleBasedStateMachine):
         settle(lambda: self.conn.connection_made(cast(Any, self.transport)))
         self.sent = 0  # requests sent
         self.closing_sent = False  # a request that ends the connection was sent
+        self.body_owed = b""  # what the last request's body still has to send
         self.headed: list[FakeUpstream] = []  # upstream connections whose response head came
 
     # what the client does -------------------------------------------------------------------------
 
-    @precondition(lambda self: self.transport.reading and not self.transport.closing and not self.closing_sent)
-    @rule(close=st.booleans())
-    def send_request(self, close: bool) -> None:
+    @precondition(
+        lambda self: (
+            self.transport.reading and not self.transport.closing and not self.closing_sent and not self.body_owed
+        )
+    )
+    @rule(kind=st.sampled_from(["get", "closing", "http/1.0", "post"]))
+    def send_request(self, kind: str) -> None:
         self.sent += 1
-        extra = b"Connection: close\r\n" if close else b""
-        self.closing_sent = close
-        settle(lambda: self.conn.data_received(b"GET /r%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (self.sent, extra)))
+        n = self.sent
+        if kind == "http/1.0":
+            request = b"GET /r%d HTTP/1.0\r\n\r\n" % n
+        elif kind == "post":
+            self.body_owed = self.pool.bodies[b"/r%d" % n] = b"body-%d" % n
+            request = b"POST /r%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (n, len(self.body_owed))
+        else:
+            request = b"GET /r%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (n, b"Connection: close\r\n" * (kind == "closing"))
+        self.closing_sent = kind in ("closing", "http/1.0")
+        settle(lambda: self.conn.data_received(request))
+
+    @precondition(lambda self: self.body_owed and self.transport.reading and not self.transport.closing)
+    @rule(size=st.integers(min_value=1, max_value=8))
+    def send_body_piece(self, size: int) -> None:
+        piece, self.body_owed = self.body_owed[:size], self.body_owed[size:]
+        settle(lambda: self.conn.data_received(piece))
 
     @precondition(lambda self: not self.transport.closing)
     @rule(full=st.booleans())
@@ -114,7 +140,7 @@ class ConnectionMachine(RuleBasedStateMachine):
         upstream = self._answering()
         assert upstream is not None and upstream.sink is not None
         sink = upstream.sink
-        target = re.match(rb"GET (\S+)", bytes(upstream.written))
+        target = re.match(rb"[A-Z]+ (\S+)", bytes(upstream.written))
         assert target is not None
         # as a real reader reports them: a head first, then body and end; a lost connection forgets its sink
         headed = upstream in self.headed
@@ -164,5 +190,5 @@ class ConnectionMachine(RuleBasedStateMachine):
         LOOP.set_exception_handler(None)
 
 
-ConnectionMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+ConnectionMachine.TestCase.settings = settings(max_examples=400, stateful_step_count=30, deadline=None)
 test_one_connection_whatever_client_and_kube_apiserver_do = ConnectionMachine.TestCase
