@@ -82,3 +82,27 @@ async def test_the_json_line_and_the_request_metric_name_the_protocol(
     finally:
         await proxy.running.stop(grace=1)
         proxy.app.access_log.close()
+
+
+async def test_a_method_or_path_that_would_rewrite_the_forwarded_request_line_is_refused(proxy: ProxyHandle) -> None:
+    """HTTP/2 lets :method and :path hold spaces (and :path controls); in the HTTP/1.1 request line sent to
+    kube-apiserver a space ends the target, so what the proxy checked would not be what it reads."""
+    client = await H2Client.connect(proxy.port, proxy.ca_file)
+    try:
+        token = proxy.issuer.token()
+        hostile = [
+            ("GET", "/healthz /api/v1/secrets"),
+            ("GET", "/api/v1/pods\tx"),
+            ("GET", "/api/v1/p\x7fods"),
+            ("DELETE /api/v1/namespaces/kube-system", "/healthz"),
+            ("get(", "/api"),
+        ]
+        for method, path in hostile:
+            refused = await client.request(method, path, token=token)
+            assert refused.status == 400, (method, path, refused.status)
+            assert refused.json()["kind"] == "Status"
+        assert (await client.request("GET", "/api", token=token)).status == 200  # the connection goes on
+        assert [r.target for r in proxy.upstream.requests] == ["/api"]
+        assert sum("AuFail" in line for line in proxy.access.lines) == len(hostile)
+    finally:
+        await client.close()

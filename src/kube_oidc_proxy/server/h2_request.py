@@ -8,7 +8,9 @@ conflicting ``content-length``): the whole connection is closed for those. What 
 beyond that is refused here too, for one stream, with a Status: names that are not tokens and control
 bytes in values (kube-apiserver's Go server refuses both, and the request would otherwise be checked here
 in a form it does not read), more fields than ``DEFAULT_MAX_HEADERS``, a ``Host`` that disagrees with
-``:authority``, CONNECT, targets that are not origin-form or that Go cannot decode.
+``:authority``, CONNECT, a method that is not a token, a ``:path`` with spaces, controls or non-ASCII bytes
+(forwarded in an HTTP/1.1 request line, a space would end the target and start something else), targets
+that are not origin-form or that Go cannot decode.
 
 Upgrades (exec, attach, port-forward, and so cp) do not exist in HTTP/2 (kubectl and client-go ask for
 HTTP/1.1 for them): such a request gets a Status that says so instead of kube-apiserver's bare 400.
@@ -28,6 +30,9 @@ from kube_oidc_proxy.requestinfo import request_info
 # Bytes no value may hold: C0 controls but HTAB, and DEL (Go's httpguts.ValidHeaderFieldValue; llhttp).
 _CONTROL_BYTES: Final = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
 _TOKEN_BYTES: Final = bytes(sorted(TCHAR))
+# What a request line may carry in its target: llhttp's rule (and Go's), visible ASCII only. HTTP/2 allows
+# spaces and controls in :path; forwarded over HTTP/1.1 they would end the target early.
+_TARGET_BYTES: Final = bytes(range(0x21, 0x7F))
 _UPGRADE_SUBRESOURCES: Final = frozenset({"exec", "attach", "portforward"})
 UPGRADE_OVER_H2: Final = (
     "exec, attach, port-forward and cp need an HTTP/1.1 connection upgrade, which HTTP/2 does not have; "
@@ -67,6 +72,10 @@ def request_head(fields: Headers, *, ended: bool) -> RequestHead:
         headers.append((name, value))
     if len(headers) > DEFAULT_MAX_HEADERS:
         raise HeadersTooLarge(f"more than {DEFAULT_MAX_HEADERS} request header fields")
+    if not method or method.translate(None, _TOKEN_BYTES):
+        raise ClientProtocolError("malformed HTTP/2 request: the method is not a token")
+    if target.translate(None, _TARGET_BYTES):
+        raise ClientProtocolError("malformed HTTP/2 request: a space, control or non-ASCII byte in :path")
     check_target(method, target)  # CONNECT is refused here (405)
     if len(hosts) > 1 or (hosts and authority and hosts[0] != authority):
         raise ClientProtocolError("malformed HTTP/2 request: Host disagrees with :authority")
