@@ -19,6 +19,7 @@ the order:
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from typing import Any, Final, cast
 
@@ -89,7 +90,7 @@ class H2ConnectionMachine(RuleBasedStateMachine):
         for _ in range(10):
             outgoing = self.client.data_to_send()
             if outgoing and not self.transport.closing:
-                settle(lambda data=outgoing: self.conn.data_received(data))
+                settle(functools.partial(self.conn.data_received, outgoing))
             incoming = bytes(self.transport.written[self.read :])
             self.read += len(incoming)
             if incoming:
