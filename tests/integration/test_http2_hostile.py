@@ -20,6 +20,7 @@ from hpack import Encoder
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
 
 from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.request import DEFAULT_MAX_HEAD_BYTES
 from kube_oidc_proxy.server import requestbody, timers
 from kube_oidc_proxy.server.h2_connection import H2ClientConnection
@@ -610,3 +611,49 @@ async def test_an_h2_connection_over_the_cap_gets_503_with_retry_after(
         assert forwarded(proxy, "/over-the-cap") == []
     finally:
         await proxy.running.stop(grace=1)
+
+
+# request bodies left unread ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["the client resets it", "the proxy answers before reading it"])
+async def test_bodies_left_unread_give_the_connection_window_back(
+    proxy: ProxyHandle, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    """Streams whose body the proxy had stopped reading (its buffer full while the gate decided), ended
+    before it was read: the window it held back is the connection's too. Twenty of them, each holding up to
+    64 KiB, are more than the 1 MiB connection window: if it were lost, the next upload would never start."""
+    gate = proxy.app.proxy.gate
+    decide = gate.decide
+    open_gate = asyncio.Event()
+
+    async def held_decide(head: RequestHead, origin: object) -> object:
+        if head.target.startswith(b"/unread/"):
+            await open_gate.wait()
+        return await decide(head, origin)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gate, "decide", held_decide)
+    token = proxy.issuer.token() if ending == "the client resets it" else "not-a-token"
+    big = b"u" * 1024 * 1024
+
+    async def leave_unread(client: H2Client, side: H2Side) -> None:
+        await until(lambda: side._unacknowledged > 0, "the body paused with its window held back")
+        if ending == "the client resets it":
+            client.reset(side.stream_id)
+            await until(lambda: side.reset, "the stream reset")
+        else:
+            open_gate.set()
+            state = await client.until(side.stream_id, lambda s: s.ended or s.reset is not None)
+            assert state.status == 401
+            open_gate.clear()
+
+    async with h2_client(proxy) as client:
+        await until(lambda: h2_connections(proxy), "the connection")
+        (conn,) = h2_connections(proxy)
+        for n in range(20):
+            await leave_unread(client, await side_of(conn, client.start("POST", f"/unread/{n}", token=token, body=big)))
+        body = b"b" * 300_000  # the reset streams' exchanges still wait for the gate meanwhile
+        response = await client.request("POST", "/echo-body", token=proxy.issuer.token(), body=body)
+        assert response.status == 200 and response.body == body
+        open_gate.set()
+    assert forwarded(proxy, "/unread/") == []

@@ -224,6 +224,7 @@ class H2ClientConnection(asyncio.Protocol):
         if side is None:
             return
         side.reset = True
+        side.release_window()
         side.pending.clear()
         side.pending_bytes = 0
         if not side.response_ended and not self.resets.reset(asyncio.get_running_loop().time()):
@@ -301,6 +302,7 @@ class H2ClientConnection(asyncio.Protocol):
 
     def _retire(self, side: H2Side) -> None:
         self.sides.pop(side.stream_id, None)
+        side.release_window()
         if not side.reset and not self.closed:
             if not side.response_ended:
                 self._reset_stream(side.stream_id, _ErrorCodes.CANCEL)  # no complete answer: never looks whole
