@@ -131,9 +131,11 @@ async def test_the_serving_certificate_is_loaded_and_served(
     assert await server.serial("proxy.example") == pair.serial
 
 
-async def test_only_http_1_1_is_offered_in_alpn(ca: trustme.CA, tmp_path: Path, start_server: StartServer) -> None:
+async def test_h2_is_offered_in_alpn_unless_disabled(ca: trustme.CA, tmp_path: Path, start_server: StartServer) -> None:
     server = await start_server(serving(issue(ca, tmp_path, "default")))
-    assert (await server.handshake("proxy.example")).selected_alpn_protocol() == "http/1.1"
+    assert (await server.handshake("proxy.example")).selected_alpn_protocol() == "h2"
+    without_h2 = await start_server(serving(issue(ca, tmp_path, "default"), http2=False))  # --disable-http2-serving
+    assert (await without_h2.handshake("proxy.example")).selected_alpn_protocol() == "http/1.1"
 
 
 @pytest.mark.parametrize("which", ["cert", "key"])
