@@ -22,7 +22,7 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, Setting
 from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.request import DEFAULT_MAX_HEAD_BYTES
-from kube_oidc_proxy.server import requestbody, timers
+from kube_oidc_proxy.server import h2_limits, requestbody, timers
 from kube_oidc_proxy.server.h2_connection import H2ClientConnection
 from kube_oidc_proxy.server.h2_limits import RESETS_REGAINED_PER_SECOND, running_limit
 from kube_oidc_proxy.server.h2_side import HIGH_WATER, H2Side
@@ -392,9 +392,10 @@ async def test_a_zero_initial_window_waits_for_the_clients_settings(proxy: Proxy
 
 @pytest.mark.parametrize("frame", ["PING", "SETTINGS"])
 async def test_a_control_frame_flood_from_a_client_that_never_reads_is_cut(
-    proxy: ProxyHandle, frame: str, caplog: pytest.LogCaptureFixture
+    proxy: ProxyHandle, frame: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.WARNING, logger="kop.connection")
+    monkeypatch.setattr(h2_limits, "MAX_QUEUED_CONTROL_FRAMES", 1000)  # Go's 10,000 is the unit tests'
     async with h2_client(proxy, receive_buffer=4096) as client:
         assert (await client.request("GET", "/api", token=proxy.issuer.token())).status == 200
         client._reading.cancel()  # from now on nothing is read
@@ -405,14 +406,45 @@ async def test_a_control_frame_flood_from_a_client_that_never_reads_is_cut(
         batch = one.serialize() * 1000
         sent = 0
         with contextlib.suppress(ConnectionError, ssl.SSLError):
-            while h2_connections(proxy) and sent < 400_000:
+            while h2_connections(proxy) and sent < 300_000:
                 client.write_raw(batch)
                 sent += 1000
                 await asyncio.wait_for(client.writer.drain(), 20)
         await until(lambda: not h2_connections(proxy), "the connection to be cut")
-        assert sent < 400_000
+        assert sent < 300_000
     await proxy.access.wait_for("AuFail src:[127.0.0.1 / ] URI:-")
     assert "it does not read our answers" in caplog.text
+    await still_serves(proxy)
+
+
+async def test_streams_refused_at_once_to_a_client_that_never_reads_are_a_bounded_backlog(
+    proxy: ProxyHandle, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each stream with a bad target gets its 400 at once, whether or not the client reads: a client that
+    never does would have them queue without end."""
+    caplog.set_level(logging.WARNING, logger="kop.connection")
+    monkeypatch.setattr(h2_limits, "MAX_QUEUED_CONTROL_FRAMES", 1000)  # Go's 10,000 is the unit tests'
+    wide_open = {SettingCodes.INITIAL_WINDOW_SIZE: 2**30}  # no window holds the answers back: only the backlog
+    async with h2_client(proxy, receive_buffer=4096, settings=wide_open) as client:
+        client.conn.increment_flow_control_window(2**30)
+        assert (await client.request("GET", "/api", token=proxy.issuer.token())).status == 200
+        client._reading.cancel()  # from now on nothing is read
+        (conn,) = h2_connections(proxy)
+        conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        peak = 0
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            while h2_connections(proxy) and peak < 1024 * 1024:
+                for _ in range(50):  # fewer than the stream limit at a time: each is closed once answered
+                    stream_id = client.conn.get_next_available_stream_id()
+                    client.conn.send_headers(stream_id, request_fields("/refused/%zz"), end_stream=True)
+                    del client.conn.streams[stream_id]  # it never reads the answer: as if it had forgotten it
+                client.write_raw(client.conn.data_to_send())
+                await asyncio.wait_for(client.writer.drain(), 20)
+                peak = max(peak, conn.transport.get_write_buffer_size())
+        await until(lambda: not h2_connections(proxy), "the connection to be cut")
+        assert peak < 1024 * 1024
+    assert "it does not read our answers" in caplog.text
+    assert forwarded(proxy, "/refused/") == []
     await still_serves(proxy)
 
 
