@@ -16,6 +16,8 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+from h2.connection import ConnectionState
+from hyperframe.frame import Frame, GoAwayFrame
 
 from tests.support.client import Response
 
@@ -53,8 +55,22 @@ class H2Client:
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.closed = asyncio.Event()
         self.auto_ack = True  # hand back the window of received data at once
+        self.starved: set[int] = set()  # streams whose window is never handed back (the connection's still is)
         self.remote_settings: dict[int, int] = {}
         self._outgoing: dict[int, tuple[bytearray, bool]] = {}  # body bytes waiting for the window, and the end
+        # After a graceful GOAWAY (NO_ERROR) the streams it leaves running still complete (RFC 9113 §6.8), as a
+        # Go client lets them; the library would refuse their every frame. It stays open for them, and for
+        # tests that open a stream after it on purpose.
+        receive_goaway = self.conn._frame_dispatch_table[GoAwayFrame]
+
+        def goaway(frame: Frame) -> Any:
+            before = self.conn.state_machine.state
+            answer = receive_goaway(frame)
+            if isinstance(frame, GoAwayFrame) and frame.error_code == 0 and before != ConnectionState.CLOSED:
+                self.conn.state_machine.state = before
+            return answer
+
+        self.conn._frame_dispatch_table[GoAwayFrame] = goaway
         self._flush()
         self._reading = asyncio.ensure_future(self._read())
 
@@ -132,7 +148,9 @@ class H2Client:
             pass
         elif isinstance(event, h2.events.DataReceived):
             state.body += event.data
-            if self.auto_ack and event.flow_controlled_length:
+            if event.stream_id in self.starved and event.flow_controlled_length:
+                self.conn.increment_flow_control_window(event.flow_controlled_length)
+            elif self.auto_ack and event.flow_controlled_length:
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.StreamEnded):
             state.ended = True

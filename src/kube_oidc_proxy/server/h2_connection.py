@@ -172,11 +172,8 @@ class H2ClientConnection(asyncio.Protocol):
                     if side.pending:
                         self.send_pending(side)
         elif isinstance(event, h2.events.PingReceived | h2.events.RemoteSettingsChanged):
-            if not self.controls.answered(client_reading=not self.client_full):
-                log.warning("closing an HTTP/2 connection from %s: it does not read our answers", self.peer_ip)
-                self.server.access_log.refused(self.peer_ip, 400, "HTTP/2 control frame flood")
-                self.abort()
-            elif isinstance(event, h2.events.RemoteSettingsChanged):  # a new initial window may free streams
+            if self._answered() and isinstance(event, h2.events.RemoteSettingsChanged):
+                # a new initial window may free streams
                 for side in list(self.sides.values()):
                     if side.pending:
                         self.send_pending(side)
@@ -185,8 +182,20 @@ class H2ClientConnection(asyncio.Protocol):
             if not self.sides:
                 self.close()
 
+    def _answered(self) -> bool:
+        """One more frame queued for the client because of what it sent (a PING or SETTINGS answer, a stream
+        refused); False, and the connection cut, once too many wait behind a client that does not read."""
+        if self.controls.answered(client_reading=not self.client_full):
+            return True
+        log.warning("closing an HTTP/2 connection from %s: it does not read our answers", self.peer_ip)
+        self.server.access_log.refused(self.peer_ip, 400, "HTTP/2 control frame flood")
+        self.abort()
+        return False
+
     def _on_request(self, stream_id: int, fields: list[tuple[bytes, bytes]], *, ended: bool) -> None:
         self.timer.cancel()
+        if not self._answered():  # a stream is answered or refused at once, whatever it asks
+            return
         if self._goaway_at is not None and stream_id > self._goaway_at:
             self._reset_stream(stream_id, _ErrorCodes.REFUSED_STREAM)  # after our GOAWAY: the client retries
         elif len(self.sides) >= running_limit(self.max_streams):
@@ -224,6 +233,7 @@ class H2ClientConnection(asyncio.Protocol):
         if side is None:
             return
         side.reset = True
+        side.release_window()
         side.pending.clear()
         side.pending_bytes = 0
         if not side.response_ended and not self.resets.reset(asyncio.get_running_loop().time()):
@@ -301,6 +311,7 @@ class H2ClientConnection(asyncio.Protocol):
 
     def _retire(self, side: H2Side) -> None:
         self.sides.pop(side.stream_id, None)
+        side.release_window()
         if not side.reset and not self.closed:
             if not side.response_ended:
                 self._reset_stream(side.stream_id, _ErrorCodes.CANCEL)  # no complete answer: never looks whole

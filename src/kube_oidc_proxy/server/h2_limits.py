@@ -11,9 +11,10 @@ CONTINUATION frames for one block, and frames over ``SETTINGS_MAX_FRAME_SIZE``. 
   with time, so a client that cancels now and then (a closed informer, an interrupted ``kubectl``) never
   meets it. Exchanges still running after a reset also count against ``running_limit``: past it a new
   stream is refused (``REFUSED_STREAM``, which Go clients retry).
-- **Control frame floods** (CVE-2019-9512, -9515): every PING and SETTINGS is answered; a client that
-  sends them and never reads would make the answers queue without end. Go's server allows 10,000 queued
-  control frames; so do we, counting only while the client is not reading what it is sent.
+- **Control frame floods** (CVE-2019-9512, -9515): every PING and SETTINGS is answered, and a new stream
+  with a bad head is refused at once; a client that sends them and never reads would make the answers
+  queue without end. Go's server allows 10,000 queued control frames; so do we (PINGs, SETTINGS and new
+  streams), counting only while the client is not reading what it is sent.
 """
 
 from __future__ import annotations

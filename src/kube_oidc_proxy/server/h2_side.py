@@ -95,6 +95,14 @@ class H2Side:
         else:
             self._conn.acknowledge(self, flow_controlled)
 
+    def release_window(self) -> None:
+        """The stream is over: request body bytes it had not acknowledged (its reading paused) are handed back,
+        for they hold the connection's window too, which every other stream's body needs."""
+        self._reading_paused = False
+        if self._unacknowledged:
+            length, self._unacknowledged = self._unacknowledged, 0
+            self._conn.acknowledge(self, length)
+
     def update_blocked(self) -> None:
         """Pause or resume kube-apiserver for this stream from what waits and whether the client reads."""
         blocked = self._conn.client_full or self.pending_bytes > HIGH_WATER
