@@ -17,13 +17,13 @@ import h2.errors
 import h2.settings
 import pytest
 from hpack import Encoder
-from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, PingFrame, SettingsFrame
 
 from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.request import DEFAULT_MAX_HEAD_BYTES
 from kube_oidc_proxy.server import h2_limits, requestbody, timers
-from kube_oidc_proxy.server.h2_connection import H2ClientConnection
+from kube_oidc_proxy.server.h2_connection import MAX_UNREAD_OUTPUT, H2ClientConnection
 from kube_oidc_proxy.server.h2_limits import RESETS_REGAINED_PER_SECOND, running_limit
 from kube_oidc_proxy.server.h2_side import HIGH_WATER, H2Side
 from tests.conftest import ProxyHandle, start_proxy
@@ -445,6 +445,28 @@ async def test_streams_refused_at_once_to_a_client_that_never_reads_are_a_bounde
         assert peak < 1024 * 1024
     assert "it does not read our answers" in caplog.text
     assert forwarded(proxy, "/refused/") == []
+    await still_serves(proxy)
+
+
+async def test_frames_the_library_answers_on_its_own_stop_being_read_past_a_bound(proxy: ProxyHandle) -> None:
+    """DATA on a closed stream is answered with a RST_STREAM by the library itself, with no event to count:
+    a client that sends them and never reads stops being read once a megabyte waits for it."""
+    async with h2_client(proxy, receive_buffer=4096) as client:
+        assert (await client.request("GET", "/api", token=proxy.issuer.token())).status == 200  # stream 1 closed
+        client._reading.cancel()  # from now on nothing is read
+        (conn,) = h2_connections(proxy)
+        conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        on_closed_stream = DataFrame(1, data=b"x").serialize() * 10_000  # 10 bytes each, a 13-byte answer
+        paused = asyncio.ensure_future(until(lambda: conn.reading_paused, "the proxy to stop reading"))
+        for _ in range(400):  # 40 MB of answers at most: without a bound they would all queue
+            client.write_raw(on_closed_stream)
+            draining = asyncio.ensure_future(client.writer.drain())
+            await asyncio.wait([draining, paused], return_when=asyncio.FIRST_COMPLETED)
+            if paused.done():
+                draining.cancel()  # it will not drain: the proxy reads no more
+                break
+        await paused
+        assert conn.transport.get_write_buffer_size() < 2 * MAX_UNREAD_OUTPUT  # the bound and what one read brought
     await still_serves(proxy)
 
 

@@ -35,6 +35,7 @@ from kube_oidc_proxy.errors import ClientProtocolError
 from kube_oidc_proxy.http1.headers import Headers, get_one
 from kube_oidc_proxy.http1.request import DEFAULT_MAX_HEAD_BYTES
 from kube_oidc_proxy.http1.serialize import status_headers
+from kube_oidc_proxy.server import readpause
 from kube_oidc_proxy.server.contracts import ConnectionServer
 from kube_oidc_proxy.server.exchange import Exchange
 from kube_oidc_proxy.server.h2_limits import ControlFrameBacklog, ResetBudget, running_limit
@@ -48,6 +49,10 @@ log = logging.getLogger("kop.connection")
 
 STREAM_WINDOW: Final = 65_535  # the protocol's initial window: the request body high-water mark covers it
 CONNECTION_WINDOW: Final = 1024 * 1024  # Go's server (initialConnRecvWindowSize)
+# Bytes waiting for a client that does not read, past which nothing more is read from it until it does.
+# The library answers some frames on its own, without an event to count (a RST_STREAM for each DATA frame
+# on a closed stream): this bounds what those can queue.
+MAX_UNREAD_OUTPUT: Final = 1024 * 1024
 _ErrorCodes = h2.errors.ErrorCodes
 
 
@@ -81,6 +86,7 @@ class H2ClientConnection(asyncio.Protocol):
         self.over_capacity = False  # over --max-client-connections: the first request is refused
         self._goaway_at: int | None = None  # the last stream served after a graceful GOAWAY
         self._client_leaving = False  # the client sent GOAWAY: close when its streams are done
+        self.reading_paused = False  # past MAX_UNREAD_OUTPUT: until the client reads again
 
     # asyncio callbacks ----------------------------------------------------------------------------
 
@@ -125,6 +131,9 @@ class H2ClientConnection(asyncio.Protocol):
             self.abort()
             return
         self._flush()
+        if self.client_full and self.transport.get_write_buffer_size() > MAX_UNREAD_OUTPUT:
+            self.reading_paused = True
+            readpause.pause_reading(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -141,6 +150,9 @@ class H2ClientConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.client_full = False
+        if self.reading_paused and not self.closed:
+            self.reading_paused = False
+            readpause.resume_reading(self.transport)
         for side in list(self.sides.values()):
             side.update_blocked()
 

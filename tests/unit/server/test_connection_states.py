@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Final, cast
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -30,6 +31,9 @@ from kube_oidc_proxy.http1.events import CHUNK_END, MESSAGE_END, Body, ResponseE
 from kube_oidc_proxy.server.connection import ClientConnection
 from tests.support.faketransport import FakeTransport
 from tests.unit.server.test_exchange_without_sockets import ADMITTED, FakePool, FakeServer, FakeUpstream
+
+# Hundreds of generated runs: seconds on a quiet machine, far longer on a loaded one (the usual guard is 60 s).
+pytestmark = pytest.mark.timeout(600)
 
 LOOP: Final = asyncio.new_event_loop()
 TURNS: Final = 8

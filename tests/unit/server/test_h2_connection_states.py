@@ -28,6 +28,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.settings
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -39,6 +40,9 @@ from kube_oidc_proxy.server.h2_side import HIGH_WATER
 from tests.support.faketransport import FakeTransport
 from tests.unit.server.test_connection_states import LOOP, EndlessPool, settle
 from tests.unit.server.test_exchange_without_sockets import ADMITTED, FakeServer, FakeUpstream
+
+# Hundreds of generated runs: seconds on a quiet machine, far longer on a loaded one (the usual guard is 60 s).
+pytestmark = pytest.mark.timeout(600)
 
 CLIENT_WINDOW: Final = 1000  # the client's stream windows: most responses wait for WINDOW_UPDATEs
 MAX_STREAMS: Final = 4
