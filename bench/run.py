@@ -282,7 +282,7 @@ def main() -> int:
         type=Path,
         help="with --only audit: also audit (blocking) with the package from this src directory (another "
         "version); with --only http1 (required): the plain proxy with that package; with --only watches: also "
-        "HTTP/1.1 watches held by that package",
+        "the watches held by that package",
     )
     parser.add_argument(
         "--h2-connections", type=int, default=100, help="HTTP/2 connections the idle watches share (100)"
@@ -337,8 +337,9 @@ def main() -> int:
                 ("watches", 0, None),
                 ("h2_watches", opts.h2_connections, None),
             ]
-            if opts.compare_src is not None:  # HTTP/1.1 watches as the other version holds them
-                measures.append(("compared_watches", 0, {**os.environ, "PYTHONPATH": str(opts.compare_src.resolve())}))
+            if opts.compare_src is not None:  # the same watches as the other version holds them
+                compared = {**os.environ, "PYTHONPATH": str(opts.compare_src.resolve())}
+                measures += [("compared_watches", 0, compared), ("compared_h2_watches", opts.h2_connections, compared)]
             for key, conns, env in measures:
                 fresh, fresh_port = start_proxy(base_flags, work / f"{key}.err", env=env)
                 procs.append(fresh)
@@ -447,7 +448,8 @@ def hold_watches(loadgen_bin: Path, ca: str, token: str, url: str, n: int, pid: 
 
 def report_watches(r: dict[str, Any]) -> None:
     print()
-    for key, target in (("watches", 300), ("h2_watches", 150), ("compared_watches", 300)):
+    targets = (("watches", 300), ("h2_watches", 150), ("compared_watches", 300), ("compared_h2_watches", 150))
+    for key, target in targets:
         if key not in r:
             continue
         w = r[key]
