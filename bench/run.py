@@ -254,13 +254,16 @@ def start_proxy(
     say("starting the proxy: " + " ".join(cmd[len(PIN_PROXY) :]))
     err = open(stderr, "wb") if isinstance(stderr, Path) else stderr  # noqa: SIM115
     proxy = subprocess.Popen(cmd, stdout=stdout, stderr=err, env=env)
-    for _ in range(200):
+    deadline = time.monotonic() + 60  # a busy machine can take tens of seconds to start it
+    while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{probe}/ready", timeout=1) as r:
                 if r.status == 200:
                     break
         except OSError:
             time.sleep(0.05)
+    else:
+        say("the proxy is not ready after 60 s; going on")
     return proxy, port
 
 
