@@ -176,8 +176,8 @@ def take_turns(variants: dict[str, tuple[int, Runner]], rounds: int) -> dict[str
             result = run()
             rps[name].append(result["rps"])
             errors[name] += result.get("non_2xx", 0.0)
-            if pid:
-                requests = result.get("requests", result["rps"] * 2)
+            requests = result.get("requests", result["rps"] * 2)
+            if pid and requests:  # none: the run failed (its errors are counted), no CPU per request
                 cpu_us[name].append((cpu_seconds(pid) - before) / requests * 1e6)
                 sys_us[name].append((cpu_seconds(pid, system_only=True) - sys_before) / requests * 1e6)
     base = statistics.median(rps[next(iter(variants))])
