@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,7 @@ def main() -> int:
     finally:
         stop_all(procs)
         issuer.close()
+        shutil.rmtree(work, ignore_errors=True)  # the snapshots are loaded by now
 
     n = opts.n
     kind = f"HTTP/2, {conns} connections" if conns else "HTTP/1.1, a connection each"
