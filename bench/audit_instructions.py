@@ -9,6 +9,9 @@ executed are divided by the requests. Kernel work (the
 
     .venv/bin/python bench/audit_instructions.py                       # plain, audit blocking, audit batch
     .venv/bin/python bench/audit_instructions.py --compare-src DIR     # and audit (blocking) as DIR's code does it
+    .venv/bin/python bench/audit_instructions.py --plain --compare-src DIR [--compare-src DIR2]
+                                    # the plain proxy only: this code, and as DIR's (DIR2's) code does it
+    .venv/bin/python bench/audit_instructions.py --plain --h2  # and HTTP/2 vs HTTP/1.1 requests from h2load
 
 Needs valgrind and Go (the upstream of bench/run.py).
 """
@@ -71,8 +74,29 @@ def client_phases(port: int, ca: str, token: str, phases: list[int], between: Ca
         conn.close()
 
 
-def counted(flags: list[str], src: Path, work: Path, name: str, token: str, ca: str, count: int) -> float:
-    """Instructions per request of one proxy (its flags, the package from ``src``), and the requests counted."""
+def h2load_phases(port: int, token: str, phases: list[int], between: Callable[[int], None], h2load: list[str]) -> None:
+    """h2load with these options (``-c1 -m32``: HTTP/2; ``--h1 -c4 -m1``: HTTP/1.1), a run per phase. Each run
+    opens its connections anew: their TLS handshakes are counted (a few million instructions each)."""
+    url = f"https://localhost:{port}{PATH}"
+    for index, total in enumerate(phases):
+        cmd = ["h2load", *h2load, "-t1", "-n", str(total), "-H", f"Authorization: Bearer {token}", url]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        assert f"{total} succeeded" in out and f"status codes: {total} 2xx" in out, out
+        between(index)
+
+
+def counted(
+    flags: list[str],
+    src: Path,
+    work: Path,
+    name: str,
+    token: str,
+    ca: str,
+    count: int,
+    h2load: list[str] | None = None,
+) -> float:
+    """Instructions per request of one proxy (its flags, the package from ``src``), and the requests counted;
+    with ``h2load``, its options, the requests are h2load's (``h2load_phases``)."""
     port, probe = PORTS.take(), PORTS.take()
     out = work / f"callgrind.{name}"
     cmd = [
@@ -95,7 +119,10 @@ def counted(flags: list[str], src: Path, work: Path, name: str, token: str, ca: 
             switch = "on" if phase == 0 else "off"  # after the warm-up, after the counted requests
             subprocess.run(["callgrind_control", "-i", switch, str(proxy.pid)], check=True, capture_output=True)
 
-        client_phases(port, ca, token, [50 * CONNECTIONS, count], toggle)
+        if h2load is None:
+            client_phases(port, ca, token, [50 * CONNECTIONS, count], toggle)
+        else:
+            h2load_phases(port, token, [50 * CONNECTIONS, count], toggle, h2load)
     finally:
         proxy.send_signal(signal.SIGTERM)
         proxy.wait(120)
@@ -111,7 +138,19 @@ def counted(flags: list[str], src: Path, work: Path, name: str, token: str, ca: 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="counted requests per variant")
-    parser.add_argument("--compare-src", type=Path, help="also audit (blocking) with the package from this src")
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        action="append",
+        default=[],
+        help="also audit (blocking), or with --plain the plain proxy, with the package from this src (repeatable)",
+    )
+    parser.add_argument("--plain", action="store_true", help="the plain proxy only (no audit variants)")
+    parser.add_argument(
+        "--h2",
+        action="store_true",
+        help="the plain proxy with h2load's requests: HTTP/2 (-c1 -m32) and HTTP/1.1 (--h1 -c4 -m1)",
+    )
     opts = parser.parse_args()
     for tool in ("valgrind", "callgrind_control", "go"):
         if shutil.which(tool) is None:
@@ -123,27 +162,33 @@ def main() -> int:
     up, up_port = start_upstream(build("upstream"), certs)
     try:
         base = proxy_flags(issuer, certs, up_port)
-        token = issuer.token()
         policy = work / "audit-policy.yaml"
         policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n")
         audit = [f"--audit-policy-file={policy}"]
         chart = [f"--audit-policy-file={chart_policy(work)}"]
         src = ROOT / "src"
-        variants = {
-            "plain": (base, src),
-            "audit-blocking": ([*base, *audit, f"--audit-log-path={work / 'blocking.log'}"], src),
-            "audit-chart": ([*base, *chart, f"--audit-log-path={work / 'chart.log'}"], src),
-            "audit-batch": ([*base, *audit, f"--audit-log-path={work / 'batch.log'}", "--audit-log-mode=batch"], src),
-        }
-        if opts.compare_src is not None:
-            variants["audit-compared"] = (
-                [*base, *audit, f"--audit-log-path={work / 'compared.log'}"],
-                opts.compare_src,
-            )
+        variants = {"plain": (base, src)}
+        if not opts.plain:
+            variants["audit-blocking"] = ([*base, *audit, f"--audit-log-path={work / 'blocking.log'}"], src)
+            variants["audit-chart"] = ([*base, *chart, f"--audit-log-path={work / 'chart.log'}"], src)
+            batch = [*base, *audit, f"--audit-log-path={work / 'batch.log'}", "--audit-log-mode=batch"]
+            variants["audit-batch"] = (batch, src)
+        for i, other in enumerate(opts.compare_src):
+            suffix = f"-{i + 1}" if len(opts.compare_src) > 1 else ""
+            if opts.plain:
+                variants[f"plain-compared{suffix}"] = (base, other)
+            else:
+                compared = [*base, *audit, f"--audit-log-path={work / f'compared{suffix}.log'}"]
+                variants[f"audit-compared{suffix}"] = (compared, other)
         results = {}
         for name, (flags, package) in variants.items():
             say(f"{name}: the proxy under callgrind, {opts.requests} requests counted")
-            results[name] = counted(flags, package, work, name, token, certs.ca, opts.requests)
+            # a token per variant: under valgrind the runs can outlive one (10 minutes)
+            results[name] = counted(flags, package, work, name, issuer.token(), certs.ca, opts.requests)
+        if opts.h2:
+            for name, options in (("h2load-h1-c4", ["--h1", "-c4", "-m1"]), ("h2load-h2-c1-m32", ["-c1", "-m32"])):
+                say(f"{name}: the plain proxy under callgrind, {opts.requests} requests of h2load {options} counted")
+                results[name] = counted(base, src, work, name, issuer.token(), certs.ca, opts.requests, options)
         plain = results["plain"]
         print()
         for name, per_request in results.items():

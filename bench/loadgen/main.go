@@ -1,7 +1,8 @@
 // Command loadgen drives the benchmarks that wrk cannot: a fixed request rate with latency percentiles
 // (open loop, measured from the scheduled send time so a stall is not hidden), or every request's latency
-// on a timeline; first-request cost of fresh tokens; and thousands of idle watches held open at once.
-// HTTP/1.1 over TLS only, like kubectl's upgrades and our proxy. Results are one JSON object on stdout.
+// on a timeline; first-request cost of fresh tokens; and thousands of idle watches held open at once,
+// over HTTP/1.1 (one connection each) or over HTTP/2 (h2watches: -conns connections, the watches spread
+// evenly over them as streams). HTTP/1.1 over TLS otherwise. Results are one JSON object on stdout.
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"sort"
 	"strings"
@@ -253,8 +255,67 @@ func watches(c *http.Client, url, token string, n int) map[string]any {
 	return nil
 }
 
+// h2watches holds n idle watches as HTTP/2 streams over conns connections, n/conns streams each: one
+// transport per connection (a transport opens a second connection only past the server's stream limit,
+// which n/conns must not exceed). Reports the distinct connections the streams used.
+func h2watches(caFile, url, token string, n, conns int) {
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bodies []io.ReadCloser
+	used := map[string]bool{}
+	errors := 0
+	sem := make(chan struct{}, 200)
+	open := func(c *http.Client) {
+		defer wg.Done()
+		defer func() { <-sem }()
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		var local string
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			local = info.Conn.LocalAddr().String()
+		}}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+		resp, err := c.Do(req)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			if err == nil {
+				resp.Body.Close()
+			}
+			errors++
+			return
+		}
+		used[local] = true
+		bodies = append(bodies, resp.Body)
+	}
+	clients := make([]*http.Client, conns)
+	for i := range clients {
+		clients[i] = client(caFile, 1)
+		t := clients[i].Transport.(*http.Transport)
+		t.TLSNextProto = nil
+		t.ForceAttemptHTTP2 = true
+		wg.Add(1) // the first stream of each connection alone: its dial is not raced
+		sem <- struct{}{}
+		open(clients[i])
+	}
+	for i := conns; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go open(clients[i%conns])
+	}
+	wg.Wait()
+	fmt.Printf("{\"open\": %d, \"errors\": %d, \"connections\": %d, \"seconds\": %.2f}\n",
+		len(bodies), errors, len(used), time.Since(start).Seconds())
+	os.Stdout.Sync()
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	for _, b := range bodies {
+		b.Close()
+	}
+}
+
 func main() {
-	mode := flag.String("mode", "rate", "rate | timeline | overload | tokens | watches")
+	mode := flag.String("mode", "rate", "rate | timeline | overload | tokens | watches | h2watches")
 	url := flag.String("url", "", "target URL")
 	ca := flag.String("ca", "", "CA file")
 	token := flag.String("token", "", "bearer token")
@@ -264,6 +325,7 @@ func main() {
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured run at the same rate first (rate mode)")
 	n := flag.Int("n", 10000, "watches to open (watches mode)")
 	maxConns := flag.Int("max-conns", 1000, "connections at most (overload mode)")
+	conns := flag.Int("conns", 100, "HTTP/2 connections the watches share (h2watches mode)")
 	timeout := flag.Duration("timeout", 30*time.Second, "a request unanswered for this long is an error (overload mode)")
 	flag.Parse()
 	var out map[string]any
@@ -281,6 +343,9 @@ func main() {
 		out = tokens(client(*ca, 1), *url, *tokenFile)
 	case "watches":
 		watches(client(*ca, *n), *url, *token, *n)
+		return
+	case "h2watches":
+		h2watches(*ca, *url, *token, *n, *conns)
 		return
 	default:
 		log.Fatalf("unknown mode %q", *mode)

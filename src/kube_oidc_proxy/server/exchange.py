@@ -184,6 +184,7 @@ class Exchange:
         if stream is None:
             return False
         self.relay.attach(stream)
+        self._outbound = []  # sent, and a stream is never sent again: a watch does not keep them for hours
         self._check_client()  # it left while a connection was found: the stream is reset (run() drops it)
         await self.relay.wait(self._remaining())
         return True

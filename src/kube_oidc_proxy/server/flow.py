@@ -27,7 +27,9 @@ class FlowControl:
     def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         self._pause = pause
         self._resume = resume
-        self._reasons: set[PauseReason] = set()
+        # A tuple, not a set: the empty one is shared, and an idle watch holds two of these (~200 bytes each
+        # as an empty set).
+        self._reasons: tuple[PauseReason, ...] = ()
 
     @property
     def paused(self) -> bool:
@@ -36,11 +38,12 @@ class FlowControl:
     def pause(self, reason: PauseReason) -> None:
         if not self._reasons:
             self._pause()
-        self._reasons.add(reason)
+        if reason not in self._reasons:
+            self._reasons = (*self._reasons, reason)
 
     def resume(self, reason: PauseReason) -> None:
         if reason in self._reasons:
-            self._reasons.discard(reason)
+            self._reasons = tuple(held for held in self._reasons if held != reason)
             if not self._reasons:
                 self._resume()
 

@@ -246,7 +246,7 @@ class H2ClientConnection(asyncio.Protocol):
             return
         side.reset = True
         side.release_window()
-        side.pending.clear()
+        side.pending = None
         side.pending_bytes = 0
         if not side.response_ended and not self.resets.reset(asyncio.get_running_loop().time()):
             log.warning("closing an HTTP/2 connection from %s: too many streams reset", self.peer_ip)

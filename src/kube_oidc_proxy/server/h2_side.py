@@ -72,7 +72,8 @@ class H2Side:
         self._conn = conn
         self.stream_id = stream_id
         self.peer_ip = conn.peer_ip
-        self.pending: deque[bytes] = deque()  # response bytes waiting for the client's window
+        # Response bytes waiting for the client's window; made by the first of them (an idle watch has none).
+        self.pending: deque[bytes] | None = None
         self.pending_bytes = 0
         self.end_pending = False  # the response is complete once what waits has gone
         self.response_ended = False  # END_STREAM sent
@@ -142,6 +143,8 @@ class H2Side:
 
     def send_body(self, data: bytes) -> None:
         if data and not self.closed:
+            if self.pending is None:
+                self.pending = deque()
             self.pending.append(data)
             self.pending_bytes += len(data)
             self._conn.send_pending(self)

@@ -24,7 +24,7 @@ class RequestBody:
 
     def __init__(self, client: ClientSide, *, done: bool) -> None:
         self._client = client
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[bytes] | None = None  # made by the first piece: most requests have no body
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
         self.done = done  # every byte of it was read from the client
@@ -33,6 +33,8 @@ class RequestBody:
     # from the client side
 
     def receive(self, data: bytes) -> None:
+        if self._chunks is None:
+            self._chunks = deque()
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > HIGH_WATER:
