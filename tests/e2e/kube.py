@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +28,19 @@ class Kubectl:
         return cls(path, token, home)
 
     def run(
-        self, *args: str, stdin: bytes | None = None, spdy: bool = False, timeout: float = 60, check: bool = False
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        spdy: bool = False,
+        timeout: float = 60,
+        check: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
-        if spdy:
-            env |= {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
         result = subprocess.run(
             ["kubectl", *args],
             input=stdin,
             capture_output=True,
-            env=env,
+            env=self._env(spdy, env),
             timeout=timeout,
             check=False,
         )
@@ -45,16 +49,29 @@ class Kubectl:
         return result
 
     def popen(self, *args: str, spdy: bool = False) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
-        if spdy:
-            env |= {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
         return subprocess.Popen(
             ["kubectl", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=env,
+            env=self._env(spdy, None),
         )
+
+    def _env(self, spdy: bool, extra: dict[str, str] | None) -> dict[str, str]:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home), **(extra or {})}
+        if spdy:
+            env |= {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
+        return env
+
+
+# Go's HTTP/2 client logs its connections and frames with this set (kubectl is a Go program).
+HTTP2_DEBUG = {"GODEBUG": "http2debug=1"}
+
+
+def spoke_http2(result: subprocess.CompletedProcess[bytes], proxy: Proxy) -> bool:
+    """Whether a kubectl run with ``env=HTTP2_DEBUG`` opened an HTTP/2 connection to the proxy."""
+    opened = re.compile(rb"http2: Transport creating client conn 0x[0-9a-f]+ to 127\.0\.0\.1:(\d+)$", re.MULTILINE)
+    return str(proxy.port).encode() in opened.findall(result.stderr)
 
 
 def no_fallback(result: subprocess.CompletedProcess[bytes]) -> None:

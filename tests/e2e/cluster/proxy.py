@@ -20,6 +20,10 @@ from tests.support.ports import PortHolder
 
 SERVICE_ACCOUNT = "kube-oidc-proxy"
 
+# Whether the proxies the tests start serve HTTP/2 (ALPN h2, then http/1.1: the proxy's default). Only
+# tests/e2e/test_http1_serving.py turns it off, for the proxies started while its tests run.
+SERVE_HTTP2 = True
+
 
 @dataclass
 class Proxy:
@@ -29,6 +33,7 @@ class Proxy:
     probe_port: int = 0
     token_file: Path = field(default_factory=Path)
     rotations: int = 0
+    http2: bool = True  # whether it serves HTTP/2 (SERVE_HTTP2 when it was started)
     ports: PortHolder = field(default_factory=PortHolder)  # held until stop(); take more here for extra flags
     _stop_rotation: threading.Event = field(default_factory=threading.Event)
 
@@ -58,6 +63,7 @@ class Proxy:
         proxy authenticates to kube-apiserver instead of its ServiceAccount's token file. ``server``: the
         kube-apiserver address in the proxy's kubeconfig, instead of the cluster's (a stand-in's)."""
         cluster = self.cluster
+        self.http2 = SERVE_HTTP2
         self.port, self.probe_port = self.ports.take(), self.ports.take()
         # one directory per proxy: a test may run two, each rotating its own token file
         work = cluster.workdir / f"proxy-{self.port}"
@@ -90,6 +96,7 @@ class Proxy:
                 f"--tls-cert-file={tls.cert}",
                 f"--tls-private-key-file={tls.key}",
                 f"--kubeconfig={config}",
+                *([] if self.http2 else ["--disable-http2-serving"]),
                 *extra,
             ],
             cluster.workdir / "logs",
@@ -112,6 +119,11 @@ class Proxy:
         if self.process is not None:
             self.process.stop()
         self.ports.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.popen.pid
 
     def access_lines(self) -> list[str]:
         assert self.process is not None
