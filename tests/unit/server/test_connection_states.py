@@ -192,6 +192,7 @@ class ConnectionMachine(RuleBasedStateMachine):
         assert all(u.closed or u in self.pool.released for u in self.pool.made), "upstream work left running"
         assert not [t for t in asyncio.all_tasks(LOOP) if not t.done()], "tasks left running"
         LOOP.set_exception_handler(None)
+        self.server.access_log.close()  # its writer thread: hundreds of runs would leave hundreds polling
 
 
 ConnectionMachine.TestCase.settings = settings(max_examples=400, stateful_step_count=30, deadline=None)

@@ -286,6 +286,7 @@ class H2ConnectionMachine(RuleBasedStateMachine):
         assert all(u.closed or u in self.pool.released for u in self.pool.made), "upstream work left running"
         assert not [t for t in asyncio.all_tasks(LOOP) if not t.done()], "tasks left running"
         LOOP.set_exception_handler(None)
+        self.server.access_log.close()  # its writer thread: hundreds of runs would leave hundreds polling
 
 
 H2ConnectionMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=30, deadline=None)
