@@ -115,11 +115,12 @@ class Exchange:
             return
         self.log.line(admitted=decision)
         self._check_client()  # it left while the gate decided: nothing goes upstream
-        self.relay.description = f"{decision.user.username} {head.target.decode('latin-1')}"
+        if head.upgrade:  # who and what, should its tunnel be cut at shutdown
+            self.relay.description = f"{decision.user.username} {head.target.decode('latin-1')}"
         connections = self._admit(decision)
         del decision
-        self.log.stages(auditstages.ADMITTED)
-        if self.log.writing:
+        if self.log.audited:
+            self.log.stages(auditstages.ADMITTED)
             await self.log.written()  # blocking audit: the event is written before kube-apiserver hears of it
         self._check_client()
         if head.upgrade:
