@@ -82,7 +82,8 @@ class Exchange:
             self._fail(ProxyError("internal error"))
         finally:
             self.relay.forget()  # whatever is still attached now (a client that left, a cancel) is not needed
-            await self.log.settled()  # blocking audit: the exchange ends when its events are written
+            if self.log.writing:
+                await self.log.settled()  # blocking audit: the exchange ends when its events are written
             if self._inflight is not None:
                 self.server.inflight.leave(self._inflight)
             relay = self.relay
@@ -114,11 +115,13 @@ class Exchange:
             return
         self.log.line(admitted=decision)
         self._check_client()  # it left while the gate decided: nothing goes upstream
-        self.relay.description = f"{decision.user.username} {head.target.decode('latin-1')}"
+        if head.upgrade:  # who and what, should its tunnel be cut at shutdown
+            self.relay.description = f"{decision.user.username} {head.target.decode('latin-1')}"
         connections = self._admit(decision)
         del decision
-        self.log.stages(auditstages.ADMITTED)
-        await self.log.written()  # blocking audit: the event is written before kube-apiserver hears of it
+        if self.log.audited:
+            self.log.stages(auditstages.ADMITTED)
+            await self.log.written()  # blocking audit: the event is written before kube-apiserver hears of it
         self._check_client()
         if head.upgrade:
             await self._upgrade(connections)

@@ -118,6 +118,12 @@ class ExchangeLog:
             if wait is not None:
                 self._waits.append(wait)
 
+    @property
+    def writing(self) -> bool:
+        """Audit events are being written that the exchange awaits (blocking audit): ask before awaiting
+        ``written`` or ``settled``, so a request with nothing to wait for makes no coroutine."""
+        return bool(self._waits)
+
     async def written(self) -> None:
         """Blocking audit: wait for the events emitted so far to be written (AuditFailed if strict)."""
         waits, self._waits = self._waits, []

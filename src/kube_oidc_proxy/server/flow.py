@@ -1,10 +1,10 @@
 """Flow control: one side's reading is paused while any named reason holds (uvicorn's ``FlowControl``, with
 the reasons named so that one cannot resume what another paused).
 
-Each direction of an exchange has one: the request direction pauses the client (its body is ahead of
-kube-apiserver), the response direction pauses kube-apiserver's connection or stream (the client is not
-taking what it is sent). A client connection has one more for its own reasons (pipelined requests waiting,
-an upgrade being set up, a full tunnel).
+A client connection has one: its request bodies pause it (a body ahead of kube-apiserver), and so do its
+own reasons (pipelined requests waiting, an upgrade being set up, a full tunnel, a client that does not
+read). The response direction of an exchange has a single reason (the client is not taking what it is
+sent), so the relay keeps a flag instead.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ class Phase(enum.Enum):
     BROKEN = "broken"  # the response was cut after its head: the client sees it incomplete
     CLIENT_GONE = "client gone"  # the client left before its response was complete
 
+    # Members are singletons: hashed by identity, in C. Enum's own ``__hash__`` is Python code hashing the
+    # name, and every ``over`` and ``advance`` hashes (three transitions and six checks a request).
+    __hash__ = object.__hash__
+
     @property
     def over(self) -> bool:
         return self in ENDINGS
@@ -48,6 +52,8 @@ class Event(enum.Enum):
     ANSWER = "answer"  # the proxy answered with its own Status (denied, shed, failed before a head)
     CUT = "cut"  # the response could not be finished: the client connection or stream is cut
     CLIENT_LOST = "client lost"
+
+    __hash__ = object.__hash__  # as Phase's
 
 
 ENDINGS: Final = frozenset({Phase.COMPLETE, Phase.TUNNEL, Phase.BROKEN, Phase.CLIENT_GONE})

@@ -2,7 +2,8 @@
 
 The upstream connection (or HTTP/2 stream) calls ``on_response_events`` synchronously, in the order bytes
 arrive, and each piece goes to the client side at once: a watch event is never held back. When the client
-stops taking what it is sent, the relay's flow control pauses reading kube-apiserver (``client_full``).
+stops taking what it is sent, the relay pauses reading kube-apiserver until it takes again (``client_full``:
+the response direction's one reason to pause, so a flag rather than a ``FlowControl``).
 
 The relay also holds the exchange's ``Phase``: every change goes through ``phase.advance``. The exchange's
 coroutine waits in ``wait`` until the phase leaves ``FORWARDING``/``RESPONDING``, or until a failure before
@@ -21,7 +22,6 @@ from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.server import auditstages
 from kube_oidc_proxy.server.contracts import ClientGone, ClientSide, ServerSide
 from kube_oidc_proxy.server.exchangelog import ExchangeLog
-from kube_oidc_proxy.server.flow import FlowControl
 from kube_oidc_proxy.server.phase import Event, Phase, advance
 from kube_oidc_proxy.server.relayed import relayed_head
 from kube_oidc_proxy.server.requestbody import RequestBody
@@ -41,8 +41,8 @@ class ResponseRelay:
         "_at_boundary",
         "_body",
         "_client",
+        "_client_full",
         "_connections",
-        "_flow",
         "_log",
         "_own_credential",
         "_server",
@@ -75,7 +75,7 @@ class ResponseRelay:
         self.upgrade = upgrade
         self.phase = Phase.DECIDING
         self._settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._flow = FlowControl(self._pause_upstream, self._resume_upstream)
+        self._client_full = False  # the client is not taking what it is sent: kube-apiserver is not read
         self._connections: Upstream | None = None
         self._own_credential = False  # the proxy's own token went upstream (not the caller's)
         self._asked: Headers | None = None  # the request's headers as sent, until answered (the 101 check)
@@ -103,7 +103,7 @@ class ResponseRelay:
         """The connection or stream that carries the request; it reports to ``on_response_events``."""
         self.upstream = upstream
         self.sent_at = time.monotonic()
-        if self._flow.paused:
+        if self._client_full:
             upstream.pause_reading()
 
     async def wait(self, timeout: float | None) -> None:
@@ -150,10 +150,14 @@ class ResponseRelay:
 
     def client_full(self, full: bool) -> None:
         """The client stopped (or started again) taking what it is sent."""
-        if full:
-            self._flow.pause("client-full")
-        else:
-            self._flow.resume("client-full")
+        if full == self._client_full:
+            return
+        self._client_full = full
+        if self.upstream is not None:
+            if full:
+                self.upstream.pause_reading()
+            else:
+                self.upstream.resume_reading()
 
     def end_stream(self) -> None:
         """Shutdown: end a watch at an event boundary, as if kube-apiserver had ended it (clients re-watch)."""
@@ -166,14 +170,6 @@ class ResponseRelay:
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.close()
-
-    def _pause_upstream(self) -> None:
-        if self.upstream is not None:
-            self.upstream.pause_reading()
-
-    def _resume_upstream(self) -> None:
-        if self.upstream is not None:
-            self.upstream.resume_reading()
 
     def _timed_out(self) -> None:
         if self.phase is Phase.FORWARDING and not self._settled.done():
@@ -258,7 +254,7 @@ class ResponseRelay:
         elif upstream is not None:
             assert self._connections is not None
             if self._body.sent:
-                if self._flow.paused:
+                if self._client_full:
                     upstream.resume_reading()  # the pool takes back only a connection that reads
                 self._connections.pool.release(upstream)
             else:
