@@ -191,11 +191,14 @@ def test_the_proxys_audit_events_read_each_hostile_target_as_kube_apiservers_own
     ids = {str(uuid.uuid4()): request for request in AUDITED_AS_KUBE_APISERVER_READS}
     try:
         for audit_id, (method, target) in ids.items():
-            answer = _exchange(
-                audited,
-                f"{method} {target} HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer {token}\r\n"
-                f"Audit-ID: {audit_id}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode(),
-            )
+            try:
+                answer = _exchange(
+                    audited,
+                    f"{method} {target} HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer {token}\r\n"
+                    f"Audit-ID: {audit_id}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode(),
+                )
+            except TimeoutError:
+                raise AssertionError(f"no end to {method} {target} within 30 s") from None
             assert answer.startswith(b"HTTP/1.1 "), (target, answer[:100])
     finally:
         audited.stop()
