@@ -101,8 +101,10 @@ def test_a_passed_through_token_works_for_kubectl(cluster: Cluster, tmp_path: Pa
 
 
 @pytest.fixture(scope="module")
-def watch_everything(cluster: Cluster) -> None:
-    """alice may list and watch every resource in the namespace (for the informers)."""
+def watch_everything(cluster: Cluster) -> Iterator[None]:
+    """alice may list and watch every resource in the namespace (for the informers), for this module only:
+    other modules count on what she may not do (a watch she may not open ends at once, one she may never
+    does)."""
     api = cluster.api()
     api.apply(
         {
@@ -121,6 +123,9 @@ def watch_everything(cluster: Cluster) -> None:
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice@example.com"}],
         }
     )
+    yield
+    api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/namespaces/e2e/rolebindings/alice-watches-everything")
+    api.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/namespaces/e2e/roles/watch-everything")
 
 
 @dataclass
