@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 import h2.errors
@@ -27,6 +28,7 @@ from kube_oidc_proxy.server.h2_connection import MAX_UNREAD_OUTPUT, H2ClientConn
 from kube_oidc_proxy.server.h2_limits import RESETS_REGAINED_PER_SECOND, running_limit
 from kube_oidc_proxy.server.h2_side import HIGH_WATER, H2Side
 from tests.conftest import ProxyHandle, start_proxy
+from tests.support import waiting
 from tests.support.client import Client, get
 from tests.support.h2client import H2Client, StreamState, h2_ssl
 from tests.support.issuer import TestIssuer
@@ -38,15 +40,8 @@ SettingCodes = h2.settings.SettingCodes
 
 # helpers ------------------------------------------------------------------------------------------------
 
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    """Wait for a state (checked each loop turn; the timeout is only a guard)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
+# These attacks are pushed hard on a small machine: a longer guard than the usual 10 s.
+until = functools.partial(waiting.until, timeout=20.0)
 
 
 @contextlib.asynccontextmanager

@@ -14,10 +14,10 @@ from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.server.exchange import TOO_MANY_REQUESTS
 from tests.conftest import ProxyHandle, start_proxy
 from tests.integration.test_metrics import scrape, value
-from tests.integration.test_trust_boundary import _until
 from tests.support.client import Client, Response, get
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
+from tests.support.waiting import until as _until
 
 READS, WRITES = 3, 2
 

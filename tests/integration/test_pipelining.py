@@ -10,13 +10,13 @@ Responses are read back by h11, not by the proxy's parser.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import h11
 import pytest
 
 from tests.conftest import ProxyHandle
 from tests.support.client import Client, Response
+from tests.support.waiting import until
 
 BEARER = "Authorization: Bearer {token}\r\n"
 
@@ -68,15 +68,6 @@ async def exchange(handle: ProxyHandle, data: bytes) -> list[Response]:
 
 def targets_seen(handle: ProxyHandle) -> list[str]:
     return [r.target for r in handle.upstream.requests]
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait for a state (checked each loop turn; the timeout is only a guard)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 MALFORMED = {

@@ -7,7 +7,6 @@ The same classes run against the real kube-apiserver in tests/e2e/test_trust_bou
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from tests.support.certs import CertFiles
 from tests.support.client import Client, Response, get
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
+from tests.support.waiting import until as _until
 
 SMUGGLED = (
     b"GET /api/v1/secrets HTTP/1.1\r\nHost: x\r\nImpersonate-User: system:admin\r\n"
@@ -255,17 +255,6 @@ async def test_a_trusted_proxys_chain_is_believed_entry_by_entry(
 
 
 # Bounded resources ------------------------------------------------------------------------------------------
-
-
-async def _until(condition: object, what: str, timeout: float = 10.0) -> None:
-    """Wait for a state of the proxy (checked each loop turn; the timeout is only a guard)."""
-    assert callable(condition)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def test_a_client_that_pipelines_and_never_reads_holds_only_a_few_requests(proxy: ProxyHandle) -> None:

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from tests.support.client import Client
 from tests.support.golike import SendAndCloseUpstream, stream_bytes
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
+from tests.support.waiting import until as _until
 
 SPDY_HEAD = (
     "POST /api/v1/namespaces/default/pods/p/exec?command=sh&stdin=true HTTP/1.1\r\nHost: x\r\n"
@@ -259,15 +260,6 @@ SWITCHED_ELSEWHERE = {
         "Sec-WebSocket-Protocol: binary.k8s.io\r\n"
     ),
 }
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait for a state (checked each loop turn; the timeout is only a guard)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def _upgrade_request(name: str, token: str) -> bytes:
