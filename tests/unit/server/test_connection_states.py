@@ -59,6 +59,15 @@ class EndlessPool(FakePool):
         super().release(upstream)
 
 
+def connection_server(pool: EndlessPool) -> FakeServer:
+    """The fake server, with what a client connection also tells it (nothing it needs to keep)."""
+    server = FakeServer(ADMITTED, pool)
+    server.connection_opened = lambda conn: None  # type: ignore[attr-defined]
+    server.connection_closed = lambda conn: None  # type: ignore[attr-defined]
+    server.connection_refused = lambda peer, target: None  # type: ignore[attr-defined]
+    return server
+
+
 def settle(action: Callable[[], object] = lambda: None) -> None:
     """Do ``action`` on the loop (as a transport's callback would), then let every task make progress."""
 
@@ -76,10 +85,7 @@ class ConnectionMachine(RuleBasedStateMachine):
         self.errors: list[dict[str, Any]] = []
         LOOP.set_exception_handler(lambda _, context: self.errors.append(context))
         self.pool = EndlessPool()
-        self.server = FakeServer(ADMITTED, self.pool)
-        self.server.connection_opened = lambda conn: None  # type: ignore[attr-defined]
-        self.server.connection_closed = lambda conn: None  # type: ignore[attr-defined]
-        self.server.connection_refused = lambda peer, target: None  # type: ignore[attr-defined]
+        self.server = connection_server(self.pool)
         self.transport = FakeTransport()
         self.conn = ClientConnection(cast(Any, self.server))
         self.transport.conn = self.conn

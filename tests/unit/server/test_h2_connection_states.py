@@ -38,8 +38,8 @@ from kube_oidc_proxy.http1.events import CHUNK_END, MESSAGE_END, Body, ResponseE
 from kube_oidc_proxy.server.h2_connection import H2ClientConnection
 from kube_oidc_proxy.server.h2_side import HIGH_WATER
 from tests.support.faketransport import FakeTransport
-from tests.unit.server.test_connection_states import LOOP, EndlessPool, settle
-from tests.unit.server.test_exchange_without_sockets import ADMITTED, FakeServer, FakeUpstream
+from tests.unit.server.test_connection_states import LOOP, EndlessPool, connection_server, settle
+from tests.unit.server.test_exchange_without_sockets import FakeUpstream
 
 # Hundreds of generated runs: seconds on a quiet machine, far longer on a loaded one (the usual guard is 60 s).
 pytestmark = pytest.mark.timeout(600)
@@ -65,10 +65,7 @@ class H2ConnectionMachine(RuleBasedStateMachine):
         self.errors: list[dict[str, Any]] = []
         LOOP.set_exception_handler(lambda _, context: self.errors.append(context))
         self.pool = EndlessPool()
-        self.server = FakeServer(ADMITTED, self.pool)
-        self.server.connection_opened = lambda conn: None  # type: ignore[attr-defined]
-        self.server.connection_closed = lambda conn: None  # type: ignore[attr-defined]
-        self.server.connection_refused = lambda peer, target: None  # type: ignore[attr-defined]
+        self.server = connection_server(self.pool)
         self.transport = FakeTransport()
         self.conn = H2ClientConnection(cast(Any, self.server), MAX_STREAMS)
         self.transport.conn = self.conn
