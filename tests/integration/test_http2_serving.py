@@ -13,6 +13,7 @@ from tests.support.client import get
 from tests.support.h2client import H2Client
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
+from tests.support.waiting import until
 
 
 async def test_a_request_over_h2_is_authenticated_and_forwarded_as_over_http1(proxy: ProxyHandle) -> None:
@@ -103,10 +104,8 @@ async def test_a_method_or_path_that_would_rewrite_the_forwarded_request_line_is
             assert refused.json()["kind"] == "Status"
         assert (await client.request("GET", "/api", token=token)).status == 200  # the connection goes on
         assert [r.target for r in proxy.upstream.requests] == ["/api"]
-        for _ in range(500):  # the lines are written by the log's own thread: wait for them (a guard, not a pause)
-            if sum("AuFail" in line for line in proxy.access.lines) >= len(hostile):
-                break
-            await asyncio.sleep(0.01)
+        # the lines are written by the log's own thread
+        await until(lambda: sum("AuFail" in line for line in proxy.access.lines) >= len(hostile), "the AuFail lines")
         assert sum("AuFail" in line for line in proxy.access.lines) == len(hostile)
     finally:
         await client.close()
