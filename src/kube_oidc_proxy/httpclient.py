@@ -1,7 +1,8 @@
-"""A small async HTTPS GET for OIDC discovery and JWKS: one request per connection, bounded in time and size.
+"""A small async HTTPS client for OIDC discovery, JWKS and the token endpoint: one request per connection,
+bounded in time and size.
 
-Off the hot path (a few fetches an hour), so simplicity wins over pooling. It uses the same response
-reader as the proxy, so there is one HTTP/1.1 implementation to test.
+Off the hot path (a few fetches an hour, a login now and then), so simplicity wins over pooling. It uses the
+same response reader as the proxy, so there is one HTTP/1.1 implementation to test.
 """
 
 from __future__ import annotations
@@ -37,37 +38,67 @@ class FetchResponse:
 async def fetch(url: str, ssl_context: ssl.SSLContext, *, timeout: float, max_bytes: int) -> FetchResponse:
     """The response to ``GET url``; every failure is a ``FetchError`` whose message starts with
     ``GET <url>:``, so a log line or a readiness check says which peer failed, and how."""
+    return await _bounded(b"GET", url, [], b"", ssl_context, timeout=timeout, max_bytes=max_bytes)
+
+
+async def post_form(
+    url: str, form: bytes, ssl_context: ssl.SSLContext, *, headers: Headers, timeout: float, max_bytes: int
+) -> FetchResponse:
+    """The response to ``POST url`` with a form body (the token endpoint); failures as ``fetch``'s, with
+    messages that name the URL but never the body (it carries codes, secrets and refresh tokens)."""
+    extra = [(b"Content-Type", b"application/x-www-form-urlencoded"), *headers]
+    return await _bounded(b"POST", url, extra, form, ssl_context, timeout=timeout, max_bytes=max_bytes)
+
+
+async def _bounded(
+    method: bytes,
+    url: str,
+    headers: Headers,
+    body: bytes,
+    ssl_context: ssl.SSLContext,
+    *,
+    timeout: float,
+    max_bytes: int,
+) -> FetchResponse:
+    what = f"{method.decode()} {url}"
     try:
-        return await asyncio.wait_for(_fetch(url, ssl_context, max_bytes), timeout)
+        return await asyncio.wait_for(_fetch(method, url, headers, body, ssl_context, max_bytes=max_bytes), timeout)
     except TimeoutError:
-        raise FetchError(f"GET {url}: timed out after {timeout:g}s") from None
+        raise FetchError(f"{what}: timed out after {timeout:g}s") from None
     except (OSError, ssl.SSLError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
-        raise FetchError(f"GET {url}: {describe(exc)}") from None
+        raise FetchError(f"{what}: {describe(exc)}") from None
     except UpstreamError as exc:
-        raise FetchError(f"GET {url}: {exc.detail}") from None
+        raise FetchError(f"{what}: {exc.detail}") from None
 
 
-async def _fetch(url: str, ssl_context: ssl.SSLContext, max_bytes: int) -> FetchResponse:
+async def _fetch(
+    method: bytes, url: str, headers: Headers, body_out: bytes, ssl_context: ssl.SSLContext, *, max_bytes: int
+) -> FetchResponse:
+    what = f"{method.decode()} {url}"
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
-        raise FetchError(f"GET {url}: only https URLs are fetched")
+        raise FetchError(f"{what}: only https URLs are fetched")
     port = parts.port or 443
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     reader, writer = await asyncio.open_connection(
         parts.hostname, port, ssl=ssl_context, server_hostname=parts.hostname
     )
     try:
+        length = [(b"Content-Length", str(len(body_out)).encode())] if method != b"GET" else []
         writer.write(
             request_head(
-                b"GET",
+                method,
                 target.encode(),
                 [
                     (b"Host", parts.netloc.encode()),
                     (b"Accept", b"application/json"),
                     (b"User-Agent", USER_AGENT),
                     (b"Connection", b"close"),
+                    *headers,
+                    *length,
                 ],
             )
+            + body_out
         )
         parser = ResponseReader()
         parser.expect(head_only=False)
@@ -83,11 +114,11 @@ async def _fetch(url: str, ssl_context: ssl.SSLContext, max_bytes: int) -> Fetch
                 elif isinstance(event, Body):
                     size += len(event.data)
                     if size > max_bytes:
-                        raise FetchError(f"GET {url}: response larger than {max_bytes} bytes")
+                        raise FetchError(f"{what}: response larger than {max_bytes} bytes")
                     body.append(event.data)
                 elif isinstance(event, MessageEnd) and head is not None:
                     return FetchResponse(head.status, head.headers, b"".join(body))
             if not data:
-                raise FetchError(f"GET {url}: connection closed before the response ended")
+                raise FetchError(f"{what}: connection closed before the response ended")
     finally:
         writer.close()

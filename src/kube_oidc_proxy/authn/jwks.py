@@ -124,6 +124,7 @@ class KeySource:
         self._fetcher = fetcher or self._default_fetch
         self._clock = clock
         self.keys: KeySet | None = None
+        self.discovery: dict[str, Any] | None = None  # the last good discovery document (for browser login)
         self.last_error = ""
         self.fetch_count = 0
         self.fetched_at = 0.0  # wall-clock time the keys in use were fetched; 0: none yet
@@ -153,7 +154,7 @@ class KeySource:
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise FetchError(f"GET {url}: not JSON") from exc
 
-    async def _load(self) -> KeySet:
+    async def _load(self) -> tuple[KeySet, dict[str, Any]]:
         url = self._discovery_url
         discovery = await self._get_json(url)
         if not isinstance(discovery, dict):
@@ -167,7 +168,7 @@ class KeySource:
         if not isinstance(jwks_uri, str) or not jwks_uri:
             raise FetchError(f"GET {url}: the discovery document has no jwks_uri")
         try:
-            return parse_jwks(await self._get_json(jwks_uri), self._clock())
+            return parse_jwks(await self._get_json(jwks_uri), self._clock()), discovery
         except ValueError as exc:
             raise FetchError(f"GET {jwks_uri}: {exc}") from exc
 
@@ -188,7 +189,7 @@ class KeySource:
         self._last_attempt = time.monotonic()
         self.fetch_count += 1
         try:
-            keys = await self._load()
+            keys, discovery = await self._load()
         except Exception as exc:  # whatever fails, the loop must go on retrying
             self.last_error = failure_text(exc)
             state = "keeping the last good keys" if self.keys else "no keys yet"
@@ -201,6 +202,7 @@ class KeySource:
         if self.keys is None:
             log.info("loaded %d signing keys of %s", len(keys.all_keys), self.issuer_url)
         self.keys = keys
+        self.discovery = discovery
         self.fetched_at = self._clock()
         self.last_error = ""
         if self.on_fetch is not None:
