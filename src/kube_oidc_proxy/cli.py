@@ -585,8 +585,13 @@ def parse(argv: Sequence[str]) -> tuple[Config, list[str]] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["credential"]:  # the kubectl exec credential plugin, a command of its own
+        from kube_oidc_proxy.credential.cli import main as credential  # noqa: PLC0415 - the proxy's start stays lean
+
+        return credential(args[1:])
     try:
-        parsed = parse(sys.argv[1:] if argv is None else argv)
+        parsed = parse(args)
         if parsed is None:
             return 0
         config, warnings = parsed

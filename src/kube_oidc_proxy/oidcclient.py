@@ -27,7 +27,12 @@ MAX_ERROR_TEXT: Final = 300  # of an IdP's error_description shown on a page or 
 
 
 class ProviderError(Exception):
-    """The provider could not be used or refused: the message is safe to show and to log."""
+    """The provider could not be used or refused: the message is safe to show and to log. ``error`` is the
+    OAuth error code of a refusal (``invalid_grant``: the refresh token is no longer good), None otherwise."""
+
+    def __init__(self, message: str, error: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +195,8 @@ def parse_token_response(endpoint: str, status: int, body: bytes) -> Tokens:
     if status != 200 or "error" in document:
         error = _short(document.get("error"), "no error code")
         description = _short(document.get("error_description"), "")
-        raise ProviderError(f"POST {endpoint}: HTTP {status}: {error}" + (f" ({description})" if description else ""))
+        message = f"POST {endpoint}: HTTP {status}: {error}" + (f" ({description})" if description else "")
+        raise ProviderError(message, error if isinstance(document.get("error"), str) else None)
     id_token = document.get("id_token")
     if not isinstance(id_token, str) or not id_token:
         raise ProviderError(f"POST {endpoint}: the answer has no id_token (is 'openid' among the scopes?)")
