@@ -11,6 +11,7 @@ import trustme
 from kube_oidc_proxy import cli as proxy_cli
 from kube_oidc_proxy.credential import cli
 from kube_oidc_proxy.credential.errors import UsageError
+from kube_oidc_proxy.credential.obtain import Settings
 
 REQUIRED = ["--issuer-url=https://issuer.example", "--client-id=kube"]
 
@@ -20,7 +21,7 @@ def no_exec_info(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_EXEC_INFO", raising=False)
 
 
-def settings(*args: str, environ: dict[str, str] | None = None) -> cli.Settings:
+def settings(*args: str, environ: dict[str, str] | None = None) -> Settings:
     ns = cli.build_parser().parse_args([*REQUIRED, *args])
     return cli.settings_from_args(ns, environ or {"HOME": "/home/a"}, interactive=False)
 
