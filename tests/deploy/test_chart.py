@@ -125,8 +125,9 @@ def authentication_file(rendered: Rendered) -> str:
         GO_CHART_VALUES,
         AUTHENTICATION_CONFIG_VALUES,
         {"authenticationConfig": yaml.safe_dump(AUTHENTICATION_CONFIG)},
+        {"oidc": {"issuerUrl": "https://i.example", "clientId": "c"}, "login": {"enabled": True, "clientId": "c"}},
     ],
-    ids=["defaults", "full", "go-chart", "authentication-config", "authentication-config-text"],
+    ids=["defaults", "full", "go-chart", "authentication-config", "authentication-config-text", "login"],
 )
 def test_helm_lint_passes(values: dict[str, Any] | str | None) -> None:
     result = chart.lint(values)
@@ -382,6 +383,102 @@ def test_your_own_authentication_config_file_through_extra_args() -> None:
     assert not [a for a in rendered.args() if a.startswith("--oidc-")]
     assert not rendered.has("Secret", f"{FULLNAME}-config") and not rendered.has("ConfigMap")
     assert file_source(rendered, "/etc/authn/config.yaml")[0]["secret"] == {"secretName": "authn"}
+
+
+# -- browser login ---------------------------------------------------------------------------------
+
+LOGIN_DIR = "/etc/kube-oidc-proxy/login"
+LOGIN_SECRET = "l0gin-s3cret-value"
+LOGIN_OIDC = {"issuerUrl": "https://issuer.example.com/realms/main", "clientId": "kube-oidc-proxy"}
+LOGIN_VALUES: dict[str, Any] = {
+    "oidc": LOGIN_OIDC,
+    "login": {
+        "enabled": True,
+        "clientId": "kube-oidc-proxy",
+        "clientSecret": LOGIN_SECRET,
+        "redirectUrl": "https://k8s.example.com/login/callback",
+        "scopes": ["openid", "email", "groups", "offline_access"],
+    },
+}
+
+
+def login_flags(rendered: Rendered) -> list[str]:
+    return [a for a in rendered.args() if a.startswith("--login-")]
+
+
+def test_login_off_renders_no_login_flag_secret_or_volume(defaults: Rendered) -> None:
+    # off by default, and the other login values do nothing without enabled
+    ignored = render({"login": {"clientId": "kube-oidc-proxy", "clientSecret": LOGIN_SECRET, "scopes": ["openid"]}})
+    for rendered in (defaults, ignored):
+        assert login_flags(rendered) == []
+        assert not rendered.has("Secret", f"{FULLNAME}-login")
+        assert LOGIN_DIR not in rendered.mounts()
+        assert "checksum/login" not in rendered.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_login_on_renders_its_flags() -> None:
+    rendered = render(LOGIN_VALUES)
+    assert rendered.flag_values("login-client-id") == ["kube-oidc-proxy"]
+    assert rendered.flag_values("login-redirect-url") == ["https://k8s.example.com/login/callback"]
+    assert rendered.flag_values("login-scopes") == ["openid,email,groups,offline_access"]
+    assert rendered.flag_values("login-client-secret-file") == [f"{LOGIN_DIR}/client-secret"]
+    # the OIDC flags are unchanged: the login client's id_tokens are checked like any other
+    assert rendered.flag_values("oidc-client-id") == ["kube-oidc-proxy"]
+
+
+def test_login_defaults_leave_redirect_and_scopes_to_the_proxy() -> None:
+    # a public client: PKCE alone, no secret file; the redirect URI from the Host, the scopes from discovery
+    rendered = render({"oidc": LOGIN_OIDC, "login": {"enabled": True, "clientId": "kube-oidc-proxy"}})
+    assert login_flags(rendered) == ["--login-client-id=kube-oidc-proxy"]
+    assert not rendered.has("Secret", f"{FULLNAME}-login")
+    assert LOGIN_DIR not in rendered.mounts()
+
+
+def test_login_client_secret_is_a_mounted_file_never_an_argument_or_variable() -> None:
+    rendered = render(LOGIN_VALUES)
+    [path] = rendered.flag_values("login-client-secret-file")
+    volume, name = file_source(rendered, path)
+    assert volume["readOnly"]
+    assert volume["secret"]["secretName"] == f"{FULLNAME}-login"
+    assert rendered.secret_data(f"{FULLNAME}-login")[item_key(volume, "secret", name)] == LOGIN_SECRET
+    container = rendered.container
+    assert not [a for a in container["args"] if LOGIN_SECRET in a]
+    assert not [a for a in rendered.args() if LOGIN_SECRET in a]
+    assert LOGIN_SECRET not in rendered.environment().values()
+    assert LOGIN_SECRET not in yaml.safe_dump(container.get("env", []))
+    # nor anywhere in the Deployment (a checksum of the Secret is not the secret)
+    assert LOGIN_SECRET not in yaml.safe_dump(rendered.one("Deployment"))
+    assert LOGIN_SECRET not in yaml.safe_dump(rendered.secret_data(f"{FULLNAME}-config"))
+
+
+def test_login_existing_secret_is_mounted_and_not_created() -> None:
+    values = copy.deepcopy(LOGIN_VALUES)
+    del values["login"]["clientSecret"]
+    values["login"] |= {"existingSecret": "idp-client", "existingSecretKey": "secret"}
+    rendered = render(values)
+    assert not rendered.has("Secret", f"{FULLNAME}-login")
+    [path] = rendered.flag_values("login-client-secret-file")
+    volume, name = file_source(rendered, path)
+    assert volume["secret"]["secretName"] == "idp-client"
+    assert item_key(volume, "secret", name) == "secret"
+    assert volume["readOnly"]
+
+
+def test_a_login_secret_change_rolls_the_pods() -> None:
+    changed = copy.deepcopy(LOGIN_VALUES)
+    changed["login"]["clientSecret"] = "rotated"
+    annotations = [
+        render(v).one("Deployment")["spec"]["template"]["metadata"]["annotations"] for v in (LOGIN_VALUES, changed)
+    ]
+    assert annotations[0]["checksum/login"] != annotations[1]["checksum/login"]
+
+
+def test_login_with_an_authentication_config() -> None:
+    values = copy.deepcopy(AUTHENTICATION_CONFIG_VALUES) | {"login": {"enabled": True, "clientId": "kubernetes"}}
+    rendered = render(values)
+    assert rendered.flag_values("login-client-id") == ["kubernetes"]
+    assert rendered.flag_values("authentication-config") == [AUTHENTICATION_FILE]
+    assert not [a for a in rendered.args() if a.startswith("--oidc-")]
 
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -835,6 +932,24 @@ def test_go_chart_rolling_update_strategy_as_text() -> None:
         ({"authenticationConfig": {"content": "", "existingSecret": "authn"}}, "authenticationConfig.existingSecret"),
         ({"oidc": {"authenticationConfig": {"jwt": []}}}, "oidc.authenticationConfig (issuers in addition"),
         ({"readinessRequireAllIssuers": True}, "readinessRequireAllIssuers"),
+        ({"login": {"enabled": True}}, "login.enabled needs login.clientId"),
+        ({"login": {"enabled": True, "clientId": ""}}, "login.enabled needs login.clientId"),
+        (
+            {"login": {"enabled": True, "clientId": "c", "clientSecret": "s", "existingSecret": "x"}},
+            "login.clientSecret and login.existingSecret",
+        ),
+        (
+            {"login": {"enabled": True, "clientId": "c", "existingSecret": "x", "existingSecretKey": ""}},
+            "login.existingSecretKey",
+        ),
+        ({"login": {"enabled": True, "clientId": "c", "scopes": ["email"]}}, "login.scopes must include openid"),
+        (
+            {"login": {"enabled": True, "clientId": "c"}, "extraArgs": {"login-scopes": "openid"}},
+            "login.enabled cannot be combined with extraArgs.login-scopes",
+        ),
+        ({"login": {"enabled": True, "clientId": "c", "scopes": ["openid,email"]}}, "/login/scopes/0"),
+        ({"login": {"enabled": True, "clientId": "c", "redirectUrl": "http://k8s.example.com"}}, "/login/redirectUrl"),
+        ({"login": {"enabled": True, "clientId": "c", "secret": "s"}}, "/login"),
     ],
 )
 def test_invalid_values_fail_with_a_message_naming_them(values: dict[str, Any], message: str) -> None:

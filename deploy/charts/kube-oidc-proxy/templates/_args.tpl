@@ -25,6 +25,20 @@ the Go chart; with authenticationConfig, the file in the ConfigMap <fullname>-au
 {{- $args = append $args (printf "--oidc-required-claim=%s=%v" $claim $value) -}}
 {{- end -}}
 {{- end -}}
+{{- /* Browser login: the client secret is a mounted file, never a flag value or a variable. */ -}}
+{{- $login := default dict $v.login -}}
+{{- if $login.enabled -}}
+{{- $args = append $args (printf "--login-client-id=%s" (toString $login.clientId)) -}}
+{{- if include "kube-oidc-proxy.loginSecretName" . -}}
+{{- $args = append $args (printf "--login-client-secret-file=%s/client-secret" (include "kube-oidc-proxy.loginDir" .)) -}}
+{{- end -}}
+{{- with $login.redirectUrl -}}
+{{- $args = append $args (printf "--login-redirect-url=%s" .) -}}
+{{- end -}}
+{{- with $login.scopes -}}
+{{- $args = append $args (printf "--login-scopes=%s" (join "," .)) -}}
+{{- end -}}
+{{- end -}}
 {{- /* Kube-OIDC-Proxy */ -}}
 {{- if $v.tokenPassthrough.enabled -}}
 {{- $args = append $args "--token-passthrough" -}}

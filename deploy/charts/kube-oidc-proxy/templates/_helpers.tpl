@@ -70,6 +70,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "kube-oidc-proxy.auditWebhookDir" -}}/etc/kube-oidc-proxy/audit-webhook{{- end -}}
 {{- define "kube-oidc-proxy.authenticationConfigDir" -}}/etc/kube-oidc-proxy/authentication{{- end -}}
 {{- define "kube-oidc-proxy.authenticationConfigPath" -}}{{ include "kube-oidc-proxy.authenticationConfigDir" . }}/authentication-config.yaml{{- end -}}
+{{- define "kube-oidc-proxy.loginDir" -}}/etc/kube-oidc-proxy/login{{- end -}}
 
 {{/* Container ports: --secure-port (a non-root user cannot bind 443) and --readiness-probe-port. */}}
 {{- define "kube-oidc-proxy.securePort" -}}8443{{- end -}}
@@ -179,4 +180,28 @@ YAML mapping.
 {{- end -}}
 {{- end -}}
 {{- toJson (uniq $keys) -}}
+{{- end -}}
+
+{{/*
+The Secret holding browser login's client secret, or "" for a public client: login.existingSecret, or the
+chart's <fullname>-login made from login.clientSecret. Only when login is enabled.
+*/}}
+{{- define "kube-oidc-proxy.loginSecretName" -}}
+{{- $login := default dict .Values.login -}}
+{{- if $login.enabled -}}
+{{- if $login.existingSecret -}}
+{{- $login.existingSecret -}}
+{{- else if $login.clientSecret -}}
+{{- printf "%s-login" (include "kube-oidc-proxy.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The key in that Secret: login.existingSecretKey for your Secret, client-secret in the chart's. */}}
+{{- define "kube-oidc-proxy.loginSecretKey" -}}
+{{- if .Values.login.existingSecret -}}
+{{- default "client-secret" .Values.login.existingSecretKey -}}
+{{- else -}}
+client-secret
+{{- end -}}
 {{- end -}}

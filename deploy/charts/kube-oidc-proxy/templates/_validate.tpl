@@ -87,6 +87,29 @@ deployment.yaml.
 {{- fail (printf "%s cannot be combined with %s: the AuthenticationConfiguration lists the issuers and their claim mappings, and the proxy refuses the --oidc-* flags with it (as kube-apiserver does). Put these settings in the file's jwt entries (issuer.url, issuer.audiences, issuer.certificateAuthority, claimMappings, claimValidationRules) and unset them" $file (join ", " $set)) -}}
 {{- end -}}
 {{- end -}}
+{{- /* Browser login: a client to log in with, one place for its secret, and its flags only through login.*. */ -}}
+{{- $login := default dict $v.login -}}
+{{- if $login.enabled -}}
+{{- if not $login.clientId -}}
+{{- fail "login.enabled needs login.clientId: the client registered at the issuer for browser login (--login-client-id); see docs/login.md" -}}
+{{- end -}}
+{{- if and $login.clientSecret $login.existingSecret -}}
+{{- fail "login.clientSecret and login.existingSecret both give the login client's secret: set one (or neither, for a public client with PKCE alone)" -}}
+{{- end -}}
+{{- if and $login.existingSecret (not $login.existingSecretKey) -}}
+{{- fail "login.existingSecret needs login.existingSecretKey: the key in that Secret that holds the client secret" -}}
+{{- end -}}
+{{- if and $login.scopes (not (has "openid" $login.scopes)) -}}
+{{- fail (printf "login.scopes must include openid (an OpenID Connect login returns no id_token without it): %s" (join "," $login.scopes)) -}}
+{{- end -}}
+{{- $set := list -}}
+{{- range $flag := list "login-client-id" "login-client-secret-file" "login-redirect-url" "login-scopes" -}}
+{{- if hasKey $extraArgs $flag -}}{{- $set = append $set (printf "extraArgs.%s" $flag) -}}{{- end -}}
+{{- end -}}
+{{- if $set -}}
+{{- fail (printf "login.enabled cannot be combined with %s: set browser login with the login values (login.clientId, clientSecret or existingSecret, redirectUrl, scopes)" (join ", " $set)) -}}
+{{- end -}}
+{{- end -}}
 {{- /* Values of other Go chart versions for features this proxy does not have: refused, not ignored. */ -}}
 {{- if $v.oidc.apiAudiences -}}
 {{- fail "oidc.apiAudiences is not supported: the proxy has no --api-audiences flag (for passed-through tokens use tokenPassthrough.audiences)" -}}
