@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kube_oidc_proxy.credential.cache import store_tokens
 
+from kube_oidc_proxy.credential.cache import store_tokens
 from tests.e2e.cluster import build
 from tests.e2e.cluster.cluster import NAMESPACE, Cluster
 from tests.e2e.cluster.idp import CLIENT_ID, password_grant
