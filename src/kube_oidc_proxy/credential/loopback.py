@@ -125,8 +125,11 @@ class Loopback:
 
     async def __aenter__(self) -> Loopback:
         self._arrived = asyncio.get_running_loop().create_future()
+        # "localhost" would bind one socket per address, each on its own free port: bind IPv4 only and keep
+        # the name in the redirect URI (some issuers register http://localhost:* only)
+        bind = "127.0.0.1" if self._host == "localhost" else self._host
         try:
-            self._server = await asyncio.start_server(self._serve, self._host, self._port, limit=MAX_HEAD_BYTES)
+            self._server = await asyncio.start_server(self._serve, bind, self._port, limit=MAX_HEAD_BYTES)
         except OSError as exc:
             raise CredentialError(
                 f"cannot listen on {self._host}:{self._port} for the browser: {exc.strerror}"

@@ -136,6 +136,17 @@ async def test_an_oversized_request_is_refused_and_the_wait_goes_on() -> None:
     assert (await browser).startswith(b"HTTP/1.1 400 ")  # left unanswered: told the login did not finish
 
 
+async def test_localhost_listens_on_one_ipv4_port_named_in_the_redirect() -> None:
+    async with Loopback("localhost", 0) as receiver:
+        assert receiver.redirect_uri.startswith("http://localhost:")
+        browser = asyncio.create_task(
+            get(port_of(receiver), f"GET /callback?code=c&state={STATE} HTTP/1.1\r\n\r\n".encode())
+        )
+        assert await receiver.code(STATE, timeout=10) == "c"
+        await receiver.answer(True, "done")
+        assert (await browser).startswith(b"HTTP/1.1 200 ")
+
+
 async def test_no_callback_in_time_is_a_clear_error() -> None:
     async with Loopback("127.0.0.1", 0) as receiver:
         with pytest.raises(CredentialError, match=r"no answer from the browser within 0\.001 minutes"):
