@@ -20,6 +20,7 @@ from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.server.wiring import load
 from tests.conftest import ProxyHandle, replace, start_proxy
 from tests.integration.test_authentication_config import corporate, document, partner, write
+from tests.integration.test_metrics import scrape, value
 from tests.support.browser import COOKIE, Browser, kubeconfig_on, pre_blocks
 from tests.support.certs import CertFiles, issue
 from tests.support.client import get
@@ -293,6 +294,30 @@ async def test_a_self_signed_root_ending_the_serving_chain_becomes_the_kubeconfi
         cluster = kubeconfig_on(page.body)["clusters"][0]["cluster"]
         assert base64.b64decode(cluster["certificate-authority-data"]) == ca.cert_pem.bytes()
         assert "mv ~/Downloads/kubeconfig ~/.kube/localhost.yaml" in page.body.decode()
+    finally:
+        await handle.running.stop(grace=1)
+        handle.app.access_log.close()
+
+
+async def test_logins_are_counted_by_result_and_login_pages_are_not_api_requests(
+    config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    metered = with_login(replace(config, proxy=replace(config.proxy, metrics_bind_address="127.0.0.1:0")))
+    handle = await start_proxy(metered, issuer, upstream)
+    try:
+        browser = Browser(handle.port, handle.ca_file, issuer)
+        assert (await browser.sign_in()).status == 200
+        assert (await browser.get("/login/callback?state=made-up&code=x")).status == 400
+        issuer.token_endpoint.id_token_claims = {"aud": "other"}
+        assert (await browser.sign_in()).status == 403
+        issuer.token_endpoint.down = True
+        assert (await browser.sign_in()).status == 502
+        samples = await scrape(handle.running.metrics_port)
+        assert value(samples, "logins_total", result="success") == 1
+        assert value(samples, "logins_total", result="bad_request") == 1
+        assert value(samples, "logins_total", result="refused") == 1
+        assert value(samples, "logins_total", result="provider_error") == 1
+        assert not [name for name, _ in samples if name == "kube_oidc_proxy_http_requests_total"]
     finally:
         await handle.running.stop(grace=1)
         handle.app.access_log.close()
