@@ -27,6 +27,7 @@ from kube_oidc_proxy.config import (
     AuditTruncateConfig,
     ClientConfig,
     Config,
+    LoginConfig,
     OIDCConfig,
     ProxyConfig,
     ServingConfig,
@@ -178,6 +179,37 @@ def _add_client_flags(p: argparse.ArgumentParser) -> None:
         help="Rate of the proxy's own API calls (reviews), per second; 0: 50.",
     )
     client.add_argument("--kube-client-burst", type=int, default=0, help="Burst of the proxy's own API calls; 0: 100.")
+
+
+def _add_login_flags(p: argparse.ArgumentParser) -> None:
+    login = p.add_argument_group("Browser login (docs/login.md)")
+    login.add_argument(
+        "--login-client-id",
+        default="",
+        help="Turns on browser login at /login: the OIDC client id the proxy signs users in with (tokens' aud "
+        "must be accepted by the issuer's configuration).",
+    )
+    login.add_argument(
+        "--login-client-secret-file",
+        default="",
+        metavar="FILE",
+        help="File holding that client's secret (default: none, a public client using PKCE alone).",
+    )
+    login.add_argument(
+        "--login-redirect-url",
+        default="",
+        metavar="URL",
+        help="The callback URL registered at the IdP, https://HOST/login/callback (default: built from the "
+        "request's Host).",
+    )
+    login.add_argument(
+        "--login-scopes",
+        action=_SliceAction,
+        default=[],
+        metavar="SCOPES",
+        help="Scopes to ask for, comma-separated (default: openid,email,profile,groups minus those the issuer "
+        "does not list, plus offline_access when listed).",
+    )
 
 
 def _add_audit_flags(p: argparse.ArgumentParser) -> None:
@@ -361,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Accept usernames and groups starting with 'system:' from tokens (refused by default).",
     )
 
+    _add_login_flags(p)
+
     serving = p.add_argument_group("Secure Serving")
     serving.add_argument("--bind-address", default="0.0.0.0", help="Address to serve on (default 0.0.0.0).")  # noqa: S104
     serving.add_argument("--secure-port", type=_port, default=6443, help="HTTPS port (default 6443).")
@@ -518,6 +552,12 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             explicit=explicit,
         ),
         audit=_audit_config(ns),
+        login=LoginConfig(
+            client_id=ns.login_client_id,
+            client_secret_file=ns.login_client_secret_file,
+            redirect_url=ns.login_redirect_url,
+            scopes=tuple(ns.login_scopes),
+        ),
         verbosity=ns.verbosity,
     )
 

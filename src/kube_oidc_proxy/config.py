@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from kube_oidc_proxy.authn.model import SUPPORTED_SIGNING_ALGS, ClaimMapping, JWTAuthenticatorSpec
 from kube_oidc_proxy.clientip import parse_networks
 from kube_oidc_proxy.identity import extra_problem, reserved_extra_key
+from kube_oidc_proxy.login.hosts import parse_host
 from kube_oidc_proxy.tlsnames import TLS_VERSIONS, unknown_cipher_suites
 
 MAX_WORKERS: Final = 64
@@ -235,6 +236,53 @@ class ClientConfig:
         return errors
 
 
+LOGIN_CALLBACK_PATH: Final = "/login/callback"
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_CHARS: Final = frozenset(chr(c) for c in range(0x21, 0x7F) if c not in (0x22, 0x5C))
+
+
+@dataclass(frozen=True, slots=True)
+class LoginConfig:
+    """Browser login on the proxy's port (``--login-*``): on when a client id is given."""
+
+    client_id: str = ""
+    client_secret_file: str = ""  # read at start; none: a public client (PKCE alone)
+    redirect_url: str = ""  # "": https://<the request's Host>/login/callback
+    scopes: tuple[str, ...] = ()  # (): the default scopes the issuer lists
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.client_id)
+
+    def validate(self) -> list[str]:
+        if not self.client_id:
+            if self.client_secret_file or self.redirect_url or self.scopes:
+                return ["--login-client-secret-file, --login-redirect-url and --login-scopes need --login-client-id"]
+            return []
+        errors: list[str] = []
+        if not self.client_id.isprintable():
+            errors.append("--login-client-id must be printable text")
+        if self.redirect_url:
+            url = urlsplit(self.redirect_url)
+            if (
+                url.scheme != "https"
+                or parse_host(url.netloc.encode()) is None
+                or url.path != LOGIN_CALLBACK_PATH
+                or url.query
+                or url.fragment
+            ):
+                errors.append(
+                    f"--login-redirect-url must be an https URL of this proxy with the path {LOGIN_CALLBACK_PATH} "
+                    f"(no user info, query or fragment), got {self.redirect_url!r}"
+                )
+        if self.scopes and "openid" not in self.scopes:
+            errors.append("--login-scopes must include openid (the id_token is what the proxy verifies)")
+        for scope in self.scopes:
+            if not set(scope) <= _SCOPE_CHARS:
+                errors.append(f"--login-scopes: {scope!r} is not a scope name")
+        return errors
+
+
 AUDIT_MODES: Final = ("batch", "blocking", "blocking-strict")
 
 
@@ -303,11 +351,12 @@ class Config:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    login: LoginConfig = field(default_factory=LoginConfig)
     verbosity: int = 0
 
     def validate(self) -> list[str]:
         errors = self.oidc.validate() + self.serving.validate() + self.proxy.validate() + self.client.validate()
-        errors += self.audit.validate()
+        errors += self.audit.validate() + self.login.validate()
         if self.proxy.readiness_probe_port == self.serving.secure_port:
             errors.append(f"--secure-port and --readiness-probe-port must differ (both are {self.serving.secure_port})")
         if self.proxy.metrics_bind_address and not self.proxy.validate():

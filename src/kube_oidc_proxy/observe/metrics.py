@@ -243,6 +243,13 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.logins = Counter(
+            "logins",
+            "Browser logins that came back from the IdP (/login/callback), by result.",
+            ["result"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         # children of the per-request series, bound once: .labels() costs more than .inc()
         self._cache_hit = self.token_cache.labels("hit")
         self._cache_miss = self.token_cache.labels("miss")
@@ -295,6 +302,10 @@ class Metrics:
     def reviews_counter(self, kind: str) -> Callable[[int], None]:
         """``kind``: ``subjectaccessreviews`` or ``tokenreviews``; called once per request that needed reviews."""
         return self.reviews_per_request.labels(kind).observe
+
+    def login(self, result: str) -> None:
+        """``result``: success, refused (the authenticator, the nonce), provider_error, bad_request."""
+        self.logins.labels(result).inc()
 
     def review_throttled(self, kind: str, reason: str) -> None:
         self.reviews_throttled.labels(kind, reason).inc()

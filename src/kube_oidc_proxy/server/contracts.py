@@ -18,6 +18,8 @@ from kube_oidc_proxy.clientip import TrustedProxies
 from kube_oidc_proxy.gate import Admit, Gate
 from kube_oidc_proxy.http1.events import Framing
 from kube_oidc_proxy.http1.headers import Headers
+from kube_oidc_proxy.login.responses import LoginResponse
+from kube_oidc_proxy.login.routes import LoginRequest
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.metrics import Metrics
 from kube_oidc_proxy.server.flow import PauseReason
@@ -75,6 +77,11 @@ class ClientSide(Protocol):
         """A complete Kubernetes Status response of the proxy's own."""
         ...
 
+    def send_response(self, code: int, headers: Headers, body: bytes, *, request_read: bool) -> None:
+        """A complete response of the proxy's own (a login page): ``headers`` are complete (Content-Length
+        included), ``body`` is empty for a HEAD request."""
+        ...
+
     def cut(self) -> None:
         """The response cannot be completed: the client must see it broken, never complete."""
         ...
@@ -88,10 +95,17 @@ class ClientSide(Protocol):
         ...
 
 
+class LoginRoutes(Protocol):
+    """The browser login's pages (``login.handler.LoginPages``), answered by the proxy itself."""
+
+    async def handle(self, request: LoginRequest) -> LoginResponse: ...
+
+
 class ServerSide(Protocol):
     """The server as an exchange sees it."""
 
     gate: Gate
+    login: LoginRoutes | None  # --login-client-id: /login and /login/* are answered here, never forwarded
     auditor: Auditor | None
     metrics: Metrics | None
     access_log: AccessLog

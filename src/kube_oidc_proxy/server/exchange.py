@@ -6,6 +6,9 @@ client is a ``ClientSide`` (an HTTP/1.1 connection's request, or an HTTP/2 strea
 in through ``body`` (``RequestBody``, the request direction), the response goes out through ``relay``
 (``ResponseRelay``, the response direction, which also holds the exchange's ``Phase``).
 
+With browser login on (``server.login``), ``/login`` and ``/login/*`` are answered by the proxy before all of
+that: no in-flight slot, no token, nothing sent to kube-apiserver.
+
 Failure rules: before the response head is written, any failure becomes a Kubernetes Status response; after
 it, the client's response is cut, so a truncated response can never look complete.
 """
@@ -23,9 +26,11 @@ from kube_oidc_proxy.gate import Admit, Deny
 from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.http1.serialize import LAST_CHUNK, chunk, request_head
+from kube_oidc_proxy.login.cookies import browser_cookie
+from kube_oidc_proxy.login.routes import LoginRequest, is_login_path
 from kube_oidc_proxy.requestinfo import is_long_running
 from kube_oidc_proxy.server import auditstages
-from kube_oidc_proxy.server.contracts import ClientGone, ClientSide, ServerSide
+from kube_oidc_proxy.server.contracts import ClientGone, ClientSide, LoginRoutes, ServerSide
 from kube_oidc_proxy.server.exchangelog import ExchangeLog
 from kube_oidc_proxy.server.inflight import is_mutating
 from kube_oidc_proxy.server.phase import Phase
@@ -92,6 +97,9 @@ class Exchange:
 
     async def _run(self) -> None:
         server, head = self.server, self.head
+        if server.login is not None and is_login_path(head.target):
+            await self._login(server.login)
+            return
         if not (self.relay.long_running or head.upgrade):
             mutating = is_mutating(head.method)
             if not server.inflight.enter(mutating):
@@ -127,6 +135,24 @@ class Exchange:
             await self._upgrade(connections)
         else:
             await self._forward(connections)
+
+    async def _login(self, login: LoginRoutes) -> None:
+        """A login page, answered here whatever the request holds."""
+        head = self.head
+        self.log.own_page = True
+        headers = head.headers
+        hosts = [value for name, value in headers if name == b"host"]
+        request = LoginRequest(
+            method=head.method,
+            target=head.target,
+            host=hosts[0] if len(hosts) == 1 else None,
+            cookie=browser_cookie(value for name, value in headers if name == b"cookie"),
+            client_ip=self.server.trusted_proxies.origin(headers, self.client.peer_ip).client_ip,
+        )
+        headers.clear()  # as for any request: its headers are not kept while it is answered
+        del hosts
+        answer = await login.handle(request)
+        self.relay.respond(answer.status, answer.headers, b"" if head.method == b"HEAD" else answer.body)
 
     def _admit(self, admit: Admit) -> Upstream:
         """The decision's headers, one Audit-ID (kube-apiserver adopts it) and its connections' credential."""

@@ -36,6 +36,7 @@ class ExchangeLog:
         "_xff",
         "audit_id",
         "head",
+        "own_page",
         "peer_ip",
         "protocol",
     )
@@ -54,6 +55,7 @@ class ExchangeLog:
         self._audit: AuditRecord | None = None
         self._waits: list[Awaitable[bool]] = []
         self._lined = False
+        self.own_page = False  # a login page: not a kube-apiserver request, left out of the request metrics
 
     def decided(self, decision: Admit | Deny, origin: Origin, audit_id: str) -> None:
         """The gate's answer is known: start the records that need it (before the request headers go)."""
@@ -175,7 +177,7 @@ class ExchangeLog:
     def answered(self, code: int, *, long_running: bool, watched: bool) -> None:
         """The exchange is over: ``code`` 0 if the client left before a response began."""
         metrics = self._server.metrics
-        if metrics is not None and code:
+        if metrics is not None and code and not self.own_page:
             metrics.request_done(self._verb, code, self.protocol, self._started, long_running=long_running)
             if watched:
                 metrics.watches.dec()

@@ -162,6 +162,11 @@ class H2Side:
         self.send_body(body)
         self.send_end()
 
+    def send_response(self, code: int, headers: Headers, body: bytes, *, request_read: bool) -> None:
+        self._conn.send_head(self, code, headers, end=False)
+        self.send_body(body)
+        self.send_end()
+
     def cut(self) -> None:
         self._conn.reset(self)
 

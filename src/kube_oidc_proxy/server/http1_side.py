@@ -115,6 +115,14 @@ class Http1Side:
         self._conn.write(status_response(code, message, close=not self.keep_alive, extra=extra))
         self._complete = True
 
+    def send_response(self, code: int, headers: Headers, body: bytes, *, request_read: bool) -> None:
+        if not request_read:
+            self.keep_alive = False
+        if not self.keep_alive:
+            headers = [*headers, (b"Connection", b"close")]
+        self._conn.writelines([response_head(code, b"", headers), body])
+        self._complete = True
+
     def cut(self) -> None:
         self.keep_alive = False
         self._conn.abort()

@@ -26,7 +26,7 @@ from kube_oidc_proxy.config import (
 from kube_oidc_proxy.gate import Admit, Gate, Impersonate, PassThrough
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.metrics import Metrics
-from kube_oidc_proxy.server.contracts import ServedConnection
+from kube_oidc_proxy.server.contracts import LoginRoutes, ServedConnection
 from kube_oidc_proxy.server.h2_limits import DEFAULT_MAX_STREAMS
 from kube_oidc_proxy.server.inflight import InflightLimit
 from kube_oidc_proxy.server.negotiated import Negotiated
@@ -58,7 +58,9 @@ class ProxyServer:
         max_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS,
         inflight: InflightLimit | None = None,
         http2_max_streams: int = 0,
+        login: LoginRoutes | None = None,
     ) -> None:
+        self.login = login
         self.http2_max_streams = http2_max_streams or DEFAULT_MAX_STREAMS
         self.trusted_proxies = trusted_proxies
         self.max_connections = max_connections

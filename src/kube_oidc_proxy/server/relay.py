@@ -135,6 +135,15 @@ class ResponseRelay:
         self._client.send_status(code, message, request_read=self._body.done and not self.upgrade, extra=extra)
         self._advance(Event.ANSWER)
 
+    def respond(self, code: int, headers: Headers, body: bytes) -> None:
+        """A complete response of the proxy's own that is not a Status (a login page), unless the client has
+        gone; nothing went upstream."""
+        if self.phase.over:
+            return
+        self.code = code
+        self._client.send_response(code, headers, body, request_read=self._body.done and not self.upgrade)
+        self._advance(Event.ANSWER)
+
     def cut(self) -> None:
         """The response cannot be finished: the client sees it broken."""
         if self.phase.over:

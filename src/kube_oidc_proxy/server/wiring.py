@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -20,22 +21,27 @@ from kube_oidc_proxy.authn.jwks import KeySource
 from kube_oidc_proxy.authn.passthrough import Passthrough
 from kube_oidc_proxy.authz.checker import ImpersonationChecker
 from kube_oidc_proxy.clientip import TrustedProxies, parse_networks
-from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config, OIDCConfig
+from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config, LoginConfig, OIDCConfig
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.gate import Gate
 from kube_oidc_proxy.impersonation import Rewriter
 from kube_oidc_proxy.kube.credentials import BearerToken
 from kube_oidc_proxy.kube.execcredential import ExecCredential, ExecCredentialError
 from kube_oidc_proxy.kube.target import UpstreamTarget, load_target, webhook_kubeconfig
+from kube_oidc_proxy.login.handler import LoginIssuer, LoginPages, LoginSettings
+from kube_oidc_proxy.login.proxyca import self_signed_root
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
 from kube_oidc_proxy.observe.metrics import Metrics
+from kube_oidc_proxy.oidcclient import Client
 from kube_oidc_proxy.server.authentication import Authentication
 from kube_oidc_proxy.server.inflight import InflightLimit, idle_connections
 from kube_oidc_proxy.server.kubeclient import KubeClient
 from kube_oidc_proxy.server.proxy import ProxyServer
 from kube_oidc_proxy.server.tls import ServingTLS, client_context
 from kube_oidc_proxy.server.upstreams import AsCaller, AsProxy
+
+log = logging.getLogger("kop.app")
 
 # The proxy's own API calls (SubjectAccessReview, TokenReview). client-go's 5/10 throttled --as users of
 # the Go proxy (Tremolo issue #65); reviews are cached, so this is a ceiling, not a pace.
@@ -84,6 +90,89 @@ def _read_oidc_ca(path: str) -> bytes | None:
         return Path(path).read_bytes()
     except OSError as exc:
         raise StartupError(f"cannot read --oidc-ca-file {path!r}: {exc.strerror}") from None
+
+
+class _LoginIssuers:
+    """The issuers browser login offers: those the authenticator trusts now (an --authentication-config reload
+    may change them between two requests), each with a TLS context for its token endpoint."""
+
+    def __init__(self, authentication: Authentication) -> None:
+        self._authentication = authentication
+        self._contexts: dict[bytes | None, ssl.SSLContext] = {}  # by CA bundle: built once, not per request
+
+    def __call__(self) -> list[LoginIssuer]:
+        issuers = []
+        for authenticator in self._authentication.token_authenticator.authenticators:
+            spec = authenticator.spec
+            context = self._contexts.get(spec.ca_pem)
+            if context is None:
+                context = client_context(spec.ca_pem, what=f"the OIDC issuer {spec.issuer_url}")
+                self._contexts[spec.ca_pem] = context
+            issuers.append(LoginIssuer(spec.issuer_url, authenticator.keys.discovery, spec.ca_pem, context))
+        return issuers
+
+
+class _ProxyCA:
+    """The CA a kubeconfig names for the proxy (``proxyca``), read again after the serving certificate changed."""
+
+    def __init__(self, tls: ServingTLS, cert_file: str) -> None:
+        self._tls = tls
+        self._cert_file = cert_file
+        self._seen = -1  # the reload count the PEM was read at
+        self._pem: bytes | None = None
+
+    def __call__(self) -> bytes | None:
+        if self._tls.reloads != self._seen:
+            self._seen = self._tls.reloads
+            try:
+                self._pem = self_signed_root(Path(self._cert_file).read_bytes())
+            except OSError as exc:
+                log.warning("cannot read %s for the login kubeconfig's CA: %s", self._cert_file, exc.strerror)
+        return self._pem
+
+
+def _read_login_secret(path: str) -> str | None:
+    if not path:
+        return None
+    try:
+        secret = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not text"
+        raise StartupError(f"cannot read --login-client-secret-file {path!r}: {why}") from None
+    if not secret:
+        raise StartupError(f"--login-client-secret-file {path!r} is empty")
+    return secret
+
+
+def _login_pages(
+    config: Config, authentication: Authentication, tls: ServingTLS, access_log: AccessLog, metrics: Metrics | None
+) -> LoginPages | None:
+    login: LoginConfig = config.login
+    if not login.enabled:
+        return None
+    client = Client(login.client_id, _read_login_secret(login.client_secret_file))
+    specs = [a.spec for a in authentication.token_authenticator.authenticators]
+    if not any(login.client_id in spec.audiences for spec in specs):
+        log.warning(
+            "--login-client-id %s is not an audience of any issuer the proxy trusts: tokens from browser login "
+            "will be refused (add it to --oidc-client-id's issuer audiences or the authentication config)",
+            login.client_id,
+        )
+    settings = LoginSettings(
+        client,
+        redirect_url=login.redirect_url,
+        scopes=login.scopes,
+        static_extra=dict(config.proxy.extra_user_headers),
+        client_ip_extra=config.proxy.extra_user_header_client_ip,
+    )
+    return LoginPages(
+        settings,
+        _LoginIssuers(authentication),
+        authentication.token_authenticator,
+        access_log,
+        proxy_ca=_ProxyCA(tls, config.serving.tls_cert_file),
+        on_login=metrics.login if metrics is not None else None,
+    )
 
 
 def _exec_plugin(target: UpstreamTarget) -> ExecCredential | None:
@@ -219,5 +308,6 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         max_connections=config.proxy.max_client_connections,
         inflight=InflightLimit(max_reads, max_mutating),
         http2_max_streams=config.serving.http2_max_streams,
+        login=_login_pages(config, authentication, tls, access_log, metrics),
     )
     return App(config, tls, target, proxy, authentication, access_log, client, metrics)

@@ -4,6 +4,7 @@ upstream connection records what kube-apiserver gets and is fed its answer as ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import Coroutine
 from typing import Any, cast
@@ -14,6 +15,8 @@ from kube_oidc_proxy.errors import UpstreamError
 from kube_oidc_proxy.gate import Deny, Impersonate
 from kube_oidc_proxy.http1.events import MESSAGE_END, Body, RequestHead, ResponseHead
 from kube_oidc_proxy.http1.headers import Headers
+from kube_oidc_proxy.login.responses import LoginResponse
+from kube_oidc_proxy.login.routes import LoginRequest
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.server.exchange import Exchange
 from kube_oidc_proxy.server.inflight import InflightLimit
@@ -68,6 +71,9 @@ class FakeClient:
 
     def send_status(self, code: int, message: str, **_: Any) -> None:
         self.got.append(("status", code))
+
+    def send_response(self, code: int, headers: Headers, body: bytes, *, request_read: bool) -> None:
+        self.got.append(("response", (code, body, request_read)))
 
     def cut(self) -> None:
         self.got.append(("cut", None))
@@ -144,6 +150,7 @@ class FakeGate:
 class FakeServer:
     auditor = None
     metrics = None
+    login: Any = None
     trusted_proxies = NO_TRUSTED_PROXIES
     request_timeout = 0.0
 
@@ -264,3 +271,65 @@ async def test_a_client_that_leaves_mid_response_stops_the_upstream_work() -> No
     await exchange.task
     assert upstream.closed and pool.released == []
     assert exchange.relay.phase is Phase.CLIENT_GONE and client.finished_count == 1
+
+
+class FakeLogin:
+    def __init__(self) -> None:
+        self.asked: list[LoginRequest] = []
+
+    async def handle(self, request: LoginRequest) -> LoginResponse:
+        self.asked.append(request)
+        return LoginResponse(200, [(b"Content-Length", b"4")], b"page")
+
+
+def login_request(method: bytes, target: bytes, headers: Headers) -> RequestHead:
+    return RequestHead(method, target, "1.1", headers, True, False, "none", None, False, 40)
+
+
+async def login_exchange(head: RequestHead, *, inflight: int = 10) -> tuple[Exchange, FakeClient, FakeLogin, FakePool]:
+    pool = FakePool(FakeUpstream())
+    server = FakeServer(ADMITTED, pool)
+    server.inflight = InflightLimit(inflight, inflight)
+    server.login = FakeLogin()
+    client = FakeClient()
+    exchange = Exchange(cast(Any, server), cast(Any, client), head)
+    await exchange.run()
+    return exchange, client, server.login, pool
+
+
+async def test_a_login_page_is_answered_by_the_proxy_without_the_gate_the_inflight_limit_or_kube_apiserver() -> None:
+    cookie = b"__Host-kop-login=" + b"a" * 43
+    head = login_request(b"GET", b"/login/callback?code=c&state=s", [(b"host", b"proxy:443"), (b"cookie", cookie)])
+    exchange, client, login, pool = await login_exchange(head, inflight=0)
+    assert client.got == [("response", (200, b"page", True))]
+    assert login.asked == [LoginRequest(b"GET", b"/login/callback?code=c&state=s", b"proxy:443", "a" * 43, "192.0.2.1")]
+    assert head.headers == [], "the request's headers are emptied, as for any request"
+    assert exchange.relay.phase is Phase.COMPLETE and client.finished_count == 1
+    assert len(pool.ready) == 1, "nothing went upstream"
+
+
+async def test_a_head_request_for_a_login_page_gets_its_headers_without_the_body() -> None:
+    _, client, _, _ = await login_exchange(login_request(b"HEAD", b"/login", [(b"host", b"proxy")]))
+    assert client.got == [("response", (200, b"", True))]
+
+
+async def test_two_host_headers_reach_the_login_as_none() -> None:
+    head = login_request(b"GET", b"/login", [(b"host", b"a"), (b"host", b"b")])
+    _, _, login, _ = await login_exchange(head)
+    assert login.asked[0].host is None
+
+
+async def test_paths_that_only_look_like_login_paths_go_through_the_gate() -> None:
+    for target in (b"/loginx", b"/api/login", b"/login%2Fcallback", b"/Login", b"/api/v1/namespaces/login"):
+        upstream = FakeUpstream()
+        server = FakeServer(ADMITTED, FakePool(upstream))
+        server.login = FakeLogin()
+        exchange = Exchange(cast(Any, server), cast(Any, FakeClient()), login_request(b"GET", target, []))
+        task = asyncio.get_running_loop().create_task(exchange.run())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert server.login.asked == [], target
+        assert upstream.written.startswith(b"GET " + target + b" HTTP/1.1\r\n"), target
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
