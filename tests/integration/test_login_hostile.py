@@ -137,10 +137,10 @@ async def test_a_state_expires_with_its_cookie(handle: ProxyHandle) -> None:
     browser = watched(handle)
     pages = pages_of(handle)
     _, callback = await browser.start()
-    real_clock = pages._clock
-    pages._clock = lambda: real_clock() + 601
+    real_clock = pages.clock
+    pages.clock = lambda: real_clock() + 601
     assert (await browser.get(callback)).status == 400
-    pages._clock = real_clock
+    pages.clock = real_clock
 
 
 # -- the IdP's answers ------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ class LoginPages:
         self._access_log = access_log
         self._proxy_ca = proxy_ca
         self._on_login = on_login  # counts callbacks by outcome (the logins metric)
-        self._clock = clock
+        self.clock = clock
         self.pending = PendingLogins()
         self.limiter = RateLimiter()
 
@@ -110,7 +110,7 @@ class LoginPages:
         return answer
 
     async def _answer(self, request: LoginRequest) -> LoginResponse:
-        wait = self.limiter.take(request.client_ip, self._clock())
+        wait = self.limiter.take(request.client_ip, self.clock())
         if wait:
             body = pages.error(None, "Too many requests", "Too many login requests from your address.", again=False)
             return refusal(429, body, "rate limited", extra=[(b"Retry-After", b"%d" % wait)])
@@ -185,7 +185,7 @@ class LoginPages:
         provider = self._provider(issuer, host)
         if isinstance(provider, LoginResponse):
             return provider
-        now = self._clock()
+        now = self.clock()
         cookie = request.cookie or random_token()  # one per browser: two tabs signing in do not undo each other
         redirect_uri = self.settings.redirect_url or f"https://{host}/login/callback"
         state, nonce, pkce = random_token(), random_token(), new_pkce()
@@ -214,7 +214,7 @@ class LoginPages:
         state = query.get("state")
         if not state:
             return _bad_link(host, "the callback has no state")
-        now = self._clock()
+        now = self.clock()
         login = self.pending.pop(state, now)  # one use, whatever happens next
         if login is None:
             return _bad_link(host, "unknown, used or expired state")
@@ -345,10 +345,10 @@ def _outcome(answer: LoginResponse) -> str:
     """The logins metric's ``result`` for a callback's answer."""
     if not answer.refusal:
         return "success"
+    if answer.status in (502, 503) or answer.refusal.startswith("the identity provider"):
+        return "provider_error"  # the IdP refused, failed or cannot be reached (its keys included)
     if answer.refusal.startswith("refused:"):
         return "refused"
-    if answer.status in (502, 503) or answer.refusal.startswith("the identity provider"):
-        return "provider_error"
     return "bad_request"
 
 

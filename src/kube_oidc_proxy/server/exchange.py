@@ -150,7 +150,6 @@ class Exchange:
             client_ip=self.server.trusted_proxies.origin(headers, self.client.peer_ip).client_ip,
         )
         headers.clear()  # as for any request: its headers are not kept while it is answered
-        del hosts
         answer = await login.handle(request)
         self.relay.respond(answer.status, answer.headers, b"" if head.method == b"HEAD" else answer.body)
 
