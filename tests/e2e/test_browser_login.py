@@ -72,9 +72,15 @@ def _fresh_artifacts() -> None:
 
 
 @pytest.fixture(scope="module")
-def login_proxy(cluster: Cluster) -> Iterator[Proxy]:
+def login_proxy(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    """Login on; its serving certificate file holds the chain up to the cluster's CA (as cert-manager's
+    tls.crt does), so the page can put that CA into the kubeconfig it gives."""
+    assert cluster.ca is not None
+    pair = cluster.ca.serving("kube-oidc-proxy-login")
+    chain = tmp_path_factory.mktemp("login-proxy") / "tls-chain.crt"
+    chain.write_text(pair.cert.read_text() + cluster.ca_file.read_text())
     proxy = Proxy(cluster)
-    proxy.start(f"--login-client-id={CLIENT_ID}")
+    proxy.start(f"--login-client-id={CLIENT_ID}", f"--tls-cert-file={chain}", f"--tls-private-key-file={pair.key}")
     try:
         yield proxy
     finally:
@@ -166,12 +172,23 @@ class _PluginBrowser:
         self.script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> {self.urls}\n')
         self.script.chmod(0o755)
 
-    def first_url(self) -> str:
-        wait_until("the plugin opening the browser", self.urls.exists, PAGE_TIMEOUT_SECONDS)
+    def first_url(self, kubectl: subprocess.Popen[bytes]) -> str:
+        def opened() -> bool:
+            if kubectl.poll() is not None:
+                _, err = kubectl.communicate()
+                raise AssertionError(
+                    f"kubectl ended before its plugin opened a browser: {err.decode(errors='replace')}"
+                )
+            return self.urls.exists()
+
+        wait_until("the plugin opening the browser", opened, PAGE_TIMEOUT_SECONDS)
         return self.urls.read_text().splitlines()[0]
 
 
-def _kubectl_on_a_terminal(kubeconfig: Path, home: Path, browser_script: Path, *args: str) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def _kubectl_on_a_terminal(
+    kubeconfig: Path, home: Path, browser_script: Path, *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """kubectl as a person runs it: stdin a terminal (so the exec plugin may be interactive), the plugin's
     command (kube-oidc-proxy, from this virtualenv) on PATH."""
     leader, follower = pty.openpty()
@@ -187,8 +204,13 @@ def _kubectl_on_a_terminal(kubeconfig: Path, home: Path, browser_script: Path, *
         ["kubectl", *args], stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     os.close(follower)
-    os.close(leader)
-    return process
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait()
+        os.close(leader)  # the terminal stays open while kubectl runs
 
 
 def _user(kubeconfig: dict[str, Any]) -> dict[str, Any]:
@@ -219,26 +241,28 @@ def test_a_user_signs_in_with_a_browser_and_kubectl_works_with_the_downloaded_ku
     assert user["exec"]["command"] == "kube-oidc-proxy"
     assert "credential" in user["exec"]["args"]
     assert config["clusters"][0]["cluster"]["server"] == login_proxy.url
+    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    assert ca.strip() == cluster.ca_file.read_text().strip()
 
     # The first kubectl runs the plugin, which opens "the browser": the same Chromium, still signed in.
     home = tmp_path / "home"
     home.mkdir()
     plugin_browser = _PluginBrowser(tmp_path)
-    kubectl = _kubectl_on_a_terminal(kubeconfig_path, home, plugin_browser.script, "get", "pods", "-n", NAMESPACE)
-    try:
-        browser.get(plugin_browser.first_url())
-        wait_until("kubectl to finish", lambda: kubectl.poll() is not None, PAGE_TIMEOUT_SECONDS)
+    with _kubectl_on_a_terminal(
+        kubeconfig_path, home, plugin_browser.script, "get", "pods", "-n", NAMESPACE
+    ) as kubectl:
+        browser.get(plugin_browser.first_url(kubectl))
         _screenshot(browser, "03-plugin-signed-in")
-        out, err = kubectl.communicate(timeout=PAGE_TIMEOUT_SECONDS)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            kubectl.kill()
+        try:
+            out, err = kubectl.communicate(timeout=PAGE_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"kubectl did not finish; the browser is at {browser.current_url}: {_text(browser)}")
     assert kubectl.returncode == 0, err.decode(errors="replace")
     assert b"web" in out
 
     # The next kubectl needs no browser: the plugin's cache (0600) serves it, as that user.
-    whoami = _kubectl_on_a_terminal(kubeconfig_path, home, plugin_browser.script, "auth", "whoami", "-o", "yaml")
-    out, err = whoami.communicate(timeout=PAGE_TIMEOUT_SECONDS)
+    with _kubectl_on_a_terminal(kubeconfig_path, home, plugin_browser.script, "auth", "whoami", "-o", "yaml") as whoami:
+        out, err = whoami.communicate(timeout=PAGE_TIMEOUT_SECONDS)
     assert whoami.returncode == 0, err.decode(errors="replace")
     status = yaml.safe_load(out)["status"]["userInfo"]
     assert status["username"] == "alice@example.com"

@@ -43,6 +43,7 @@ from kube_oidc_proxy.login.text import one_line
 from kube_oidc_proxy.login.whoami import whoami
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.oidcclient import (
+    OFFLINE_ACCESS,
     Client,
     ProviderError,
     ProviderMetadata,
@@ -174,6 +175,12 @@ class LoginPages:
             return self.settings.scopes
         return default_scopes(provider.scopes_supported if provider is not None else None)
 
+    def _page_scopes(self, provider: ProviderMetadata) -> tuple[str, ...]:
+        """What the page's own sign-in asks for: the plugin's scopes without offline_access. The page keeps no
+        refresh token, and an offline grant costs the user their IdP session at some providers (Keycloak signs
+        the browser out of single sign-on), so the plugin's own first login would ask for the password again."""
+        return tuple(s for s in self._scopes(provider) if s != OFFLINE_ACCESS)
+
     # -- the routes -----------------------------------------------------------------------------------
 
     def _start(self, request: LoginRequest, parsed: Parsed, host: str) -> LoginResponse:
@@ -198,7 +205,7 @@ class LoginPages:
             provider,
             client_id=self.settings.client.client_id,
             redirect_uri=redirect_uri,
-            scopes=self._scopes(provider),
+            scopes=self._page_scopes(provider),
             state=state,
             nonce=nonce,
             pkce=pkce,
