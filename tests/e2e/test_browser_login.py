@@ -256,7 +256,9 @@ def test_a_user_signs_in_with_a_browser_and_kubectl_works_with_the_downloaded_ku
         try:
             out, err = kubectl.communicate(timeout=PAGE_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"kubectl did not finish; the browser is at {browser.current_url}: {_text(browser)}")
+            raise AssertionError(
+                f"kubectl did not finish; the browser is at {browser.current_url}: {_text(browser)}"
+            ) from None
     assert kubectl.returncode == 0, err.decode(errors="replace")
     assert b"web" in out
 

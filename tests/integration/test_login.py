@@ -9,7 +9,7 @@ import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trustme
@@ -17,6 +17,8 @@ import yaml
 
 from kube_oidc_proxy.config import Config, LoginConfig, OIDCConfig
 from kube_oidc_proxy.errors import StartupError
+from kube_oidc_proxy.login.cookies import name_for
+from kube_oidc_proxy.login.handler import LoginPages
 from kube_oidc_proxy.server.wiring import load
 from tests.conftest import ProxyHandle, replace, start_proxy
 from tests.integration.test_authentication_config import corporate, document, partner, write
@@ -75,11 +77,14 @@ async def test_signing_in_shows_who_the_cluster_will_see_and_a_kubeconfig_that_r
     assert asked["scope"] == "openid email profile"
     assert len(asked["state"]) >= 43 and len(asked["nonce"]) >= 43 and asked["state"] != asked["nonce"]
     [cookie] = browser.set_cookies
-    assert cookie.startswith(f"{COOKIE}=")
+    name = name_for(asked["state"])
+    assert name.startswith(COOKIE) and cookie.startswith(f"{name}=")
     assert cookie.split(";", 1)[1] == " Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600"
 
     page = await browser.get(callback)
     assert page.status == 200, page.body
+    assert browser.set_cookies[-1] == f"{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+    assert browser.cookies == {}, "the callback cleared the login's cookie"
     assert page.header("content-type") == "text/html; charset=utf-8"
     assert_security_headers(page.headers)
     text = page.body.decode()
@@ -122,6 +127,16 @@ async def test_signing_in_shows_who_the_cluster_will_see_and_a_kubeconfig_that_r
     ]
     assert "id_token" not in text and issuer.token_endpoint.requests[-1]["code"] not in text
     assert login_proxy.upstream.requests == [], "nothing reached kube-apiserver"
+
+
+async def test_two_tabs_signing_in_at_once_do_not_undo_each_other(browser: Browser) -> None:
+    _, first = await browser.start()
+    _, second = await browser.start()
+    assert len(browser.cookies) == 2, "a cookie per login"
+    for callback in (second, first):
+        page = await browser.get(callback)
+        assert page.status == 200, page.body
+    assert browser.cookies == {}
 
 
 async def test_the_downloads_are_the_kubeconfigs_the_page_shows(browser: Browser, login_proxy: ProxyHandle) -> None:
@@ -313,11 +328,17 @@ async def test_logins_are_counted_by_result_and_login_pages_are_not_api_requests
         assert (await browser.sign_in()).status == 403
         issuer.token_endpoint.down = True
         assert (await browser.sign_in()).status == 502
+        issuer.token_endpoint.down = False
+        _, callback = await browser.start()
+        pages = cast(LoginPages, handle.app.proxy.login)
+        pages.spent.limit = len(pages.spent)
+        assert (await browser.get(callback)).status == 503
         samples = await scrape(handle.running.metrics_port)
         assert value(samples, "logins_total", result="success") == 1
         assert value(samples, "logins_total", result="bad_request") == 1
         assert value(samples, "logins_total", result="refused") == 1
         assert value(samples, "logins_total", result="provider_error") == 1
+        assert value(samples, "logins_total", result="overloaded") == 1
         assert not [name for name, _ in samples if name == "kube_oidc_proxy_http_requests_total"]
     finally:
         await handle.running.stop(grace=1)

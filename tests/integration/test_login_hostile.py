@@ -13,8 +13,10 @@ from typing import Any, cast
 import pytest
 
 from kube_oidc_proxy.config import Config
+from kube_oidc_proxy.login.cookies import name_for
 from kube_oidc_proxy.login.handler import LoginPages
-from kube_oidc_proxy.login.pending import PendingLogins
+from kube_oidc_proxy.login.pending import LIFETIME_SECONDS
+from kube_oidc_proxy.login.spent import SpentStates
 from tests.conftest import ProxyHandle, replace, start_proxy
 from tests.integration.test_login import SECURITY_HEADERS, with_login
 from tests.support.browser import Browser, follow, query_of
@@ -24,11 +26,13 @@ from tests.support.upstream import RecordingUpstream
 from tests.support.waiting import until
 
 REDIRECT_URI = "https://localhost/login/callback"
+NOT_VALID = "<h1>This sign-in link is not valid</h1>"
 
 
 class Watched(Browser):
-    """A browser that checks every response the proxy gives it: security headers, cookie attributes, and no
-    redirect anywhere but the issuer's authorization endpoint with our redirect_uri."""
+    """A browser that checks every response the proxy gives it: security headers, cookie attributes (set with
+    the redirect to the issuer, cleared by a callback), and no redirect anywhere but the issuer's authorization
+    endpoint with our redirect_uri."""
 
     async def get(self, target: str, headers: list[tuple[str, str]] | None = None, method: str = "GET") -> Response:
         response = await super().get(target, headers, method)
@@ -41,8 +45,15 @@ def check_response(response: Response, issuer: TestIssuer, redirect_uri: str = R
     assert got == SECURITY_HEADERS, response.headers
     for name, value in response.headers:
         if name == "set-cookie":
-            assert value.endswith("; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600"), value
-            assert value.startswith("__Host-kop-login="), value
+            cookie, _, attributes = value.partition("; ")
+            assert cookie.startswith("__Host-kop-login-"), value
+            if response.status == 302:
+                assert attributes == "Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600", value
+                state = query_of(cast(str, response.header("location")))["state"]
+                assert cookie.startswith(f"{name_for(state)}="), "the cookie is named after its state"
+            else:
+                assert attributes == "Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0", value
+                assert cookie.endswith("="), "a cleared cookie keeps nothing"
         if name == "location":
             assert value.startswith(f"{issuer.url}/auth?"), value
             assert query_of(value)["redirect_uri"] == redirect_uri, value
@@ -97,13 +108,21 @@ def text_of(response: Response) -> str:
 async def test_a_replayed_callback_is_refused_even_in_the_same_browser(handle: ProxyHandle, protocol: str) -> None:
     browser = watched(handle, protocol)
     _, callback = await browser.start()
+    [sealed] = browser.cookies.items()
     assert (await browser.get(callback)).status == 200
+    assert browser.cookies == {}, "the callback cleared the cookie"
     replay = await browser.get(callback)
     assert replay.status == 400
-    assert "<h1>This sign-in link is not valid</h1>" in text_of(replay)
-    [line] = await refusals(handle, 1)
-    assert line["reason"] == "browser login: unknown, used or expired state"
-    assert (line["uri"], line["status"]) == ("/login/callback", 400)
+    assert NOT_VALID in text_of(replay)
+    # a browser that kept the cookie (or someone who copied it): the state is spent
+    browser.cookies = dict([sealed])
+    replay = await browser.get(callback)
+    assert replay.status == 400 and NOT_VALID in text_of(replay)
+    assert browser.cookies == {}, "cleared again"
+    lines = await refusals(handle, 2)
+    assert [line["reason"] for line in lines] == ["browser login: the state was used already"] * 2
+    assert (lines[0]["uri"], lines[0]["status"]) == ("/login/callback", 400)
+    assert len(handle.issuer.token_endpoint.requests) == 1, "no replayed code went to the IdP"
     await browser.close()
 
 
@@ -114,23 +133,36 @@ async def test_a_callback_without_a_state_or_with_an_unknown_one_is_refused(hand
     assert (await browser.get("/login/callback?code=abc&state=made-up")).status == 400
     reasons = [line["reason"] for line in await refusals(handle, 3)]
     assert reasons == ["browser login: the callback has no state"] * 2 + [
-        "browser login: unknown, used or expired state"
+        "browser login: no login cookie for the state"
     ]
     assert handle.issuer.token_endpoint.requests == [], "no code went to the IdP"
 
 
-async def test_another_browsers_state_is_refused_and_is_then_spent_for_both(handle: ProxyHandle) -> None:
+async def test_another_browsers_state_is_refused_without_this_logins_cookie(handle: ProxyHandle) -> None:
     victim, attacker = watched(handle), watched(handle)
     _, callback = await victim.start()
+    [(name, _)] = victim.cookies.items()
     await attacker.get("/login/style.css")  # no cookie of its own
     assert (await attacker.get(callback)).status == 400
     await attacker.start()  # a cookie of its own now, for another login
-    _, second = await victim.start()
-    assert (await attacker.get(second)).status == 400
-    assert (await victim.get(callback)).status == 400, "a state is used once, whoever used it"
-    reasons = [line["reason"] for line in await refusals(handle, 3)]
-    assert reasons[:2] == ["browser login: the state belongs to another browser"] * 2
-    assert handle.issuer.token_endpoint.requests == []
+    assert (await attacker.get(callback)).status == 400
+    # its own login's cookie under the victim's name: sealed for another state
+    [(_, own)] = attacker.cookies.items()
+    attacker.cookies = {name: own}
+    page = await attacker.get(callback)
+    assert page.status == 400 and NOT_VALID in text_of(page)
+    assert attacker.cookies == {}, "the cookie it sent is cleared"
+    attacker.cookies = {name: "A" * 400}
+    assert (await attacker.get(callback)).status == 400
+    reasons = [line["reason"] for line in await refusals(handle, 4)]
+    assert (
+        reasons
+        == ["browser login: no login cookie for the state"] * 2
+        + ["browser login: the login cookie is expired, altered, or sealed for another state or key"] * 2
+    )
+    assert handle.issuer.token_endpoint.requests == [], "no code went to the IdP"
+    # the attempts spent nothing: the browser that started the login still finishes it
+    assert (await victim.get(callback)).status == 200
 
 
 async def test_a_state_expires_with_its_cookie(handle: ProxyHandle) -> None:
@@ -138,9 +170,14 @@ async def test_a_state_expires_with_its_cookie(handle: ProxyHandle) -> None:
     pages = pages_of(handle)
     _, callback = await browser.start()
     real_clock = pages.clock
-    pages.clock = lambda: real_clock() + 601
-    assert (await browser.get(callback)).status == 400
+    pages.clock = lambda: real_clock() + LIFETIME_SECONDS + 1  # a browser that kept the cookie past Max-Age
+    page = await browser.get(callback)
     pages.clock = real_clock
+    assert page.status == 400 and NOT_VALID in text_of(page)
+    assert browser.cookies == {}
+    [line] = await refusals(handle, 1)
+    assert line["reason"] == "browser login: the login cookie is expired, altered, or sealed for another state or key"
+    assert handle.issuer.token_endpoint.requests == []
 
 
 # -- the IdP's answers ------------------------------------------------------------------------------------
@@ -270,7 +307,10 @@ async def test_no_redirect_like_parameter_is_honoured(handle: ProxyHandle, query
     page = await browser.get(f"{callback}&{query}")
     assert page.status == 200 and page.header("location") is None
     assert "evil.example" not in text_of(page)
-    assert not [h for h in page.headers if h[0] == "set-cookie"]
+    state = query_of(callback)["state"]
+    assert [v for n, v in page.headers if n == "set-cookie"] == [
+        f"{name_for(state)}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+    ], "no cookie but the clearing of this login's"
 
 
 @pytest.mark.parametrize(
@@ -389,20 +429,30 @@ async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_bucket(
         proxied.app.access_log.close()
 
 
-async def test_past_the_pending_login_bound_new_logins_get_a_503_page(handle: ProxyHandle) -> None:
+async def test_past_the_spent_state_bound_logins_get_a_503_page_until_the_oldest_expire(handle: ProxyHandle) -> None:
     pages = pages_of(handle)
-    pages.pending = PendingLogins(limit=3)
+    pages.spent = SpentStates(limit=3)
     browser = watched(handle)
-    firsts = [await browser.start() for _ in range(3)]
+    started = [(await browser.start())[1] for _ in range(4)]
+    assert len(browser.cookies) == 4, "one cookie per login: tabs do not undo each other"
+    for callback in started[:3]:
+        assert (await browser.get(callback)).status == 200
     full = await browser.get("/login")
     assert full.status == 503 and full.header("retry-after") == "60"
     assert "<h1>Too many sign-ins</h1>" in text_of(full)
-    assert len(handle.issuer.token_endpoint.authorizations) == 3
-    # a login already started still finishes, and frees its place
-    assert (await browser.get(firsts[0][1])).status == 200
-    assert (await browser.get("/login")).status == 302
-    [line] = await refusals(handle, 1)
-    assert line["reason"] == "browser login: too many logins in progress"
+    late = await browser.get(started[3])
+    assert late.status == 503 and "<h1>Too many sign-ins</h1>" in text_of(late)
+    assert len(handle.issuer.token_endpoint.requests) == 3, "the refused callback's code was not exchanged"
+    assert len(pages.spent) == 3
+    # the spent states are forgotten once no cookie could carry them
+    real_clock = pages.clock
+    pages.clock = lambda: real_clock() + LIFETIME_SECONDS
+    try:
+        assert (await browser.sign_in()).status == 200
+    finally:
+        pages.clock = real_clock
+    lines = await refusals(handle, 2)
+    assert [line["reason"] for line in lines] == ["browser login: too many logins in progress"] * 2
 
 
 # -- what is logged ---------------------------------------------------------------------------------------
@@ -433,7 +483,8 @@ async def test_nothing_logged_holds_a_code_state_nonce_verifier_cookie_or_token(
     assert (await browser.sign_in()).status == 502
     await refusals(handle, 3)
 
-    secrets = [*minted, *browser.cookies.values()]
+    sealed = [value.split(";")[0].partition("=")[2] for value in browser.set_cookies]
+    secrets = [*minted, *(value for value in sealed if value)]
     for asked in issuer.token_endpoint.authorizations:
         secrets += [asked["state"], asked["nonce"], asked["code_challenge"]]
     for form in issuer.token_endpoint.requests:

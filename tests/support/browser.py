@@ -1,7 +1,7 @@
-"""A browser for the login pages, as far as the proxy can tell: it keeps the cookies it is given, sends them
-back, and follows the proxy's redirect to the test issuer's ``/auth`` (a real HTTPS request), which signs the
-user in at once and redirects back to ``/login/callback``. Over HTTP/1.1 (one connection per request) or
-HTTP/2 (one connection, a stream per request)."""
+"""A browser for the login pages, as far as the proxy can tell: it keeps the cookies it is given (and drops
+one set again with ``Max-Age=0``), sends them back, and follows the proxy's redirect to the test issuer's
+``/auth`` (a real HTTPS request), which signs the user in at once and redirects back to ``/login/callback``.
+Over HTTP/1.1 (one connection per request) or HTTP/2 (one connection, a stream per request)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.support.client import Client, Response
 from tests.support.h2client import H2Client
 from tests.support.issuer import TestIssuer
 
-COOKIE = "__Host-kop-login"
+COOKIE = "__Host-kop-login-"  # each login's cookie: this and a hash of its state
 
 
 @dataclass
@@ -52,9 +52,12 @@ class Browser:
         for name, value in response.headers:
             if name == "set-cookie":
                 self.set_cookies.append(value)
-                pair = value.split(";", 1)[0]
+                pair, _, attributes = value.partition(";")
                 key, _, val = pair.partition("=")
-                self.cookies[key.strip()] = val.strip()
+                if "Max-Age=0" in attributes.split("; "):
+                    self.cookies.pop(key.strip(), None)
+                else:
+                    self.cookies[key.strip()] = val.strip()
         return response
 
     async def start(self, target: str = "/login") -> tuple[Response, str]:

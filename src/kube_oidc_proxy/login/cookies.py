@@ -1,39 +1,49 @@
-"""The login cookie: it binds a pending login to the browser that started it.
+"""The login cookies: one per login, each holding that login sealed (``sealed``), named after its state.
+
+One cookie per login, so two tabs signing in at once do not undo each other. The name is
+``__Host-kop-login-`` and 16 characters of the state's SHA-256 (URL-safe base64): the callback finds its
+cookie from the ``state`` parameter, and any state, however hostile, makes a plain cookie name.
 
 ``__Host-`` (RFC 6265bis §4.1.3.2): the browser accepts it only with Secure, Path=/ and no Domain, so no
 other host (a sibling subdomain) can plant one. HttpOnly, SameSite=Lax (the IdP's redirect back is a
-top-level GET, which Lax lets through) and short-lived: Max-Age is the pending login's lifetime.
+top-level GET, which Lax lets through) and short-lived: Max-Age is the pending login's lifetime. The
+callback clears the cookie (Max-Age=0) once it has found it, whatever the outcome.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import re
 from collections.abc import Iterable
 from typing import Final
 
 from kube_oidc_proxy.login.pending import LIFETIME_SECONDS
+from kube_oidc_proxy.login.sealed import MAX_TEXT
 
-NAME: Final = "__Host-kop-login"
-_VALUE: Final = re.compile(r"[A-Za-z0-9_-]{43}")  # oidcclient.random_token(): 32 bytes, URL-safe base64
-
-
-def set_cookie(value: str) -> bytes:
-    return f"{NAME}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={int(LIFETIME_SECONDS)}".encode()
+PREFIX: Final = "__Host-kop-login-"
+_ATTRIBUTES: Final = "Path=/; Secure; HttpOnly; SameSite=Lax"
 
 
-def browser_cookie(cookie_headers: Iterable[bytes]) -> str | None:
-    """Our cookie's value from the request's Cookie headers (HTTP/2 may split them), if it is one we could
-    have set; a value of any other shape is ignored."""
+def name_for(state: str) -> str:
+    digest = hashlib.sha256(state.encode("utf-8", "surrogatepass")).digest()
+    return PREFIX + base64.urlsafe_b64encode(digest).decode("ascii")[:16]
+
+
+def set_cookie(state: str, value: str) -> bytes:
+    return f"{name_for(state)}={value}; {_ATTRIBUTES}; Max-Age={int(LIFETIME_SECONDS)}".encode()
+
+
+def clear_cookie(state: str) -> bytes:
+    return f"{name_for(state)}=; {_ATTRIBUTES}; Max-Age=0".encode()
+
+
+def login_cookie(cookie_headers: Iterable[bytes], state: str) -> str | None:
+    """The value of ``state``'s cookie in the request's Cookie headers (HTTP/2 may split them); the first one
+    if it is sent twice, and None when it is absent, empty or too long to be one we set."""
+    name = name_for(state).encode()
     for header in cookie_headers:
         for pair in header.split(b";"):
-            name, sep, value = pair.strip().partition(b"=")
-            if sep and name == NAME.encode():
-                text = value.decode("latin-1")
-                return text if _VALUE.fullmatch(text) else None
+            key, sep, value = pair.strip().partition(b"=")
+            if sep and key == name:
+                return value.decode("latin-1") if 0 < len(value) <= MAX_TEXT else None
     return None
-
-
-def browser_hash(value: str) -> bytes:
-    """What a pending login keeps of the cookie: its hash, so the table holds no usable cookie."""
-    return hashlib.sha256(value.encode("ascii")).digest()

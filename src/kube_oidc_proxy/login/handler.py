@@ -1,12 +1,15 @@
 """The browser login's flow: one request in (``LoginRequest``), one complete response out (``LoginResponse``).
 
 - ``GET /login``: the chosen issuer's authorization endpoint (302) with PKCE S256, a state and a nonce; the
-  state is remembered (``pending``) with a hash of the browser's cookie. Several issuers and none chosen: a
+  login (``pending``) goes to the browser sealed in a cookie of its own (``sealed``, ``cookies``), so no
+  process keeps it and the callback may reach any worker or replica. Several issuers and none chosen: a
   chooser page. The only ``Location`` this module ever sends is that endpoint, with our redirect_uri.
-- ``GET /login/callback``: the state first (missing, unknown, used, expired or another browser's: a 400 page,
-  and an IdP ``error`` is only believed after it), then the code at the token endpoint, then the id_token
-  through the proxy's own ``TokenAuthenticator`` (the one API requests use), the nonce and the issuer; a page
-  with what the proxy will send as ``Impersonate-*`` and the kubeconfig, or a page saying why not.
+- ``GET /login/callback``: the state first (missing, without this browser's cookie for it, sealed for another
+  state or with another key, expired, or used already here (``spent``): a 400 page, and an IdP ``error`` is
+  only believed after it), then the code at the token endpoint, then the id_token through the proxy's own
+  ``TokenAuthenticator`` (the one API requests use), the nonce and the issuer; a page with what the proxy will
+  send as ``Impersonate-*`` and the kubeconfig, or a page saying why not. Once the state's cookie was found,
+  the answer clears it, whatever the outcome.
 - ``GET /login/kubeconfig``: the kubeconfig alone, as an attachment (no session: it holds nothing personal).
 - ``GET /login/style.css``: the stylesheet.
 
@@ -17,6 +20,7 @@ only) and a diagnostic line; a sign-in gets an info line naming the user and the
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import re
@@ -32,13 +36,15 @@ from kube_oidc_proxy.authn.model import Authenticated, Rejected
 from kube_oidc_proxy.authn.token import MalformedToken, parse_compact
 from kube_oidc_proxy.impersonation import UnforwardableIdentity
 from kube_oidc_proxy.login import pages
-from kube_oidc_proxy.login.cookies import browser_hash, set_cookie
+from kube_oidc_proxy.login.cookies import clear_cookie, login_cookie, set_cookie
 from kube_oidc_proxy.login.hosts import parse_host
 from kube_oidc_proxy.login.kubeconfig import KubeconfigParams, Plugin, render
-from kube_oidc_proxy.login.pending import LIFETIME_SECONDS, PendingLogin, PendingLogins
+from kube_oidc_proxy.login.pending import LIFETIME_SECONDS, PendingLogin
 from kube_oidc_proxy.login.ratelimit import RateLimiter
 from kube_oidc_proxy.login.responses import CSS, YAML, LoginResponse, refusal, response
 from kube_oidc_proxy.login.routes import ALLOWED_METHODS, BadQuery, LoginRequest, Parsed, Route, parse_target
+from kube_oidc_proxy.login.sealed import MAX_TEXT, seal, unseal
+from kube_oidc_proxy.login.spent import Spend, SpentStates
 from kube_oidc_proxy.login.text import one_line
 from kube_oidc_proxy.login.whoami import whoami
 from kube_oidc_proxy.observe.accesslog import AccessLog
@@ -57,7 +63,8 @@ from kube_oidc_proxy.oidcclient import (
 
 log = logging.getLogger("kop.login")
 
-FULL_RETRY_AFTER: Final = b"60"  # the pending-login table is full: logins end or expire within minutes
+FULL_RETRY_AFTER: Final = b"60"  # the spent states are full: they expire within minutes
+TOO_MANY: Final = "too many logins in progress"
 _FILE_NAME_UNSAFE: Final = re.compile(r"[^A-Za-z0-9.-]")
 
 
@@ -88,6 +95,7 @@ class LoginPages:
         authenticator: TokenAuthenticator,
         access_log: AccessLog,
         *,
+        seal_key: Callable[[], bytes],
         proxy_ca: Callable[[], bytes | None] = lambda: None,
         on_login: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -96,10 +104,11 @@ class LoginPages:
         self._issuers = issuers
         self._authenticator = authenticator
         self._access_log = access_log
+        self._seal_key = seal_key  # looked up per login: a certificate reload changes it
         self._proxy_ca = proxy_ca
         self._on_login = on_login  # counts callbacks by outcome (the logins metric)
         self.clock = clock
-        self.pending = PendingLogins()
+        self.spent = SpentStates()
         self.limiter = RateLimiter()
 
     async def handle(self, request: LoginRequest) -> LoginResponse:
@@ -193,14 +202,15 @@ class LoginPages:
         if isinstance(provider, LoginResponse):
             return provider
         now = self.clock()
-        cookie = request.cookie or random_token()  # one per browser: two tabs signing in do not undo each other
+        if self.spent.full(now):  # its callback would be refused: say so before the person signs in
+            return _too_many(host)
         redirect_uri = self.settings.redirect_url or f"https://{host}/login/callback"
         state, nonce, pkce = random_token(), random_token(), new_pkce()
-        expires_at = now + LIFETIME_SECONDS
-        pending = PendingLogin(nonce, pkce.verifier, issuer.url, redirect_uri, browser_hash(cookie), expires_at)
-        if not self.pending.add(state, pending, now):
-            body = pages.error(host, "Too many sign-ins", "Too many sign-ins are in progress. Try again in a minute.")
-            return refusal(503, body, "too many logins in progress", extra=[(b"Retry-After", FULL_RETRY_AFTER)])
+        pending = PendingLogin(state, nonce, pkce.verifier, issuer.url, redirect_uri, now + LIFETIME_SECONDS)
+        sealed = seal(self._seal_key(), pending)
+        if len(sealed) > MAX_TEXT:  # only an issuer URL of kilobytes makes it so long
+            body = pages.error(host, "Identity provider unusable", f"{issuer.url} cannot be used to sign in.")
+            return refusal(502, body, f"issuer {issuer.url}: the login does not fit in a cookie")
         location = authorization_url(
             provider,
             client_id=self.settings.client.client_id,
@@ -211,22 +221,35 @@ class LoginPages:
             pkce=pkce,
         )
         if not (location.isascii() and location.isprintable()):  # a discovery document's URL, never a header's end
-            self.pending.pop(state, now)
             body = pages.error(host, "Identity provider unusable", f"{issuer.url} cannot be used to sign in.")
             return refusal(502, body, f"issuer {issuer.url}: the authorization endpoint is not a plain URL")
-        return response(302, b"", extra=[(b"Location", location.encode()), (b"Set-Cookie", set_cookie(cookie))])
+        cookie = set_cookie(state, sealed)
+        return response(302, b"", extra=[(b"Location", location.encode()), (b"Set-Cookie", cookie)])
 
     async def _callback(self, request: LoginRequest, parsed: Parsed, host: str) -> LoginResponse:
-        query = parsed.query
-        state = query.get("state")
+        state = parsed.query.get("state")
         if not state:
             return _bad_link(host, "the callback has no state")
+        sealed = login_cookie(request.cookies, state)
+        if sealed is None:  # another browser's state, a made-up one, or this browser's cookie was cleared
+            used = self.spent.used(state, self.clock())
+            return _bad_link(host, "the state was used already" if used else "no login cookie for the state")
+        answer = await self._sealed_callback(request, parsed, host, state, sealed)
+        return dataclasses.replace(answer, headers=[*answer.headers, (b"Set-Cookie", clear_cookie(state))])
+
+    async def _sealed_callback(
+        self, request: LoginRequest, parsed: Parsed, host: str, state: str, sealed: str
+    ) -> LoginResponse:
         now = self.clock()
-        login = self.pending.pop(state, now)  # one use, whatever happens next
+        login = unseal(self._seal_key(), sealed, state, now)
         if login is None:
-            return _bad_link(host, "unknown, used or expired state")
-        if request.cookie is None or not hmac.compare_digest(browser_hash(request.cookie), login.browser):
-            return _bad_link(host, "the state belongs to another browser")
+            return _bad_link(host, "the login cookie is expired, altered, or sealed for another state or key")
+        spent = self.spent.spend(state, now)  # one use, whatever happens next
+        if spent is Spend.USED:
+            return _bad_link(host, "the state was used already")
+        if spent is Spend.FULL:
+            return _too_many(host)
+        query = parsed.query
         if "error" in query:  # the IdP's answer, believed only now that the state is ours
             error = one_line(query["error"])
             description = one_line(query.get("error_description", ""))
@@ -344,6 +367,11 @@ def _bad_link(host: str, reason: str) -> LoginResponse:
     return refusal(400, body, reason)
 
 
+def _too_many(host: str) -> LoginResponse:
+    body = pages.error(host, "Too many sign-ins", "Too many sign-ins are in progress. Try again in a minute.")
+    return refusal(503, body, TOO_MANY, extra=[(b"Retry-After", FULL_RETRY_AFTER)])
+
+
 def _refused(host: str, issuer: str, reason: str, status: int = 403) -> LoginResponse:
     return refusal(status, pages.refused(host, issuer, reason), f"refused: {reason}")
 
@@ -352,6 +380,8 @@ def _outcome(answer: LoginResponse) -> str:
     """The logins metric's ``result`` for a callback's answer."""
     if not answer.refusal:
         return "success"
+    if answer.refusal == TOO_MANY:
+        return "overloaded"  # this process's spent states are full
     if answer.status in (502, 503) or answer.refusal.startswith("the identity provider"):
         return "provider_error"  # the IdP refused, failed or cannot be reached (its keys included)
     if answer.refusal.startswith("refused:"):

@@ -42,7 +42,7 @@ class LoginRequest:
     method: bytes
     target: bytes
     host: bytes | None  # the Host header (HTTP/2: :authority); None when absent or given twice
-    cookie: str | None  # the login cookie's value (cookies.browser_cookie)
+    cookies: tuple[bytes, ...]  # the Cookie headers' values (HTTP/2 may split them): cookies.login_cookie
     client_ip: str  # after --trusted-proxy-cidrs
 
 

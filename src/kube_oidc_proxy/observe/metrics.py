@@ -304,7 +304,7 @@ class Metrics:
         return self.reviews_per_request.labels(kind).observe
 
     def login(self, result: str) -> None:
-        """``result``: success, refused (the authenticator, the nonce), provider_error, bad_request."""
+        """``result``: success, refused (the authenticator, the nonce), provider_error, bad_request, overloaded."""
         self.logins.labels(result).inc()
 
     def review_throttled(self, kind: str, reason: str) -> None:

@@ -26,7 +26,6 @@ from kube_oidc_proxy.gate import Admit, Deny
 from kube_oidc_proxy.http1.events import RequestHead
 from kube_oidc_proxy.http1.headers import Headers
 from kube_oidc_proxy.http1.serialize import LAST_CHUNK, chunk, request_head
-from kube_oidc_proxy.login.cookies import browser_cookie
 from kube_oidc_proxy.login.routes import LoginRequest, is_login_path
 from kube_oidc_proxy.requestinfo import is_long_running
 from kube_oidc_proxy.server import auditstages
@@ -146,7 +145,7 @@ class Exchange:
             method=head.method,
             target=head.target,
             host=hosts[0] if len(hosts) == 1 else None,
-            cookie=browser_cookie(value for name, value in headers if name == b"cookie"),
+            cookies=tuple(value for name, value in headers if name == b"cookie"),
             client_ip=self.server.trusted_proxies.origin(headers, self.client.peer_ip).client_ip,
         )
         headers.clear()  # as for any request: its headers are not kept while it is answered

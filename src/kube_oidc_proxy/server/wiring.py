@@ -30,6 +30,7 @@ from kube_oidc_proxy.kube.execcredential import ExecCredential, ExecCredentialEr
 from kube_oidc_proxy.kube.target import UpstreamTarget, load_target, webhook_kubeconfig
 from kube_oidc_proxy.login.handler import LoginIssuer, LoginPages, LoginSettings
 from kube_oidc_proxy.login.proxyca import self_signed_root
+from kube_oidc_proxy.login.sealed import derive_key
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
 from kube_oidc_proxy.observe.metrics import Metrics
@@ -131,6 +132,34 @@ class _ProxyCA:
         return self._pem
 
 
+class _SealKey:
+    """The key that seals pending logins into cookies (``login.sealed``), derived from the serving private key
+    (``--tls-private-key-file``): every worker loads the same file and every replica mounts the same Secret,
+    so all derive the same key. Derived again after the serving certificates were reloaded: a new serving
+    key is a new sealing key, and a login begun before the rotation is refused once ("sign in again");
+    workers and replicas that reload at different moments disagree for that moment too."""
+
+    def __init__(self, tls: ServingTLS, key_file: str) -> None:
+        self._tls = tls
+        self._key_file = key_file
+        self._seen = tls.reloads
+        try:
+            self._key = derive_key(Path(key_file).read_bytes())
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise StartupError(f"cannot derive the browser login's key from {key_file!r}: {why}") from None
+
+    def __call__(self) -> bytes:
+        if self._tls.reloads != self._seen:
+            self._seen = self._tls.reloads
+            try:
+                self._key = derive_key(Path(self._key_file).read_bytes())
+            except (OSError, ValueError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                log.warning("cannot read %s for the browser login's key, keeping the last one: %s", self._key_file, why)
+        return self._key
+
+
 def _read_login_secret(path: str) -> str | None:
     if not path:
         return None
@@ -170,6 +199,7 @@ def _login_pages(
         _LoginIssuers(authentication),
         authentication.token_authenticator,
         access_log,
+        seal_key=_SealKey(tls, config.serving.tls_private_key_file),
         proxy_ca=_ProxyCA(tls, config.serving.tls_cert_file),
         on_login=metrics.login if metrics is not None else None,
     )

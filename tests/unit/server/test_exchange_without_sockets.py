@@ -298,11 +298,12 @@ async def login_exchange(head: RequestHead, *, inflight: int = 10) -> tuple[Exch
 
 
 async def test_a_login_page_is_answered_by_the_proxy_without_the_gate_the_inflight_limit_or_kube_apiserver() -> None:
-    cookie = b"__Host-kop-login=" + b"a" * 43
+    cookie = b"__Host-kop-login-0123456789abcdef=" + b"a" * 43
     head = login_request(b"GET", b"/login/callback?code=c&state=s", [(b"host", b"proxy:443"), (b"cookie", cookie)])
     exchange, client, login, pool = await login_exchange(head, inflight=0)
     assert client.got == [("response", (200, b"page", True))]
-    assert login.asked == [LoginRequest(b"GET", b"/login/callback?code=c&state=s", b"proxy:443", "a" * 43, "192.0.2.1")]
+    target = b"/login/callback?code=c&state=s"
+    assert login.asked == [LoginRequest(b"GET", target, b"proxy:443", (cookie,), "192.0.2.1")]
     assert head.headers == [], "the request's headers are emptied, as for any request"
     assert exchange.relay.phase is Phase.COMPLETE and client.finished_count == 1
     assert len(pool.ready) == 1, "nothing went upstream"
