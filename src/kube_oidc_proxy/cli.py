@@ -261,6 +261,17 @@ def _add_audit_flags(p: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_diagnostic_log_flags(group: Any) -> None:
+    """The diagnostic log on stderr, under component-base's flag names (klog's -v, --logging-format)."""
+    group.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="Log verbosity (0-10).")
+    group.add_argument(
+        "--logging-format",
+        default="text",
+        help="Diagnostic log on stderr, as Kubernetes components: text (klog's lines, UTC; default) or json "
+        "(component-base's JSON). Not the access log (--log-format).",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
@@ -430,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit_flags(p)
 
     misc = p.add_argument_group("Misc")
-    misc.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="Log verbosity (0-10).")
+    _add_diagnostic_log_flags(misc)
     misc.add_argument(
         "--log-format",
         default="text",
@@ -559,6 +570,7 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             scopes=tuple(ns.login_scopes),
         ),
         verbosity=ns.verbosity,
+        logging_format=ns.logging_format,
     )
 
 

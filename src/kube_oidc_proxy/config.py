@@ -353,10 +353,13 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     login: LoginConfig = field(default_factory=LoginConfig)
     verbosity: int = 0
+    logging_format: str = "text"  # the diagnostic log on stderr (--logging-format); log_format is the access log
 
     def validate(self) -> list[str]:
         errors = self.oidc.validate() + self.serving.validate() + self.proxy.validate() + self.client.validate()
         errors += self.audit.validate() + self.login.validate()
+        if self.logging_format not in LOG_FORMATS:
+            errors.append(f"--logging-format must be text or json, got {self.logging_format!r}")
         if self.proxy.readiness_probe_port == self.serving.secure_port:
             errors.append(f"--secure-port and --readiness-probe-port must differ (both are {self.serving.secure_port})")
         if self.proxy.metrics_bind_address and not self.proxy.validate():

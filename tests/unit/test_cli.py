@@ -64,6 +64,7 @@ def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         ("proxy.shutdown_delay", 0.0),  # kube-apiserver's default: a plain SIGTERM stops at once
         ("proxy.metrics_bind_address", ""),  # metrics are off unless asked for
         ("proxy.log_format", "text"),  # the Go proxy's AuSuccess/AuFail lines
+        ("logging_format", "text"),  # the diagnostic log: klog's lines
         ("audit.log_truncate.enabled", False),  # kube-apiserver's truncate defaults
         ("audit.log_truncate.max_batch_size", 10 * 1024 * 1024),
         ("audit.webhook_truncate.max_event_size", 100 * 1024),
@@ -131,6 +132,7 @@ STRING_FLAGS = [
     ("--tls-server-name", "client.tls_server_name"),
     ("--metrics-bind-address", "proxy.metrics_bind_address"),
     ("--log-format", "proxy.log_format"),
+    ("--logging-format", "logging_format"),
 ]
 
 
@@ -716,3 +718,21 @@ def test_without_the_file_the_issuer_flags_are_required_and_say_so() -> None:
     with pytest.raises(ConfigError) as refused:
         parse(TLS)
     assert "--oidc-issuer-url is required (or --authentication-config)" in str(refused.value)
+
+
+# ---------------------------------------------------------------------------------------------------- log formats
+
+
+def test_the_diagnostic_and_the_access_log_formats_are_two_flags() -> None:
+    parsed = parse([*REQUIRED, "--logging-format=json"])
+    assert parsed is not None
+    cfg, warnings = parsed
+    assert (cfg.logging_format, cfg.proxy.log_format, warnings) == ("json", "text", [])
+    parsed = parse([*REQUIRED, "--log-format=json"])
+    assert parsed is not None
+    assert (parsed[0].logging_format, parsed[0].proxy.log_format) == ("text", "json")
+
+
+def test_a_logging_format_component_base_does_not_have_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"--logging-format must be text or json, got 'yaml'"):
+        parse([*REQUIRED, "--logging-format=yaml"])

@@ -23,6 +23,7 @@ from kube_oidc_proxy.config import Config, split_host_port
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.heaptrim import HeapTrimmer
 from kube_oidc_proxy.http1.events import RequestHead
+from kube_oidc_proxy.observe.diagformat import DEBUG_VERBOSITY
 from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
 from kube_oidc_proxy.observe.linequeue import TextStream
 from kube_oidc_proxy.observe.metrics import Metrics
@@ -37,15 +38,17 @@ TLS_RELOAD_POLL_SECONDS: Final = 2.0
 EXIT_NOW_WRITE_SECONDS: Final = 0.5  # on a second signal: how long the queued log lines may take to write
 
 
-def setup_logging(verbosity: int, stream: TextStream | None = None) -> BoundedQueueHandler:
-    """Diagnostics to stderr, one line per record, through a bounded queue, so a slow stderr never blocks
-    the event loop and a stalled one never grows memory (observe/diaglog.py). Close the handler to write
-    what is queued."""
-    handler = BoundedQueueHandler(stream if stream is not None else sys.stderr)
+def setup_logging(
+    verbosity: int, stream: TextStream | None = None, *, logging_format: str = "text"
+) -> BoundedQueueHandler:
+    """Diagnostics to stderr, one line per record (klog's text or component-base's JSON, ``--logging-format``),
+    through a bounded queue, so a slow stderr never blocks the event loop and a stalled one never grows memory
+    (observe/diaglog.py). Close the handler to write what is queued."""
+    handler = BoundedQueueHandler(stream if stream is not None else sys.stderr, logging_format=logging_format)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    logging.getLogger("kop").setLevel(logging.DEBUG if verbosity >= 4 else logging.INFO)
+    logging.getLogger("kop").setLevel(logging.DEBUG if verbosity >= DEBUG_VERBOSITY else logging.INFO)
     return handler
 
 

@@ -81,7 +81,8 @@ def _supervise(config: Config, metrics_dir: str | None) -> int:
             if pid == 0:
                 _default_stop_signals()
                 code = 1
-                diagnostics = setup_logging(config.verbosity)  # the parent's log thread does not survive fork
+                # the parent's log thread does not survive fork
+                diagnostics = setup_logging(config.verbosity, logging_format=config.logging_format)
                 try:
                     code = run_worker(config, reuse_port=True)
                 except StartupError as exc:
@@ -137,7 +138,7 @@ def _raise_open_file_limit() -> None:
 
 
 def run(config: Config) -> int:
-    diagnostics = setup_logging(config.verbosity)
+    diagnostics = setup_logging(config.verbosity, logging_format=config.logging_format)
     _raise_open_file_limit()
     os.environ.pop(MULTIPROC_ENV, None)  # one process: plain in-memory metrics, whatever the environment says
     try:
