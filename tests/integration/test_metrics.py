@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import platform
 import shutil
 import threading
 import time
@@ -22,6 +24,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from kube_oidc_proxy import __version__
+from kube_oidc_proxy.buildinfo import commit
 from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
@@ -36,6 +40,7 @@ from tests.support.ports import PortHolder
 from tests.support.process import start_process
 from tests.support.streams import GUARD_SECONDS, GatedStream
 from tests.support.upstream import RecordingUpstream
+from tests.support.waiting import until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SPDY_EXEC = (
@@ -112,6 +117,37 @@ async def test_requests_authentications_and_the_token_cache_are_counted(proxy: P
     issuer = proxy.issuer.url
     assert value(samples, "jwks_fetches_total", issuer=issuer, result="success") >= 1
     assert 0 <= value(samples, "jwks_age_seconds", issuer=issuer) < 60
+    assert value(samples, "jwks_keys_loaded", issuer=issuer) == 1
+
+
+async def test_a_wrong_issuer_url_shows_as_keys_never_loaded_and_infinitely_old(
+    config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    wrong = issuer.url + "/realms/typo"  # its discovery document is not there
+    metered = replace(config, proxy=replace(config.proxy, metrics_bind_address="127.0.0.1:0"))
+    handle = await start_proxy(replace(metered, oidc=replace(config.oidc, issuer_url=wrong)), issuer, upstream,
+                               wait_for_keys=False)  # fmt: skip
+    try:
+        (source,) = handle.app.key_sources
+        await until(lambda: source.fetch_count >= 1 and not source.fetching, "the first fetch to fail")
+        samples = await scrape(handle.running.metrics_port)
+    finally:
+        await handle.running.stop(grace=1)
+        handle.app.access_log.close()
+    assert value(samples, "jwks_fetches_total", issuer=wrong, result="failure") >= 1
+    assert value(samples, "jwks_keys_loaded", issuer=wrong) == 0
+    # the documented alert, max by (issuer) (kube_oidc_proxy_jwks_age_seconds) > 3600, holds
+    assert value(samples, "jwks_age_seconds", issuer=wrong) == math.inf
+
+
+async def test_which_proxy_answers_is_one_build_info_series_and_no_counter_has_a_created_series(
+    proxy: ProxyHandle,
+) -> None:
+    assert (await get(proxy.port, proxy.ca_file, "/api", token=proxy.issuer.token())).status == 200
+    status, _, text = await asyncio.to_thread(scrape_text, proxy.running.metrics_port)
+    assert status == 200 and "_created" not in text
+    (build,) = (s for s in (await scrape(proxy.running.metrics_port)) if s[0] == "kube_oidc_proxy_build_info")
+    assert dict(build[1]) == {"version": __version__, "commit": commit(), "python": platform.python_version()}
 
 
 async def test_the_listener_serves_only_metrics(proxy: ProxyHandle) -> None:
@@ -158,6 +194,27 @@ async def test_watches_connections_and_tunnels_are_gauged(proxy: ProxyHandle) ->
     assert value(samples, "http_requests_total", verb="watch", code="200", protocol="HTTP/1.1") == 1
     assert value(samples, "http_requests_total", verb="create", code="101", protocol="HTTP/1.1") == 1
     assert value(samples, "http_request_duration_seconds_count", verb="watch") == 0  # long-running: not a latency
+
+
+async def test_a_tunnels_bytes_are_counted_while_it_is_still_open(proxy: ProxyHandle) -> None:
+    port, token = proxy.running.metrics_port, proxy.issuer.token()
+    execing = await Client.connect(proxy.port, proxy.ca_file)
+    try:
+        await execing.send_raw(SPDY_EXEC.format(token=token).encode())
+        assert (await asyncio.wait_for(execing.reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 101")
+        sent = 0
+        for chunk in (b"x" * 1000, b"y" * 4000):
+            execing.writer.write(chunk)
+            assert await asyncio.wait_for(execing.reader.readexactly(len(chunk)), 5) == chunk  # echoed upstream
+            sent += len(chunk)
+            samples = await scrape(port)  # a scrape counts what this worker's open tunnels moved until now
+            assert value(samples, "active_tunnels") == 1
+            assert value(samples, "tunnel_bytes_total", direction="up") == sent
+            assert value(samples, "tunnel_bytes_total", direction="down") == sent
+    finally:
+        await execing.close()
+    samples = await eventually(lambda s: value(s, "active_tunnels") == 0, port)
+    assert value(samples, "tunnel_bytes_total", direction="up") == 5000  # nothing counted twice at the close
 
 
 async def test_the_event_loops_tasks_are_gauged_and_follow_the_watches(proxy: ProxyHandle) -> None:
@@ -357,6 +414,10 @@ async def test_workers_share_one_view_of_the_metrics(
         for _ in range(6):
             samples = await scrape(metrics_port)
             assert value(samples, "http_requests_total", verb="get", code="200", protocol="HTTP/1.1") == 40
+            assert value(samples, "jwks_keys_loaded", issuer=issuer.url) == 1  # both served: both have keys
+        _, _, text = await asyncio.to_thread(scrape_text, metrics_port)
+        assert "_created" not in text
+        assert text.count("kube_oidc_proxy_build_info{") == 1  # one series however many workers set it
         assert os.path.isdir(shared_dir)
         assert await asyncio.to_thread(process.stop) == 0
     finally:

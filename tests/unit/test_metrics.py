@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+import platform
 import re
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
+from kube_oidc_proxy import __version__
 from kube_oidc_proxy.authn.cel import CLAIMS, Compiler
 from kube_oidc_proxy.authn.claims import user_from_claims
 from kube_oidc_proxy.authn.model import Failure, Rejected, ValidationRule
@@ -94,3 +97,38 @@ def test_every_metric_is_documented_and_every_documented_metric_exists() -> None
     families = {name.removesuffix("_total").removesuffix("_bucket") for name in _exposed_names()}
     families = {name for name in families if not name.endswith(("_sum", "_count"))}
     assert {name.removesuffix("_total") for name in documented} == families
+
+
+def test_an_issuer_without_keys_is_infinitely_old_and_not_loaded_until_a_fetch_succeeds() -> None:
+    metrics = Metrics()
+    fetched = metrics.jwks_fetch_counter("https://idp.example")
+    sample = metrics.registry.get_sample_value
+    labels = {"issuer": "https://idp.example"}
+
+    def state() -> tuple[float | None, float | None]:
+        return sample("kube_oidc_proxy_jwks_age_seconds", labels), sample("kube_oidc_proxy_jwks_keys_loaded", labels)
+
+    assert state() == (math.inf, 0)  # not "0 s old": an alert on the age fires for a wrong issuer URL
+    fetched(False)
+    assert state() == (math.inf, 0)
+    fetched(True)
+    assert state() == (0, 1)
+    fetched(False)  # a later failure keeps the keys in use, and lets them age
+    assert state() == (0, 1)
+
+
+@pytest.mark.parametrize(("env", "commit"), [({"KOP_GIT_COMMIT": "4ee8034"}, "4ee8034"), ({}, "unknown")])
+def test_build_info_names_the_version_the_commit_when_known_and_python(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], commit: str
+) -> None:
+    monkeypatch.delenv("KOP_GIT_COMMIT", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    labels = {"version": __version__, "commit": commit, "python": platform.python_version()}
+    assert Metrics().registry.get_sample_value("kube_oidc_proxy_build_info", labels) == 1
+
+
+def test_no_counter_or_histogram_has_a_created_series() -> None:
+    metrics = Metrics()
+    metrics.request_done("get", 200, "HTTP/1.1", 0.0, long_running=False)
+    assert b"_created" not in metrics.exposition()

@@ -11,6 +11,7 @@ reasons are ``authn.model.Failure`` values, chosen where a refusal is decided (n
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Callable
@@ -70,13 +71,28 @@ class Metrics:
             Gauge,
             Histogram,
             ProcessCollector,
+            disable_created_metrics,
         )
 
+        from kube_oidc_proxy import buildinfo  # noqa: PLC0415
+
+        # No <name>_created series beside every counter and histogram: Prometheus's text format has no use for
+        # them and they double the series (multiprocess mode never writes them).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.content_type = CONTENT_TYPE_LATEST.encode()
         self.registry = CollectorRegistry()
         r = self.registry
         if not multiprocess_dir():  # process_* (memory, CPU, open files) of the one process
             ProcessCollector(registry=r)
+        self.build_info = Gauge(
+            "build_info",
+            "Always 1; the labels say which proxy this is: version, git commit, Python version.",
+            ["version", "commit", "python"],
+            namespace=NAMESPACE,
+            registry=r,
+            multiprocess_mode="max",  # every worker sets the same 1: one series, not one per worker
+        )
+        self.build_info.labels(buildinfo.version(), buildinfo.commit(), buildinfo.python()).set(1)
         self.requests = Counter(
             "http_requests",
             "Requests answered, by verb, status code and protocol (HTTP/1.1 or HTTP/2).",
@@ -120,13 +136,22 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        # Both live: a worker that died before it had keys must not hold them at +Inf and 0 forever.
         self.jwks_age = Gauge(
             "jwks_age_seconds",
-            "Age of the signing keys in use.",
+            "Age of the signing keys in use; +Inf while none were ever loaded.",
             ["issuer"],
             namespace=NAMESPACE,
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
+        )
+        self.jwks_loaded = Gauge(
+            "jwks_keys_loaded",
+            "1 once the issuer's signing keys are loaded; 0 while none were (its tokens are all refused).",
+            ["issuer"],
+            namespace=NAMESPACE,
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.config_reloads = Counter(
             "authentication_config_reloads",
@@ -217,7 +242,7 @@ class Metrics:
         )
         self.tunnel_bytes = Counter(
             "tunnel_bytes",
-            "Bytes through exec/attach/port-forward tunnels.",
+            "Bytes through exec/attach/port-forward tunnels, counted every few seconds while they flow.",
             ["direction"],
             namespace=NAMESPACE,
             registry=r,
@@ -254,6 +279,8 @@ class Metrics:
         self._cache_hit = self.token_cache.labels("hit")
         self._cache_miss = self.token_cache.labels("miss")
         self._authenticated = self.authentications.labels("success", "ok")
+        self._tunnel_up = self.tunnel_bytes.labels("up")
+        self._tunnel_down = self.tunnel_bytes.labels("down")
         self._verbs: dict[tuple[str, int, str], tuple[Counter, Histogram]] = {}
 
     def sample_loop(self, reads_in_flight: int, mutating_in_flight: int) -> None:
@@ -286,18 +313,30 @@ class Metrics:
         (self._cache_hit if hit else self._cache_miss).inc()
 
     def jwks_fetch_counter(self, issuer: str) -> Callable[[bool], None]:
+        """For a new key source: no keys yet (age +Inf, loaded 0) until a fetch succeeds."""
         succeeded = self.jwks_fetches.labels(issuer, "success")
         failed = self.jwks_fetches.labels(issuer, "failure")
         age = self.jwks_age.labels(issuer)
+        loaded = self.jwks_loaded.labels(issuer)
+        age.set(math.inf)
+        loaded.set(0)
 
         def fetched(ok: bool) -> None:
             if ok:
                 succeeded.inc()
                 age.set(0)
+                loaded.set(1)
             else:
                 failed.inc()
 
         return fetched
+
+    def tunnel_flow(self, up: int, down: int) -> None:
+        """Bytes a tunnel moved since it was last counted (``Tunnel.uncounted``)."""
+        if up:
+            self._tunnel_up.inc(up)
+        if down:
+            self._tunnel_down.inc(down)
 
     def reviews_counter(self, kind: str) -> Callable[[int], None]:
         """``kind``: ``subjectaccessreviews`` or ``tokenreviews``; called once per request that needed reviews."""

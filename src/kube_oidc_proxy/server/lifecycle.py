@@ -27,7 +27,6 @@ from kube_oidc_proxy.observe.diagformat import DEBUG_VERBOSITY
 from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
 from kube_oidc_proxy.observe.linequeue import TextStream
 from kube_oidc_proxy.observe.metrics import Metrics
-from kube_oidc_proxy.server.inflight import InflightLimit
 from kube_oidc_proxy.server.plainhttp import Handler, Reply, start_plain_server
 from kube_oidc_proxy.server.probe import Readiness, start_probe_server
 from kube_oidc_proxy.server.wiring import App, load
@@ -52,9 +51,18 @@ def setup_logging(
     return handler
 
 
+def _sample(app: App, metrics: Metrics) -> None:
+    """What only a look at this worker can tell: its loop's gauges, its open tunnels' bytes, its keys' age."""
+    metrics.sample_loop(app.proxy.inflight.reads, app.proxy.inflight.mutating)
+    app.proxy.count_tunnel_bytes()
+    for source in app.key_sources:
+        if source.fetched_at:  # until then the age stays +Inf (Metrics.jwks_fetch_counter)
+            metrics.jwks_age.labels(source.issuer_url).set(time.time() - source.fetched_at)
+
+
 async def _housekeeping(app: App) -> None:
     """Every few seconds: reload rotated serving certificates and a changed --authentication-config, update
-    the key-set age and task gauges; once a minute, give freed heap memory back (``heaptrim``)."""
+    the key-set age, task gauges and tunnel bytes; once a minute, give freed heap memory back (``heaptrim``)."""
     trimmer = HeapTrimmer()
     while True:
         await asyncio.sleep(TLS_RELOAD_POLL_SECONDS)
@@ -62,10 +70,7 @@ async def _housekeeping(app: App) -> None:
         await app.authentication.reload_if_changed()
         trimmer.due(time.monotonic())
         if app.metrics is not None:
-            app.metrics.sample_loop(app.proxy.inflight.reads, app.proxy.inflight.mutating)
-            for source in app.key_sources:
-                if source.fetched_at:
-                    app.metrics.jwks_age.labels(source.issuer_url).set(time.time() - source.fetched_at)
+            _sample(app, app.metrics)
 
 
 @dataclass
@@ -120,12 +125,11 @@ def _ipv4_port(server: asyncio.Server) -> int:
     return ports[0] if ports else int(server.sockets[0].getsockname()[1])
 
 
-def _metrics_handler(metrics: Metrics, inflight: InflightLimit) -> Handler:
+def _metrics_handler(app: App, metrics: Metrics) -> Handler:
     async def answer(head: RequestHead) -> Reply:
         if head.target.split(b"?", 1)[0] != b"/metrics":
             return Reply(404, b"text/plain", b"not found; metrics are at /metrics\n")
-        # this worker's, now; the others' from their housekeeping
-        metrics.sample_loop(inflight.reads, inflight.mutating)
+        _sample(app, metrics)  # this worker's, now; the others' from their housekeeping
         body = await asyncio.to_thread(metrics.exposition)  # multiprocess mode reads every worker's files
         return Reply(200, metrics.content_type, body)
 
@@ -141,7 +145,7 @@ async def _start_metrics_server(app: App, reuse_port: bool) -> asyncio.Server | 
         return await start_plain_server(
             host,
             port,
-            _metrics_handler(app.metrics, app.proxy.inflight),
+            _metrics_handler(app, app.metrics),
             app.proxy.tasks,
             reuse_port=reuse_port,
             what="metrics",

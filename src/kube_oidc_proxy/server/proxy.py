@@ -201,8 +201,19 @@ class ProxyServer:
         self.tunnels.discard(tunnel)
         if self.metrics is not None:
             self.metrics.tunnels.dec()
-            self.metrics.tunnel_bytes.labels("up").inc(tunnel.bytes_up)
-            self.metrics.tunnel_bytes.labels("down").inc(tunnel.bytes_down)
+            self.metrics.tunnel_flow(*tunnel.uncounted())
+
+    def count_tunnel_bytes(self) -> None:
+        """The bytes open tunnels moved since they were last counted (every few seconds and at a scrape),
+        summed first: one counter increment per direction, however many tunnels (each costs a lock, and
+        with --workers a write to the shared file)."""
+        if self.metrics is not None and self.tunnels:
+            up = down = 0
+            for tunnel in self.tunnels:
+                moved_up, moved_down = tunnel.uncounted()
+                up += moved_up
+                down += moved_down
+            self.metrics.tunnel_flow(up, down)
 
     def upstream_answered(self, status: int) -> None:
         if status != 401:

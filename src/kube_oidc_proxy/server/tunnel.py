@@ -5,6 +5,10 @@ coupling: when one side's send buffer is full we stop reading the other side. TL
 (asyncio's SSL transports close on the peer's close_notify), so EOF from one side flushes what is
 queued towards the other and then closes it; a plain-TCP upstream gets a real half-close (write_eof)
 and keeps talking until it closes too.
+
+The byte counts are plain integer additions per chunk; the metrics take what is ``uncounted`` every few
+seconds and at close (``ProxyServer.count_tunnel_bytes``), so a long session shows as it flows at no cost
+to the chunks.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class Tunnel:
         "bytes_up",
         "client",
         "closed",
+        "counted_down",
+        "counted_up",
         "description",
         "on_end",
         "started",
@@ -48,11 +54,19 @@ class Tunnel:
         self.started = time.monotonic()
         self.bytes_up = 0
         self.bytes_down = 0
+        self.counted_up = 0  # the part of bytes_up the metrics already have
+        self.counted_down = 0
         self.closed = False
         self._on_closed = on_closed
         self._pause_client = pause_client  # through the client connection's own reasons to pause
         self.on_end: Callable[[], None] | None = None  # the audit event when the stream is over
         upstream.raw = self
+
+    def uncounted(self) -> tuple[int, int]:
+        """Bytes up and down since the last call, now taken as counted."""
+        up, down = self.bytes_up - self.counted_up, self.bytes_down - self.counted_down
+        self.counted_up, self.counted_down = self.bytes_up, self.bytes_down
+        return up, down
 
     # client side ----------------------------------------------------------------------------------
 
