@@ -26,12 +26,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kube_oidc_proxy import __version__
 from kube_oidc_proxy.buildinfo import commit
-from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config
+from kube_oidc_proxy.config import AuditBatchConfig, AuditConfig, Config, OIDCConfig
 from kube_oidc_proxy.observe.accesslog import AccessLog
 from kube_oidc_proxy.observe.diaglog import BoundedQueueHandler
 from kube_oidc_proxy.server.lifecycle import setup_logging
 from kube_oidc_proxy.server.reviewbudget import ReviewBudget
 from tests.conftest import ProxyHandle, start_proxy
+from tests.integration.test_authentication_config import corporate, document, write
 from tests.support.certs import CertFiles
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
@@ -138,6 +139,35 @@ async def test_a_wrong_issuer_url_shows_as_keys_never_loaded_and_infinitely_old(
     assert value(samples, "jwks_keys_loaded", issuer=wrong) == 0
     # the documented alert, max by (issuer) (kube_oidc_proxy_jwks_age_seconds) > 3600, holds
     assert value(samples, "jwks_age_seconds", issuer=wrong) == math.inf
+
+
+async def test_an_issuer_removed_from_the_file_before_it_had_keys_leaves_no_series_behind(
+    tmp_path: Path, config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    typo = corporate(issuer) | {"issuer": corporate(issuer)["issuer"] | {"url": issuer.url + "/typo"}}
+    path = tmp_path / "authentication-config.yaml"
+    write(path, document(corporate(issuer), typo))
+    cfg = replace(
+        config,
+        oidc=OIDCConfig(authentication_config=str(path)),
+        proxy=replace(config.proxy, metrics_bind_address="127.0.0.1:0"),
+    )
+    handle = await start_proxy(cfg, issuer, upstream, wait_for_keys=False)
+    try:
+        await until(lambda: all(s.fetch_count for s in handle.app.key_sources), "a fetch of each issuer")
+        port = handle.running.metrics_port
+        samples = await eventually(lambda s: value(s, "jwks_keys_loaded", issuer=issuer.url) == 1, port)
+        assert value(samples, "jwks_age_seconds", issuer=issuer.url + "/typo") == math.inf
+        write(path, document(corporate(issuer)))  # the typo fixed by removing it
+        samples = await eventually(
+            lambda s: value(s, "authentication_config_reloads_total", result="success") == 1, port
+        )
+    finally:
+        await handle.running.stop(grace=1)
+        handle.app.access_log.close()
+    key_gauges = ("kube_oidc_proxy_jwks_age_seconds", "kube_oidc_proxy_jwks_keys_loaded")
+    left = {(name, dict(labels)["issuer"]) for name, labels in samples if name in key_gauges}
+    assert left == {(name, issuer.url) for name in key_gauges}  # no +Inf alerting for an issuer long gone
 
 
 async def test_which_proxy_answers_is_one_build_info_series_and_no_counter_has_a_created_series(

@@ -331,6 +331,15 @@ class Metrics:
 
         return fetched
 
+    def jwks_forget(self, issuer: str) -> None:
+        """An issuer no longer configured: its key gauges go (NaN with --workers, where prometheus-client
+        cannot remove a series), so an alert on a +Inf age cannot fire for it forever."""
+        for gauge in (self.jwks_age, self.jwks_loaded):
+            if multiprocess_dir():
+                gauge.labels(issuer).set(math.nan)
+            else:
+                gauge.remove(issuer)
+
     def tunnel_flow(self, up: int, down: int) -> None:
         """Bytes a tunnel moved since it was last counted (``Tunnel.uncounted``)."""
         if up:

@@ -124,8 +124,11 @@ class Authentication:
             return self._refuse(digest, _one_line(exc.errors))
         self._digest = digest
         self.token_authenticator.replace(self._build(list(config.authenticators)))
+        in_use = {s.issuer_url for s in self._sources.values()}
         for source in self._retired:
             await source.close()
+            if self._metrics is not None and source.issuer_url not in in_use:
+                self._metrics.jwks_forget(source.issuer_url)  # an issuer gone without keys alerts no more
         self._retired = []
         issuers = ", ".join(s.issuer_url for s in config.authenticators) or "none"
         log.info("--authentication-config %s changed: now using issuers %s", self._config_file, issuers)
