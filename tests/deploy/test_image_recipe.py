@@ -59,6 +59,21 @@ def test_version_names_the_commit_the_image_was_built_from_or_says_unknown(insta
     assert "(commit unknown; Python " in version("")
 
 
+def test_the_installed_proxy_carries_its_license_and_notice(installed: Path) -> None:
+    files = subprocess.run(
+        [
+            str(installed / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print('\\n'.join(str(f) for f in m.files('kube-oidc-proxy')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    names = {Path(f).name for f in files if ".dist-info/" in f}
+    assert {"LICENSE", "NOTICE"} <= names, sorted(names)
+
+
 def test_the_dockerfile_records_the_commit_ci_builds() -> None:
     final = re.split(r"^FROM ", DOCKERFILE.read_text(), flags=re.M)[-1]
     assert re.search(r'^ARG COMMIT=""$', final, re.M)
