@@ -20,7 +20,7 @@ echo "[image] installing kube-oidc-proxy from $src"
 # Built from a copy: setuptools writes build/ and *.egg-info next to the sources it builds.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -R "$src/src" "$src/pyproject.toml" "$src/README.md" "$src/LICENSE" "$work/"
+cp -R "$src/src" "$src/pyproject.toml" "$src/README.md" "$src/LICENSE" "$src/NOTICE" "$work/"
 "$prefix/bin/python" -m pip install --quiet --no-cache-dir --disable-pip-version-check --no-deps "$work"
 # The runtime needs neither pip nor setuptools (which Python 3.11's venv adds): less to ship and to scan.
 if "$prefix/bin/python" -c "import setuptools" 2>/dev/null; then

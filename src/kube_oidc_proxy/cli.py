@@ -614,13 +614,15 @@ def _audit_config(ns: argparse.Namespace) -> AuditConfig:
 def version_text() -> str:
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - only for --version
 
+    from kube_oidc_proxy.buildinfo import commit  # noqa: PLC0415 - only for --version
+
     libs = []
     for lib in ("httptools", "uvloop", "joserfc", "cryptography", "PyYAML"):
         try:
             libs.append(f"{lib} {version(lib)}")
         except PackageNotFoundError:
             libs.append(f"{lib} (not installed)")
-    return f"{PROG} {__version__} (Python {sys.version.split()[0]}; {', '.join(libs)})"
+    return f"{PROG} {__version__} (commit {commit()}; Python {sys.version.split()[0]}; {', '.join(libs)})"
 
 
 def parse(argv: Sequence[str]) -> tuple[Config, list[str]] | None:

@@ -373,6 +373,9 @@ MANIFEST_HEADER: Final = f"""\
 #      passes TLS through (see the chart's README).
 #   4. The ClusterRole grants what docs/impersonation.md describes; add userextras/<key> entries for any
 #      extra keys you configure.
+#   5. The image tag is the chart's appVersion: `main`, the newest build of the main branch. To run one
+#      build everywhere, pin a commit's tag (sha-<first 7 hex of the commit>) or your own build
+#      (docs/deploy.md, "The image").
 """
 
 

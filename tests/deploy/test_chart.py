@@ -151,7 +151,7 @@ def test_defaults_install_the_proxy_and_nothing_optional(defaults: Rendered) -> 
         ("ServiceAccount", FULLNAME),
     ]
     assert defaults.one("Deployment")["spec"]["replicas"] == 1
-    assert defaults.container["image"] == "ghcr.io/kube-oidc-proxy/kube-oidc-proxy-python:0.1.0"
+    assert defaults.container["image"] == "ghcr.io/kube-oidc-proxy/kube-oidc-proxy-python:main"  # what CI publishes
 
 
 def test_every_namespaced_object_names_the_release_namespace() -> None:
@@ -997,5 +997,5 @@ def test_static_manifests_hold_no_keys_and_start_with_the_namespace() -> None:
 
 def test_chart_metadata() -> None:
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert (meta["apiVersion"], meta["version"], meta["appVersion"]) == ("v2", "0.1.0", "0.1.0")
+    assert (meta["apiVersion"], meta["version"], meta["appVersion"]) == ("v2", "0.1.0", "main")
     assert meta["kubeVersion"] == ">=1.27.0-0"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "image" / "Dockerfile"
@@ -43,6 +44,44 @@ def test_the_command_runs_with_the_locked_libraries(installed: Path) -> None:
     locked = locked_versions()
     for lib in ("httptools", "uvloop", "joserfc", "cryptography", "pyyaml"):
         assert re.search(rf"{lib} {re.escape(locked[lib])}\b", version, re.I), (lib, version)
+
+
+def test_version_names_the_commit_the_image_was_built_from_or_says_unknown(installed: Path) -> None:
+    command = str(installed / "bin" / "kube-oidc-proxy")
+
+    def version(commit: str) -> str:
+        env = {"PATH": "/usr/bin:/bin", "KUBE_OIDC_PROXY_COMMIT": commit}
+        return subprocess.run([command, "--version"], env=env, capture_output=True, text=True, check=True).stdout
+
+    commit = "4ee8034abcdef0123456789abcdef0123456789a"
+    assert f"(commit {commit}; Python " in version(commit)
+    # an installed copy is not a checkout: without the build argument nobody knows
+    assert "(commit unknown; Python " in version("")
+
+
+def test_the_installed_proxy_carries_its_license_and_notice(installed: Path) -> None:
+    files = subprocess.run(
+        [
+            str(installed / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print('\\n'.join(str(f) for f in m.files('kube-oidc-proxy')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    names = {Path(f).name for f in files if ".dist-info/" in f}
+    assert {"LICENSE", "NOTICE"} <= names, sorted(names)
+
+
+def test_the_dockerfile_records_the_commit_ci_builds() -> None:
+    final = re.split(r"^FROM ", DOCKERFILE.read_text(), flags=re.M)[-1]
+    assert re.search(r'^ARG COMMIT=""$', final, re.M)
+    assert re.search(r'^ENV KUBE_OIDC_PROXY_COMMIT="\$\{COMMIT\}"$', final, re.M)
+    assert 'org.opencontainers.image.revision="${COMMIT}"' in final
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "image.yml").read_text())
+    build = next(s for s in workflow["jobs"]["build"]["steps"] if s.get("uses", "").startswith("docker/build-push"))
+    assert "COMMIT=${{ github.sha }}" in build["with"]["build-args"].splitlines()
 
 
 def test_the_venv_holds_exactly_the_lock_and_the_proxy(installed: Path) -> None:

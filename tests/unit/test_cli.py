@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from importlib.metadata import version
 from operator import attrgetter
 from typing import Any
@@ -415,6 +416,7 @@ def test_version_prints_one_line_with_the_library_versions_and_returns_none(
     assert out.startswith("kube-oidc-proxy ")
     for lib in ("httptools", "uvloop", "joserfc", "cryptography"):
         assert f"{lib} {version(lib)}" in out
+    assert re.search(r"\(commit ([0-9a-f]{7,64}|unknown); Python ", out), out
 
 
 def test_version_is_handled_before_validation_like_the_go_proxy(capsys: pytest.CaptureFixture[str]) -> None:

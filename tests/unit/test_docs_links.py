@@ -1,4 +1,5 @@
-"""Every relative link in the README, docs/ and the chart's README points at a file that exists."""
+"""Every relative link in the README, docs/, the chart's README and the repository's CHANGELOG, CONTRIBUTING
+and SECURITY pages points at a file that exists."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "deploy/charts/kube-oidc-proxy/README.md"]
+PAGES = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    ROOT / "deploy/charts/kube-oidc-proxy/README.md",
+    *(ROOT / name for name in ("CHANGELOG.md", "CONTRIBUTING.md", "SECURITY.md")),
+]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import pytest
 
-from kube_oidc_proxy import __version__
+from kube_oidc_proxy import __version__, buildinfo
 from kube_oidc_proxy.authn.cel import CLAIMS, Compiler
 from kube_oidc_proxy.authn.claims import user_from_claims
 from kube_oidc_proxy.authn.model import Failure, Rejected, ValidationRule
@@ -117,15 +117,14 @@ def test_an_issuer_without_keys_is_infinitely_old_and_not_loaded_until_a_fetch_s
     assert state() == (0, 1)
 
 
-@pytest.mark.parametrize(("env", "commit"), [({"KOP_GIT_COMMIT": "4ee8034"}, "4ee8034"), ({}, "unknown")])
-def test_build_info_names_the_version_the_commit_when_known_and_python(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], commit: str
-) -> None:
-    monkeypatch.delenv("KOP_GIT_COMMIT", raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    labels = {"version": __version__, "commit": commit, "python": platform.python_version()}
-    assert Metrics().registry.get_sample_value("kube_oidc_proxy_build_info", labels) == 1
+def test_build_info_names_the_version_the_commit_and_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(buildinfo.COMMIT_ENV, "4ee8034")
+    buildinfo.commit.cache_clear()
+    try:
+        labels = {"version": __version__, "commit": "4ee8034", "python": platform.python_version()}
+        assert Metrics().registry.get_sample_value("kube_oidc_proxy_build_info", labels) == 1
+    finally:
+        buildinfo.commit.cache_clear()
 
 
 def test_no_counter_or_histogram_has_a_created_series() -> None:

@@ -2,8 +2,9 @@
 
 ``start`` opens the listeners of an ``App`` built by ``wiring.load`` and starts its housekeeping (certificate
 and authentication-config reloads, gauges, heap trimming); ``Running`` says where it listens and stops it
-(``delay_stop`` for --shutdown-delay-duration, then ``stop``). ``run_worker`` is one whole process's
-life: load, start, wait for SIGTERM/SIGINT, stop.
+(``delay_stop`` for --shutdown-delay-duration, then ``stop``) and re-reads its files at once on ``reload``.
+``run_worker`` is one whole process's life: load, start, wait for SIGTERM/SIGINT, stop; SIGHUP is a
+``reload``, never an exit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from kube_oidc_proxy.config import Config, split_host_port
@@ -60,14 +61,29 @@ def _sample(app: App, metrics: Metrics) -> None:
             metrics.jwks_age.labels(source.issuer_url).set(time.time() - source.fetched_at)
 
 
-async def _housekeeping(app: App) -> None:
-    """Every few seconds: reload rotated serving certificates and a changed --authentication-config, update
-    the key-set age, task gauges and tunnel bytes; once a minute, give freed heap memory back (``heaptrim``)."""
+def hangup_line(certificates: bool, authentication: bool | None) -> str:
+    """What a SIGHUP did, in one line: each file group reloaded, or kept (unchanged, or changed but invalid:
+    the reload's own warning says why). ``authentication`` is None without --authentication-config."""
+    done = [f"serving certificates {'reloaded' if certificates else 'kept'}"]
+    if authentication is not None:
+        done.append(f"--authentication-config {'reloaded' if authentication else 'kept'}")
+    return "SIGHUP: re-read the files: " + ", ".join(done)
+
+
+async def _housekeeping(app: App, wake: asyncio.Event) -> None:
+    """Every few seconds, or at once when ``wake`` is set (SIGHUP): reload rotated serving certificates and a
+    changed --authentication-config, update the key-set age, task gauges and tunnel bytes; once a minute, give
+    freed heap memory back (``heaptrim``). One loop does both, so two reloads never overlap."""
     trimmer = HeapTrimmer()
     while True:
-        await asyncio.sleep(TLS_RELOAD_POLL_SECONDS)
-        app.tls.reload_if_changed()
-        await app.authentication.reload_if_changed()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), TLS_RELOAD_POLL_SECONDS)
+        asked = wake.is_set()
+        wake.clear()
+        certificates = app.tls.reload_if_changed()
+        authentication = await app.authentication.reload_if_changed()
+        if asked:
+            log.info(hangup_line(certificates, authentication if app.config.oidc.authentication_config else None))
         trimmer.due(time.monotonic())
         if app.metrics is not None:
             _sample(app, app.metrics)
@@ -82,6 +98,7 @@ class Running:
     probe: asyncio.Server | None
     poller: asyncio.Future[None]
     metrics_server: asyncio.Server | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def port(self) -> int:
@@ -96,6 +113,10 @@ class Running:
     @property
     def metrics_port(self) -> int | None:
         return None if self.metrics_server is None else _ipv4_port(self.metrics_server)
+
+    def reload(self) -> None:
+        """Re-read the serving certificates and --authentication-config now, not at the next poll (SIGHUP)."""
+        self.wake.set()
 
     async def delay_stop(self, delay: float | None = None) -> None:
         """kube-apiserver's --shutdown-delay-duration: /ready answers 503 at once while new connections are
@@ -154,7 +175,9 @@ async def _start_metrics_server(app: App, reuse_port: bool) -> asyncio.Server | 
         raise StartupError(f"cannot listen on --metrics-bind-address {address}: {exc.strerror}") from None
 
 
-async def start(app: App, *, reuse_port: bool = False) -> Running:
+async def start(app: App, *, reuse_port: bool = False, wake: asyncio.Event | None = None) -> Running:
+    """``wake``: set it to reload the files at once (``Running.reload``); a signal handler can hold it before
+    the start."""
     config = app.config
     app.authentication.start()
     try:
@@ -206,7 +229,8 @@ async def start(app: App, *, reuse_port: bool = False) -> Running:
     )
     if metrics_server is not None:
         log.info("metrics at http://%s/metrics", config.proxy.metrics_bind_address)
-    return Running(app, addresses, probe, asyncio.ensure_future(_housekeeping(app)), metrics_server)
+    wake = wake or asyncio.Event()
+    return Running(app, addresses, probe, asyncio.ensure_future(_housekeeping(app, wake)), metrics_server, wake)
 
 
 def _install_uvloop() -> None:
@@ -244,7 +268,9 @@ def run_worker(config: Config, *, reuse_port: bool) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
-        running = await start(app, reuse_port=reuse_port)
+        wake = asyncio.Event()
+        loop.add_signal_handler(signal.SIGHUP, wake.set)  # a reload (Running.reload), before "serving on" is said
+        running = await start(app, reuse_port=reuse_port, wake=wake)
         try:
             await stop.wait()
             await running.delay_stop()
@@ -254,5 +280,12 @@ def run_worker(config: Config, *, reuse_port: bool) -> int:
     try:
         asyncio.run(main())
     finally:
+        ignore_hangup()  # the closed loop gave SIGHUP back its default action, which is to exit
         app.access_log.close()
     return 0
+
+
+def ignore_hangup() -> None:
+    """SIGHUP's default action ends the process (exit 129, no drain). Until the loop's reload handler is in
+    place, and after it is gone, a SIGHUP does nothing: the files are read at the start anyway."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)

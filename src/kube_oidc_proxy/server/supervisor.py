@@ -2,7 +2,8 @@
 
 ``run`` sets up logging and picks one or the other. With ``--workers N`` the parent checks the
 configuration once, forks N workers that each load and serve on the same port (SO_REUSEPORT: the kernel
-spreads connections), forwards signals to them and restarts one that dies.
+spreads connections), forwards signals to them (SIGHUP too: each worker reloads its files) and restarts one
+that dies.
 """
 
 from __future__ import annotations
@@ -16,19 +17,20 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.errors import StartupError
 from kube_oidc_proxy.observe.metrics import MULTIPROC_ENV, forget_worker
-from kube_oidc_proxy.server.lifecycle import run_worker, setup_logging
+from kube_oidc_proxy.server.lifecycle import ignore_hangup, run_worker, setup_logging
 from kube_oidc_proxy.server.wiring import load
 
 log = logging.getLogger("kop.app")
 
 WORKER_RESTART_DELAY_SECONDS: Final = 1.0
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+FORWARDED_SIGNALS: Final = (*STOP_SIGNALS, signal.SIGHUP)
 
 
 def _run_workers(config: Config) -> int:
@@ -53,20 +55,28 @@ def _shared_metrics_dir() -> str:
 
 
 @contextlib.contextmanager
-def _stop_signals_blocked() -> Iterator[None]:
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+def _forwarded_signals_blocked() -> Iterator[None]:
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
 
 
-def _default_stop_signals() -> None:
-    """In a new worker: not the supervisor's handler (it would signal the worker's siblings and carry on).
-    Until the worker installs its own, a stop signal ends it, as any process that is not serving yet."""
+def _default_worker_signals() -> None:
+    """In a new worker: not the supervisor's handlers (they would signal the worker's siblings and carry on).
+    Until the worker installs its own, a stop signal ends it, as any process that is not serving yet, and
+    SIGHUP does nothing (the worker reads its files as it starts)."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    ignore_hangup()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+
+
+def _handle_signals(stop: Callable[[int, object], None], reload: Callable[[int, object], None]) -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
+    signal.signal(signal.SIGHUP, reload)  # passed on: a reload in each worker, not a stop
 
 
 def _supervise(config: Config, metrics_dir: str | None) -> int:
@@ -74,12 +84,12 @@ def _supervise(config: Config, metrics_dir: str | None) -> int:
     stopping = False
 
     def spawn(index: int) -> None:
-        with _stop_signals_blocked():  # one that comes meanwhile is handled once the child is known
+        with _forwarded_signals_blocked():  # one that comes meanwhile is handled once the child is known
             if stopping:  # the signal came while a replacement was waiting to start: none is needed now
                 return
             pid = os.fork()
             if pid == 0:
-                _default_stop_signals()
+                _default_worker_signals()
                 code = 1
                 # the parent's log thread does not survive fork
                 diagnostics = setup_logging(config.verbosity, logging_format=config.logging_format)
@@ -92,15 +102,17 @@ def _supervise(config: Config, metrics_dir: str | None) -> int:
                     os._exit(code)
             children[pid] = index
 
-    def forward(signum: int, _: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def pass_on(signum: int, _: object = None) -> None:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    def forward(signum: int, _: object) -> None:
+        nonlocal stopping
+        stopping = True
+        pass_on(signum)
+
+    _handle_signals(stop=forward, reload=pass_on)
     started = time.monotonic()
     for index in range(config.proxy.workers):
         spawn(index)
@@ -138,6 +150,7 @@ def _raise_open_file_limit() -> None:
 
 
 def run(config: Config) -> int:
+    ignore_hangup()  # from the start: loading the configuration takes a moment
     diagnostics = setup_logging(config.verbosity, logging_format=config.logging_format)
     _raise_open_file_limit()
     os.environ.pop(MULTIPROC_ENV, None)  # one process: plain in-memory metrics, whatever the environment says
