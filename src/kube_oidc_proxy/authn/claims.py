@@ -71,7 +71,7 @@ def _instant(unix: float) -> str:
         return claim(unix)
 
 
-def duration(seconds: float) -> str:
+def _duration(seconds: float) -> str:
     """Go's ``time.Duration`` text, to the second: ``35s``, ``2m0s``, ``1h2m3s``."""
     if seconds < 1:
         return f"{seconds:.3g}s"
@@ -87,7 +87,7 @@ def duration(seconds: float) -> str:
 def _clock(name: str, moment: float, now: float) -> str:
     """``exp 2026-12-05T18:49:40Z is 1m35s before the proxy's clock (2026-12-05T18:51:15Z)``."""
     side = "before" if moment <= now else "after"
-    return f"{name} {_instant(moment)} is {duration(abs(now - moment))} {side} the proxy's clock ({_instant(now)})"
+    return f"{name} {_instant(moment)} is {_duration(abs(now - moment))} {side} the proxy's clock ({_instant(now)})"
 
 
 def _expression(program: Program) -> str:
@@ -308,7 +308,7 @@ def user_from_claims(
             return Rejected(
                 Failure.NOT_YET_VALID,
                 f"token is not valid yet (nbf is in the future): {_clock('nbf', nbf, now)}, "
-                f"more than the {duration(NBF_LEEWAY_SECONDS)} allowed for clock skew",
+                f"more than the {_duration(NBF_LEEWAY_SECONDS)} allowed for clock skew",
             )
 
     # kube-apiserver's order: username, groups, uid, extra, required claims, claim rules, user rules
