@@ -10,8 +10,9 @@ text (a lone surrogate from a JSON claim cannot be encoded at all). Extra keys a
 *name*, which kube-apiserver lower-cases before it %-unescapes them; ``impersonation.escape_extra_key``
 keeps every key intact through that.
 
-Pure: strings in, a reason out. The refusal of ``system:`` identities and every prefix rule run after
-this check, on the very string kube-apiserver will see.
+Pure: strings in, a reason out, with the value quoted and bounded (``authn.quoting``: it may come from a
+token). The refusal of ``system:`` identities and every prefix rule run after this check, on the very
+string kube-apiserver will see.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from kube_oidc_proxy.authn.model import UserInfo
+from kube_oidc_proxy.authn.quoting import quoted
 
 # C0 controls and DEL: not allowed in a header value (HTAB is, but Go would trim it at the ends, and
 # inside a name it only invites confusion in logs and RBAC bindings).
@@ -81,7 +83,7 @@ def user_problem(user: UserInfo, what: str = "") -> str | None:
         for value in values:
             problem = value_problem(value)
             if problem is not None:
-                return f"{what}{name} {value!r} {problem}"
+                return f"{what}{name} {quoted(value)} {problem}"
     return extra_problem(user.extra, what)
 
 
@@ -89,9 +91,9 @@ def extra_problem(extra: Mapping[str, Iterable[str]], what: str = "") -> str | N
     for key, values in extra.items():
         problem = extra_key_problem(key)
         if problem is not None:
-            return f"{what}extra key {key!r} {problem}"
+            return f"{what}extra key {quoted(key)} {problem}"
         for value in values:
             problem = value_problem(value)
             if problem is not None:
-                return f"{what}extra {key!r} value {value!r} {problem}"
+                return f"{what}extra {quoted(key)} value {quoted(value)} {problem}"
     return None

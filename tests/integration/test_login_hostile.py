@@ -4,6 +4,7 @@ redirect_uri, nothing reaches kube-apiserver, and no code, state, nonce, verifie
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import urllib.parse
@@ -202,9 +203,10 @@ async def test_a_token_for_another_audience_is_refused_with_the_authenticators_r
     handle.issuer.token_endpoint.id_token_claims = {"aud": "another-client"}
     page = await watched(handle).sign_in()
     assert page.status == 403
-    assert "token audience does not include the client id" in text_of(page)
+    why = 'token audience does not include the client id: the token\'s aud is "another-client", expected "kube"'
+    assert why in html.unescape(text_of(page))  # the page escapes the token's text
     [line] = await refusals(handle, 1)
-    assert line["reason"] == "browser login: refused: token audience does not include the client id"
+    assert line["reason"] == f"browser login: refused: {why}"
 
 
 async def test_a_used_code_with_a_fresh_state_is_refused_by_the_idp_and_the_page_says_so(handle: ProxyHandle) -> None:

@@ -173,8 +173,8 @@ async def test_with_cel_mappings_expressions_see_u_fffd_as_kube_apiserver_s_do(
     }
     failures = [json.loads(line) for line in handle.access.lines if '"AuFail"' in line]
     assert [(f["uri"].rsplit("/", 1)[1], f["reason"].split(":")[0]) for f in failures] == [
-        ("uid", "mapped uid 'u\\ud800' is not valid Unicode text"),
-        ("group", "mapped group '\\ud800' is not valid Unicode text"),
+        ("uid", 'mapped uid "u\\ud800" is not valid Unicode text'),
+        ("group", 'mapped group "\\ud800" is not valid Unicode text'),
         ("huge-number", "claims cannot be read as CEL values"),
     ]
     audited_401 = [e for e in audit_events(tmp_path) if e.get("responseStatus", {}).get("code") == 401]

@@ -122,6 +122,7 @@ class RecordingUpstream:
         self.sars: list[dict[str, Any]] = []  # the specs of SubjectAccessReviews received
         self.sar_policy: Callable[[dict[str, Any]], bool] = lambda spec: False
         self.sar_failure = 0  # answer reviews with this status instead
+        self.sar_failure_body = b'{"kind":"Status"}'  # ... and this body
         self.review_answer: bytes | None = None  # answer every review with these bytes (hostile answers)
         self.sar_status: Callable[[dict[str, Any]], Any] | None = None  # the whole answer's status (hostile ones)
         self.token_reviews: dict[str, dict[str, Any]] = {}
@@ -303,7 +304,7 @@ class RecordingUpstream:
             simple(201, self.review_answer)
         elif path.endswith("/subjectaccessreviews") and request.method == b"POST":
             if self.sar_failure:
-                simple(self.sar_failure, b'{"kind":"Status"}')
+                simple(self.sar_failure, self.sar_failure_body)
             else:
                 spec = json.loads(body)["spec"]
                 self.sars.append(spec)

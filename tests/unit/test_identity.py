@@ -41,12 +41,12 @@ def test_values_go_would_read_differently_or_not_at_all_are_refused(value: str, 
 
 def test_every_field_of_a_user_is_checked_and_named() -> None:
     assert user_problem(UserInfo("alice", groups=("dev", " system:masters"))) == (
-        "group ' system:masters' has leading or trailing whitespace"
+        'group " system:masters" has leading or trailing whitespace'
     )
-    assert user_problem(UserInfo("alice", uid="1 ")) == "uid '1 ' has leading or trailing whitespace"
-    assert user_problem(UserInfo("alice", extra={" k": ("v",)})) == "extra key ' k' has leading or trailing whitespace"
-    assert user_problem(UserInfo("alice", extra={"": ("v",)})) == "extra key '' is empty"
+    assert user_problem(UserInfo("alice", uid="1 ")) == 'uid "1 " has leading or trailing whitespace'
+    assert user_problem(UserInfo("alice", extra={" k": ("v",)})) == 'extra key " k" has leading or trailing whitespace'
+    assert user_problem(UserInfo("alice", extra={"": ("v",)})) == 'extra key "" is empty'
     assert (
-        user_problem(UserInfo("alice", extra={"k": ("v\n",)})) == "extra 'k' value 'v\\n' contains control characters"
+        user_problem(UserInfo("alice", extra={"k": ("v\n",)})) == 'extra "k" value "v\\n" contains control characters'
     )
     assert user_problem(UserInfo("alice", groups=("dev",), extra={"k": ("v",)})) is None

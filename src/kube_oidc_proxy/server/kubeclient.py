@@ -6,7 +6,9 @@ each caller to its share (``reviewbudget``); the wait for a slot counts against 
 Every failure names the request and the peer (``GET https://10.0.0.1:6443/readyz: connect to ...``), in
 the detail of the ``UpstreamError`` that ``request`` raises and in the message of a ``ReviewError``: those
 texts reach the log and the readiness check, where "cannot reach kube-apiserver" alone would not say which
-address was tried."""
+address was tried. A review kube-apiserver refused names its Status ``message`` (``subjectaccessreviews... is
+forbidden: User "system:serviceaccount:..." cannot create resource ...``): the RBAC the proxy lacks.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import json
 import time
 from typing import Any, Final
 
+from kube_oidc_proxy.authn.quoting import message
 from kube_oidc_proxy.authz.checker import ReviewError, ReviewNotSent
 from kube_oidc_proxy.authz.review import allowed_by
 from kube_oidc_proxy.errors import UpstreamError, UpstreamTimeout
@@ -29,6 +32,19 @@ TIMEOUT_SECONDS: Final = 10.0  # the Go proxy's TokenReview timeout
 MAX_RESPONSE_BYTES: Final = 1024 * 1024
 SUBJECT_ACCESS_REVIEWS: Final = b"/apis/authorization.k8s.io/v1/subjectaccessreviews"
 TOKEN_REVIEWS: Final = b"/apis/authentication.k8s.io/v1/tokenreviews"
+ERROR_BODY_CHARS: Final = 500  # of a refusal's message or body, in the log: an RBAC message fits whole
+
+
+def refusal_text(payload: bytes) -> str:
+    """What a refusal of kube-apiserver says: a Status's ``message``, else the start of the body; one line,
+    bounded."""
+    try:
+        status = json.loads(payload)
+    except (ValueError, RecursionError):
+        status = None
+    if isinstance(status, dict) and isinstance(status.get("message"), str) and status["message"]:
+        return message(status["message"], ERROR_BODY_CHARS)
+    return message(payload[:ERROR_BODY_CHARS].decode(errors="replace"), ERROR_BODY_CHARS)
 
 
 class CollectingSink:
@@ -149,7 +165,7 @@ class KubeClient:
             self._metrics.reviews.labels(kind).observe(time.monotonic() - started)
         if status not in (200, 201):
             self._failed(kind)
-            raise ReviewError(self.describe(b"POST", path, f"HTTP {status}: {payload[:200].decode(errors='replace')}"))
+            raise ReviewError(self.describe(b"POST", path, f"HTTP {status}: {refusal_text(payload)}"))
         try:
             result = json.loads(payload)
         except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested past the parser's depth

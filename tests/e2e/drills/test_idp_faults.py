@@ -146,7 +146,7 @@ def test_an_idp_fault_changes_nothing_for_known_keys_and_refuses_unknown_keys_qu
     # Back off: the fault's refetches stay at the documented rate, however many unknown kids arrive.
     allowed = int(fault_seconds / REFETCH_INTERVAL_SECONDS) + 2
     assert fetches <= allowed, f"{fetches} key fetches in {fault_seconds:.0f} s (allowed {allowed})"
-    assert "no signing key matches kid 'never-published'" in drill.log()
+    assert 'no signing key matches kid "never-published"' in drill.log()
     failed_fetches = (
         drill.metric('kube_oidc_proxy_jwks_fetches_total{issuer="' + drill.issuer + '",result="failure"}')
         - failed_fetches_before
