@@ -6,6 +6,8 @@
   and repeated keys accumulate.
 - Flags of the Go proxy that change nothing here (klog's, ``--cert-dir``, HTTP/2 tuning) are accepted
   with a warning, so an existing Deployment's arguments keep working.
+- Every flag of the other Go lines (RafPe's fork) is known too: ours under the same or another name, or
+  refused with what to use instead. A flag no line has gets the nearest known name in its error.
 
 Exit codes: 0 done, 1 runtime failure, 2 bad usage. Errors are one line on stderr, never a traceback.
 """
@@ -13,6 +15,8 @@ Exit codes: 0 done, 1 runtime failure, 2 bad usage. Errors are one line on stder
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, Final, NoReturn
@@ -55,6 +59,10 @@ _IGNORED_VALUE_FLAGS: Final = {
     "--log-file-max-size": "logs go to stdout/stderr",
     "--stderrthreshold": "logs go to stdout/stderr",
     "--log-backtrace-at": "not applicable",
+    # kubectl's flags, registered by Tremolo's and RafPe's client library: Go used them only when the
+    # kubeconfig's user had "as:" set.
+    "--as-uid": "the proxy's own connection to kube-apiserver does not impersonate",
+    "--as-user-extra": "the proxy's own connection to kube-apiserver does not impersonate",
 }
 _IGNORED_BOOL_FLAGS: Final = {
     "--permit-port-sharing": "--workers shares the port already",
@@ -67,10 +75,55 @@ _IGNORED_BOOL_FLAGS: Final = {
     "--add-dir-header": "not applicable",
 }
 
+# Flags of the Go lines that name a feature this proxy does not have, or has only in another form. A value
+# that asks for nothing (empty, or false: the Go default) is accepted with a warning; any other is refused
+# (exit 2) with what to use instead, rather than starting a proxy that silently does something else.
+_REFUSED_VALUE_FLAGS: Final = {
+    # RafPe: a list of system: groups tokens may carry. Here system: names are allowed only all together,
+    # usernames included, so the list cannot be taken over as it is.
+    "--allow-reserved-groups": "system: groups are allowed here only all at once, usernames included "
+    "(--oidc-allow-system-identities); to allow just these, use that flag with an --authentication-config "
+    "whose userValidationRules refuse the others (docs/migrating.md#rafpe)",
+    # RafPe: a client certificate presented to the issuers (mutual TLS).
+    "--oidc-tls-client-cert-file": "the proxy cannot present a client certificate to OIDC issuers; the "
+    "issuer's discovery and keys must be readable without one (docs/migrating.md#rafpe)",
+    "--oidc-tls-client-key-file": "the proxy cannot present a client certificate to OIDC issuers; the "
+    "issuer's discovery and keys must be readable without one (docs/migrating.md#rafpe)",
+    # RafPe (k8s.io/apiserver 0.36): kube-apiserver's serving flag, the key exchange groups to offer.
+    "--tls-curve-preferences": "the key exchange groups cannot be chosen here, OpenSSL's defaults are used; "
+    "remove the flag (docs/migrating.md#rafpe)",
+}
+_REFUSED_BOOL_FLAGS: Final = {
+    # jetstack (k8s.io/apiserver 0.18) registered it and refused it; Kubernetes removed the feature in 1.19.
+    "--audit-dynamic-configuration": "dynamic audit configuration was removed from Kubernetes and the Go "
+    "proxy refused it too; configure a webhook with --audit-webhook-config-file",
+}
+
+# Flags of the Go lines that are ours under another name, with the same meaning: accepted, with a warning.
+_RENAMED_FLAGS: Final = {
+    "--trusted-proxies": "--trusted-proxy-cidrs",  # RafPe
+}
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        unrecognized = "unrecognized arguments: "
+        if message.startswith(unrecognized):
+            hints = _closest_flags(message[len(unrecognized) :], list(self._option_string_actions))
+            message += f" ({'; '.join(hints)})" if hints else ""
         self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _closest_flags(arguments: str, known: list[str]) -> list[str]:
+    """For each unknown flag in argparse's list of unrecognized arguments, the known flag it most likely
+    meant: the one it begins (flag prefixes are not accepted, as in pflag), else the nearest spelling."""
+    hints = []
+    for flag in re.findall(r"(?:^|\s)(--?[^\s=]+)", arguments):
+        longer = [name for name in known if name.startswith(flag) and name.startswith("--")]
+        match = longer if len(longer) == 1 else difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+        if match:
+            hints.append(f"{flag}: did you mean {match[0]}?")
+    return hints
 
 
 def _bool(text: str) -> bool:
@@ -147,6 +200,31 @@ class _IgnoredAction(argparse.Action):
         long_name = self.option_strings[-1]  # "-n" is reported with --namespace's reason
         why = {**_IGNORED_VALUE_FLAGS, **_IGNORED_BOOL_FLAGS}.get(long_name, "")
         ns.ignored_flags = [*getattr(ns, "ignored_flags", []), f"{opt} has no effect: {why}"]
+
+
+class _RefusedAction(argparse.Action):
+    """A Go flag for something this proxy does not do: refused unless its value asks for nothing."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, opt: Any = None) -> None:
+        name = self.option_strings[-1]
+        why = {**_REFUSED_VALUE_FLAGS, **_REFUSED_BOOL_FLAGS}[name]
+        asks = values is True if name in _REFUSED_BOOL_FLAGS else bool(str(values).strip())
+        if asks:
+            given = opt if values is True else f"{opt}={values}"
+            ns.refused_flags = [*getattr(ns, "refused_flags", []), f"{given} is not supported: {why}"]
+        else:
+            notice = f"{opt}={str(values).lower()} has no effect: it asks for nothing (the Go proxy's default)"
+            ns.ignored_flags = [*getattr(ns, "ignored_flags", []), notice]
+
+
+class _RenamedAction(_SliceAction):
+    """A Go flag that is one of ours under another name: its values go to ours, with a warning."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, opt: Any = None) -> None:
+        super().__call__(parser, ns, values, opt)
+        ours = _RENAMED_FLAGS[self.option_strings[-1]]
+        notice = f"{opt} is taken as {ours}, its name here (see docs/migrating.md); rename it"
+        ns.ignored_flags = [*getattr(ns, "ignored_flags", []), notice]
 
 
 def _flag_bool(group: Any, *names: str, help: str) -> None:
@@ -461,6 +539,33 @@ def build_parser() -> argparse.ArgumentParser:
         compat.add_argument(*names, action=_IgnoredAction, dest="ignored", help=argparse.SUPPRESS)
     for flag in _IGNORED_BOOL_FLAGS:
         compat.add_argument(flag, action=_IgnoredAction, dest="ignored", nargs="?", help=argparse.SUPPRESS)
+    return _add_other_go_lines_flags(p, app, compat)
+
+
+def _add_other_go_lines_flags(p: argparse.ArgumentParser, app: Any, compat: Any) -> argparse.ArgumentParser:
+    """RafPe's flags for what this proxy does too, under the same names; the Go lines' flags that are refused
+    or renamed here (docs/migrating.md#flags-of-each-go-line)."""
+    app.add_argument(
+        "--subject-access-review-timeout",
+        type=_duration,
+        default=10.0,
+        help="How long all the SubjectAccessReviews of one kubectl --as request may take together; then 503 "
+        "(default 10s).",
+    )
+    _flag_bool(
+        app,
+        "--readiness-require-all-issuers",
+        help="/ready only once every issuer has signing keys (default: once any one has).",
+    )
+    for flag in _REFUSED_VALUE_FLAGS:
+        compat.add_argument(flag, action=_RefusedAction, dest="refused", help=argparse.SUPPRESS)
+    for flag in _REFUSED_BOOL_FLAGS:
+        compat.add_argument(
+            flag, action=_RefusedAction, dest="refused", nargs="?", const=True, type=_bool, help=argparse.SUPPRESS
+        )
+    for flag, ours in _RENAMED_FLAGS.items():
+        dest = ours[2:].replace("-", "_")
+        compat.add_argument(flag, action=_RenamedAction, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 
@@ -496,6 +601,8 @@ def _legacy_oidc_flags_set(ns: argparse.Namespace) -> list[str]:
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
+    if refused := getattr(ns, "refused_flags", []):
+        raise ConfigError("; ".join(refused))
     explicit = any(bool(getattr(ns, name)) for name in _CONNECTION_FLAGS)
     if ns.authentication_config and (legacy := _legacy_oidc_flags_set(ns)):
         raise ConfigError(
@@ -544,6 +651,8 @@ def config_from_args(ns: argparse.Namespace) -> Config:
             max_client_connections=ns.max_client_connections,
             max_requests_inflight=ns.max_requests_inflight,
             max_mutating_requests_inflight=ns.max_mutating_requests_inflight,
+            subject_access_review_timeout=ns.subject_access_review_timeout,
+            readiness_require_all_issuers=ns.readiness_require_all_issuers,
         ),
         client=ClientConfig(
             kubeconfig=ns.kubeconfig,

@@ -150,6 +150,8 @@ class ProxyConfig:
     max_client_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS
     max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT  # 0: no limit
     max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
+    subject_access_review_timeout: float = 10.0  # one request's SubjectAccessReviews together (authz.checker's)
+    readiness_require_all_issuers: bool = False  # else ready while at least one issuer has keys
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -164,6 +166,9 @@ class ProxyConfig:
             errors.append("--shutdown-grace-period must not be negative")
         if self.shutdown_delay < 0:
             errors.append("--shutdown-delay-duration must not be negative")
+        if self.subject_access_review_timeout <= 0:
+            timeout = self.subject_access_review_timeout
+            errors.append(f"--subject-access-review-timeout must be greater than 0, got {timeout:g}s")
         if self.readiness_probe_port is not None and not 0 <= self.readiness_probe_port <= 65535:
             errors.append(f"--readiness-probe-port must be between 0 and 65535, got {self.readiness_probe_port}")
         if not 1 <= self.workers <= MAX_WORKERS:

@@ -21,6 +21,7 @@ from tests.integration.test_probe import probe
 from tests.support.certs import CertFiles
 from tests.support.client import get
 from tests.support.issuer import TestIssuer
+from tests.support.keysource import refresh_after_change
 from tests.support.upstream import RecordingUpstream
 
 RELOAD_WAIT_SECONDS = 10.0  # the proxy polls the file every 2 s
@@ -314,6 +315,29 @@ async def test_ready_while_one_issuer_has_keys_and_the_missing_one_is_listed(
         issuer.down = True
         handle.app.key_sources[0].keys = None  # as if the corporate keys had never loaded either
         assert (await probe(handle.running.probe_port, "/ready"))[0] == 503
+    finally:
+        await handle.running.stop(grace=1)
+
+
+async def test_with_readiness_require_all_issuers_ready_only_once_every_issuer_has_keys(
+    config: Config, config_file: Path, issuer: TestIssuer, partner_issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    partner_issuer.down = True
+    cfg = file_config(config, config_file)
+    cfg = replace(cfg, proxy=replace(cfg.proxy, readiness_require_all_issuers=True))
+    handle = await start_proxy(cfg, issuer, upstream, wait_for_keys=False)
+    corporate_keys, partner_keys = handle.app.key_sources
+    try:
+        assert await refresh_after_change(corporate_keys)
+        status, body = await probe(handle.running.probe_port, "/ready")
+        assert status == 503  # one issuer would do by default (the test above)
+        checks = body["checks"]
+        assert isinstance(checks, dict)
+        assert list(checks) == [f"issuer {partner_issuer.url}"]
+
+        partner_issuer.down = False
+        assert await refresh_after_change(partner_keys)
+        assert (await probe(handle.running.probe_port, "/ready"))[0] == 200
     finally:
         await handle.running.stop(grace=1)
 

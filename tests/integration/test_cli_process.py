@@ -12,6 +12,10 @@ import pytest
 import trustme
 
 from tests.support.certs import CertFiles, issue
+from tests.support.client import get
+from tests.support.issuer import TestIssuer
+from tests.support.process import start_process
+from tests.support.upstream import RecordingUpstream
 
 COMMAND = Path(sys.executable).parent / "kube-oidc-proxy"
 VALID_OIDC = ["--oidc-issuer-url=https://issuer.example", "--oidc-client-id=kube"]
@@ -232,3 +236,62 @@ def test_help_exits_0_and_lists_the_go_proxys_flags(isolated_env: dict[str, str]
     for flag in ("--oidc-issuer-url", "--oidc-client-id", "--readiness-probe-port", "--tls-cert-file", "--kubeconfig"):
         assert flag in result.out
     assert "--cert-dir" not in result.out  # compatibility-only flags stay out of the help
+
+
+# ---------------------------------------------------------------------------------------------------- the Go lines
+
+# What RafPe's chart renders (chart/kube-oidc-proxy/templates/deployment.yaml, v1.4.0), with its own flags.
+RAFPE_ARGS = [
+    "--readiness-require-all-issuers",
+    "--subject-access-review-timeout=5s",
+    "--trusted-proxies=127.0.0.0/8",
+    "--extra-user-header-client-ip",
+    "--allow-reserved-groups=",
+]
+
+
+async def test_a_rafpe_command_line_starts_and_says_what_each_of_its_flags_became(
+    tmp_path: Path, issuer: TestIssuer, upstream: RecordingUpstream, server_certs: CertFiles
+) -> None:
+    proc = start_process(str(tmp_path), issuer, upstream, server_certs, *RAFPE_ARGS)
+    try:
+        proc.wait_ready()
+        forwarded = [("x-forwarded-for", "203.0.113.7")]  # from 127.0.0.1, a --trusted-proxies peer
+        response = await get(proc.port, proc.ca_file, "/api/v1/pods", headers=forwarded, token=issuer.token())
+        assert response.status == 200
+        assert upstream.requests[-1].one("impersonate-extra-remote-client-ip") == "203.0.113.7"
+    finally:
+        proc.kill()
+    warnings = [line for line in proc.stderr().splitlines() if line.startswith("kube-oidc-proxy: warning: ")]
+    assert warnings == [
+        "kube-oidc-proxy: warning: --trusted-proxies is taken as --trusted-proxy-cidrs, its name here "
+        "(see docs/migrating.md); rename it",
+        "kube-oidc-proxy: warning: --allow-reserved-groups= has no effect: it asks for nothing "
+        "(the Go proxy's default)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "pointer"),
+    [
+        pytest.param(
+            ["--allow-reserved-groups=system:monitoring"],
+            "--oidc-allow-system-identities",
+            id="allow-reserved-groups",
+        ),
+        pytest.param(
+            ["--oidc-tls-client-cert-file=/etc/oidc/client-tls/tls.crt"],
+            "cannot present a client certificate",
+            id="oidc-client-certificate",
+        ),
+    ],
+)
+def test_a_rafpe_flag_for_what_this_proxy_does_not_do_exits_2_pointing_to_the_equivalent(
+    isolated_env: dict[str, str], certs: CertFiles, args: list[str], pointer: str
+) -> None:
+    result = kop(isolated_env, *VALID_OIDC, *serving_flags(certs), *RAFPE_ARGS, *args)
+    line = assert_one_line_error(result, 2)
+    assert f"{args[0]} is not supported: " in line
+    assert pointer in line
+    assert "docs/migrating.md#rafpe" in line
+    assert "unrecognized" not in result.err

@@ -347,3 +347,24 @@ async def test_garbage_tokens_from_many_networks_cannot_take_the_review_slots_of
         assert upstream.sars[-1]["user"] == "alice"
     finally:
         await handle.running.stop(grace=1)
+
+
+async def test_subject_access_review_timeout_bounds_a_requests_reviews_the_wait_for_a_slot_included(
+    config: Config, issuer: TestIssuer, upstream: RecordingUpstream
+) -> None:
+    cfg = replace(config, proxy=replace(config.proxy, subject_access_review_timeout=0.5))  # RafPe's flag
+    handle = await start_proxy(cfg, issuer, upstream)
+    try:
+        handle.app.client.budget = ReviewBudget(0.25, 1)  # one review now, the next 4 s later
+        upstream.sar_policy = allow("bob", "carol")
+        token = issuer.token()
+        first = await get(handle.port, handle.ca_file, "/api", token=token, headers=[("Impersonate-User", "bob")])
+        assert first.status == 200
+        # the next slot comes after the 0.5 s: refused at once (with the default 10 s it would wait for it)
+        second = await get(handle.port, handle.ca_file, "/api", token=token, headers=[("Impersonate-User", "carol")])
+        assert second.status == 503
+        assert second.json()["message"] == "cannot check the impersonation right now"
+        assert [sar["resourceAttributes"]["name"] for sar in upstream.sars] == ["bob"]
+    finally:
+        await handle.running.stop(grace=1)
+        handle.app.access_log.close()

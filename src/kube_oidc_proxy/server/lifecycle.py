@@ -194,7 +194,12 @@ async def start(app: App, *, reuse_port: bool = False, wake: asyncio.Event | Non
             probe = await start_probe_server(
                 "",  # all interfaces, as the Go proxy: the kubelet probes the pod IP
                 config.proxy.readiness_probe_port,
-                Readiness(lambda: app.key_sources, app.proxy, app.client),
+                Readiness(
+                    lambda: app.key_sources,
+                    app.proxy,
+                    app.client,
+                    require_all_issuers=config.proxy.readiness_require_all_issuers,
+                ),
                 app.proxy.tasks,
                 reuse_port=reuse_port,
             )

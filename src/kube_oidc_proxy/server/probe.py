@@ -1,7 +1,8 @@
 """Readiness and liveness on a plain-HTTP port (``--readiness-probe-port``), for the kubelet.
 
 ``/ready`` (and ``/readyz``) is 200 only while it is true *now* (the Go proxy latched ready forever):
-every issuer has signing keys loaded (the last good keys count: an IdP outage does not drain the proxy),
+an issuer has signing keys loaded (every issuer with ``--readiness-require-all-issuers``; the last good
+keys count: an IdP outage does not drain the proxy),
 kube-apiserver answered within ``UPSTREAM_FRESH_SECONDS`` (else we ask ``/readyz`` with our own
 credentials), and we are not shutting down (from the signal on: during ``--shutdown-delay-duration``
 new connections are still served, so load balancers have time to stop sending them). ``/healthz``
@@ -33,8 +34,16 @@ LIVE_PATHS: Final = frozenset({b"/healthz", b"/livez", b"/live"})
 
 
 class Readiness:
-    def __init__(self, key_sources: Callable[[], Sequence[KeySource]], proxy: ProxyServer, client: KubeClient) -> None:
+    def __init__(
+        self,
+        key_sources: Callable[[], Sequence[KeySource]],
+        proxy: ProxyServer,
+        client: KubeClient,
+        *,
+        require_all_issuers: bool = False,
+    ) -> None:
         self._key_sources = key_sources  # a callable: a reloaded --authentication-config changes them
+        self._require_all = require_all_issuers  # --readiness-require-all-issuers
         self._proxy = proxy
         self._client = client
         self._check: asyncio.Task[None] | None = None
@@ -50,12 +59,13 @@ class Readiness:
                 f"shutting down: still serving for {left:.1f}s (--shutdown-delay-duration), then the listener closes"
             )
         # Ready while at least one issuer has keys: a partner's IdP being down must not take everyone's
-        # access away. Issuers without keys are listed either way.
+        # access away. Issuers without keys are listed either way. With --readiness-require-all-issuers
+        # (RafPe's flag) every issuer must have keys, so a rollout waits for them all.
         sources = self._key_sources()
         waiting = [s for s in sources if not s.ready]
         for source in waiting:
             checks[f"issuer {source.issuer_url}"] = f"no signing keys yet: {source.last_error or 'loading'}"
-        issuers_ready = not sources or len(waiting) < len(sources)
+        issuers_ready = not waiting if self._require_all else not sources or len(waiting) < len(sources)
         if not self._upstream_fresh():
             if self._check is None:
                 self._check = asyncio.ensure_future(self._check_upstream())

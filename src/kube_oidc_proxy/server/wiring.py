@@ -310,7 +310,9 @@ def load(config: Config, access_log: AccessLog | None = None, *, with_metrics: b
         authentication.token_authenticator,
         rewriter,
         checker=ImpersonationChecker(
-            client, on_reviews=metrics.reviews_counter("subjectaccessreviews") if metrics else None
+            client,
+            timeout=config.proxy.subject_access_review_timeout,
+            on_reviews=metrics.reviews_counter("subjectaccessreviews") if metrics else None,
         ),
         passthrough=Passthrough(
             client,
