@@ -8,8 +8,11 @@ the Secret). Also renders the static manifests in deploy/manifests/:
 from __future__ import annotations
 
 import base64
+import copy
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,9 @@ NAMESPACE: Final = "kube-oidc-proxy"
 # ldflags), which the chart's kubeVersion refuses; naming one also keeps the output independent of the helm
 # build.
 KUBE_VERSION: Final = "1.32.0"
+
+# The least a render needs: the proxy refuses to start without an issuer, so the chart refuses to render.
+ISSUER_VALUES: Final[dict[str, Any]] = {"oidc": {"issuerUrl": "https://issuer.example.com", "clientId": "kubernetes"}}
 
 # Every feature on: what `helm lint` and the dry-run apply must accept, and what the flag tests read.
 FULL_VALUES: Final[dict[str, Any]] = {
@@ -62,7 +68,11 @@ FULL_VALUES: Final[dict[str, Any]] = {
     "shutdownGracePeriod": "1m30s",
     "shutdownDelayDuration": "7.5s",
     "kubeClient": {"qps": 20, "burst": 40},
-    "metrics": {"enabled": True, "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "metrics": {
+        "enabled": True,
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+    },
     "audit": {
         "enabled": True,
         "log": {"path": "/var/log/kube-oidc-proxy/audit.log", "maxAge": 7, "maxBackup": 3, "maxSize": 100},
@@ -95,6 +105,12 @@ FULL_VALUES: Final[dict[str, Any]] = {
     },
     "rollingUpdateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
     "podDisruptionBudget": {"enabled": True, "minAvailable": 2},
+    "networkPolicy": {
+        "enabled": True,
+        "from": [{"ipBlock": {"cidr": "10.0.0.0/16"}}],
+        "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "egress": [{"to": [{"ipBlock": {"cidr": "172.20.0.1/32"}}], "ports": [{"port": 443, "protocol": "TCP"}]}],
+    },
     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
     "initContainers": [{"name": "wait", "image": "busybox:1.36", "command": ["true"]}],
     "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -219,6 +235,32 @@ def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(helm()), *args], capture_output=True, text=True, timeout=120, check=False)
 
 
+def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` merged into ``base`` as Helm merges a later values file: maps key by key, the rest replaced."""
+    result = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def with_issuer(values: Mapping[str, Any] | str | None) -> Mapping[str, Any] | str:
+    """``values`` with ISSUER_VALUES' issuer and client where they give none and no AuthenticationConfiguration,
+    so that a test of something else renders. Text (a user's values file) is taken as it is."""
+    if isinstance(values, str):
+        return values
+    merged: dict[str, Any] = copy.deepcopy(dict(values or {}))
+    if merged.get("authenticationConfig") or "authentication-config" in (merged.get("extraArgs") or {}):
+        return merged
+    oidc = merged.setdefault("oidc", {})
+    if isinstance(oidc, dict):
+        for key, value in ISSUER_VALUES["oidc"].items():
+            oidc.setdefault(key, value)
+    return merged
+
+
 def values_args(values: Mapping[str, Any] | str | None, directory: Path) -> list[str]:
     if values is None:
         return []
@@ -234,21 +276,71 @@ def template_text(
     values_file: Path | None = None,
     release: str = RELEASE,
     namespace: str = NAMESPACE,
+    issuer: bool = True,
+    chart: Path = CHART,
 ) -> str:
-    """``helm template``'s output; a failed render raises HelmError with helm's message."""
+    """``helm template``'s output; a failed render raises HelmError with helm's message. ``issuer``: add
+    ISSUER_VALUES where the values name no issuer (``with_issuer``)."""
     with tempfile.TemporaryDirectory(prefix="kop-chart-") as tmp:
-        files = values_args(values, Path(tmp)) + (["--values", str(values_file)] if values_file else [])
+        given = with_issuer(values) if issuer and values_file is None else values
+        files = values_args(given, Path(tmp)) + (["--values", str(values_file)] if values_file else [])
         result = run_helm(
-            "template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION, *files
+            "template", release, str(chart), "--namespace", namespace, "--kube-version", KUBE_VERSION, *files
         )
     if result.returncode != 0:
         raise HelmError(result.stderr.strip())
     return result.stdout
 
 
-def lint(values: Mapping[str, Any] | str | None = None) -> subprocess.CompletedProcess[str]:
+def lint(values: Mapping[str, Any] | str | None = None, *, issuer: bool = True) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="kop-chart-") as tmp:
-        return run_helm("lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, *values_args(values, Path(tmp)))
+        given = with_issuer(values) if issuer else values
+        return run_helm("lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, *values_args(given, Path(tmp)))
+
+
+# -- as `helm upgrade` renders: the serving certificate's Secret found in the cluster, and the NOTES -------
+
+# The chart's one lookup of its TLS Secret (templates/_tls.tpl). `helm template` answers it with nothing; the
+# copy below answers it from a file, which is all `helm upgrade` adds (tests/e2e/test_chart_install.py
+# runs the real lookup).
+TLS_LOOKUP: Final = 'lookup "v1" "Secret" .Release.Namespace (include "kube-oidc-proxy.tlsSecretName" .)'
+NOTES_CONFIG_MAP: Final = "kop-test-notes"
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    rendered: Rendered
+    notes: str
+
+
+def render_upgrade(
+    values: Mapping[str, Any] | None = None, *, existing_tls: Mapping[str, Any] | None = None
+) -> Upgrade:
+    """The chart rendered with ``existing_tls`` (a Secret, or None) as what its lookup finds, and its NOTES."""
+    with tempfile.TemporaryDirectory(prefix="kop-chart-upgrade-") as tmp:
+        copy_dir = Path(tmp) / CHART.name
+        shutil.copytree(CHART, copy_dir)
+        helpers = copy_dir / "templates" / "_tls.tpl"
+        text = helpers.read_text()
+        assert text.count(TLS_LOOKUP) == 1, f"the chart's lookup of its TLS Secret is not {TLS_LOOKUP!r}"
+        helpers.write_text(text.replace(TLS_LOOKUP, '.Files.Get "existing-tls.json" | fromJson'))
+        (copy_dir / "existing-tls.json").write_text(json.dumps(existing_tls or {}))
+        # NOTES.txt as a define, rendered into a ConfigMap: `helm template` leaves NOTES out
+        notes = copy_dir / "templates" / "NOTES.txt"
+        (copy_dir / "templates" / "_kop_test_notes.tpl").write_text(
+            '{{- define "kop-test.notes" -}}\n' + notes.read_text() + "\n{{- end -}}\n"
+        )
+        notes.unlink()
+        (copy_dir / "templates" / "kop-test-notes.yaml").write_text(
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {NOTES_CONFIG_MAP}\n"
+            'data:\n  notes: {{ include "kop-test.notes" . | toJson }}\n'
+        )
+        rendered = Rendered.of(template_text(values, chart=copy_dir))
+    [config_map] = [
+        o for o in rendered.objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == NOTES_CONFIG_MAP
+    ]
+    objects = [o for o in rendered.objects if o is not config_map]
+    return Upgrade(Rendered(objects), str(config_map["data"]["notes"]))
 
 
 @dataclass(frozen=True)
@@ -371,8 +463,9 @@ MANIFEST_HEADER: Final = f"""\
 #        kubectl -n {NAMESPACE} create secret tls kube-oidc-proxy-tls --cert=tls.crt --key=tls.key
 #   3. The Service is a ClusterIP on port 443: expose it with a LoadBalancer Service or an Ingress that
 #      passes TLS through (see the chart's README).
-#   4. The ClusterRole grants what docs/impersonation.md describes; add userextras/<key> entries for any
-#      extra keys you configure.
+#   4. The ClusterRole grants what docs/impersonation.md describes for these values (kubectl --as; not
+#      tokenreviews, which --token-passthrough needs: deploy/rbac.yaml has every rule); add
+#      userextras/<key> entries for any extra keys you configure.
 #   5. The image tag is the chart's appVersion: `main`, the newest build of the main branch. To run one
 #      build everywhere, pin a commit's tag (sha-<first 7 hex of the commit>) or your own build
 #      (docs/deploy.md, "The image").

@@ -9,12 +9,13 @@ with CI=true it fails instead.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import os
 import shutil
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import yaml
@@ -28,7 +29,7 @@ from kube_oidc_proxy.cli import parse
 from kube_oidc_proxy.config import Config
 from kube_oidc_proxy.errors import ConfigError
 from kube_oidc_proxy.requestinfo import request_info
-from tests.deploy import chart
+from tests.deploy import certs, chart
 from tests.deploy.chart import (
     AUTHENTICATION_CONFIG,
     AUTHENTICATION_CONFIG_VALUES,
@@ -42,6 +43,7 @@ from tests.deploy.chart import (
 from tests.deploy.tools import cache_root
 
 FULLNAME = "kube-oidc-proxy"
+DEFAULT_REPOSITORY = "ghcr.io/kube-oidc-proxy/kube-oidc-proxy-python"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 AUTHENTICATION_DIR = "/etc/kube-oidc-proxy/authentication"
 AUTHENTICATION_FILE = f"{AUTHENTICATION_DIR}/authentication-config.yaml"
@@ -138,6 +140,10 @@ def test_helm_lint_passes(values: dict[str, Any] | str | None) -> None:
 # -- what gets installed ---------------------------------------------------------------------------
 
 
+def app_version() -> str:
+    return str(yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
+
+
 def test_defaults_install_the_proxy_and_nothing_optional(defaults: Rendered) -> None:
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in defaults.objects)
     assert kinds == [
@@ -174,7 +180,7 @@ def test_names_follow_the_release_and_overrides() -> None:
 
 def test_image_tag_and_pull_secrets() -> None:
     rendered = render({"image": {"tag": "0.2.0"}, "imagePullSecrets": [{"name": "registry"}]})
-    assert rendered.container["image"] == "ghcr.io/kube-oidc-proxy/kube-oidc-proxy-python:0.2.0"
+    assert rendered.container["image"] == f"{DEFAULT_REPOSITORY}:0.2.0"
     assert rendered.pod["imagePullSecrets"] == [{"name": "registry"}]
 
 
@@ -194,10 +200,43 @@ def test_default_command_line(defaults: Rendered) -> None:
     assert not [a for a in args if a.startswith(("--oidc-required-claim", "--oidc-ca-file", "--kube-client"))]
 
 
-def test_without_an_issuer_the_proxy_names_the_missing_flag(defaults: Rendered) -> None:
-    # the Secret always has the keys, so the pod starts and the proxy says what is wrong
+NO_ISSUER = "no issuer is configured"
+WHAT_TO_SET = "set oidc.issuerUrl to your OIDC provider's issuer URL and oidc.clientId to the client"
+
+
+@pytest.mark.parametrize(
+    ("values", "missing"),
+    [
+        (None, "oidc.issuerUrl and oidc.clientId"),
+        ({"oidc": {"issuerUrl": "https://issuer.example.com"}}, "oidc.clientId"),
+        ({"oidc": {"clientId": "kubernetes", "issuerUrl": ""}}, "oidc.issuerUrl"),
+        ({"authenticationConfig": {}}, "oidc.issuerUrl and oidc.clientId"),  # empty: the oidc values apply
+    ],
+    ids=["nothing", "no-client", "empty-issuer", "empty-authentication-config"],
+)
+def test_without_an_issuer_the_install_fails_saying_what_to_set(values: dict[str, Any] | None, missing: str) -> None:
+    with pytest.raises(HelmError) as failure:
+        chart.template_text(values, issuer=False)
+    assert f"{NO_ISSUER} ({missing} not set)" in str(failure.value)
+    assert WHAT_TO_SET in str(failure.value) and "or set authenticationConfig" in str(failure.value)
+    # helm lint reports a template's fail() without failing (lint renders with whatever values it has)
+    linted = chart.lint(values, issuer=False)
+    assert f"Fail: {NO_ISSUER}" in linted.stdout + linted.stderr
+
+
+def test_an_issuer_from_extra_args_or_an_authentication_config_is_enough() -> None:
+    rendered = render(
+        {"extraArgs": {"oidc-issuer-url": "https://issuer.example.com", "oidc-client-id": "kubernetes"}}, issuer=False
+    )
+    assert proxy_config(rendered).oidc.issuer_url == "https://issuer.example.com"
+    assert proxy_config(render(AUTHENTICATION_CONFIG_VALUES, issuer=False)).oidc.authentication_config
+
+
+def test_the_proxy_itself_refuses_to_start_without_an_issuer(defaults: Rendered) -> None:
+    # what the render refusal saves: a pod that starts and exits with this, again and again
+    args = [a for a in defaults.args() if not a.startswith(("--oidc-issuer-url", "--oidc-client-id"))]
     with pytest.raises(ConfigError, match="--oidc-issuer-url is required"):
-        parse(defaults.args())
+        parse(args)
 
 
 def test_every_value_becomes_its_flag(full: Rendered) -> None:
@@ -272,7 +311,7 @@ def test_kube_client_rate_only_when_set(defaults: Rendered) -> None:
 
 
 def test_disable_impersonation() -> None:
-    rendered = render({"disableImpersonation": True, "oidc": {"issuerUrl": "https://i.example", "clientId": "c"}})
+    rendered = render({"disableImpersonation": True})
     assert proxy_config(rendered).proxy.disable_impersonation
 
 
@@ -366,7 +405,7 @@ def test_authentication_config_and_the_oidc_flags_are_mutually_exclusive() -> No
 
 
 def test_authentication_config_extra_keys_are_added_to_the_cluster_role(authn: Rendered) -> None:
-    expected = reviewed_rules()
+    expected = reviewed_rules(without=PASSTHROUGH_RULES)
     extras = next(r for r in expected if any(res.startswith("userextras/") for res in r["resources"]))
     extras["resources"] += ["userextras/example.com/project"]
     assert authn.one("ClusterRole")["rules"] == expected
@@ -676,19 +715,108 @@ def test_pod_scheduling_and_metadata_values(full: Rendered) -> None:
 # -- RBAC ------------------------------------------------------------------------------------------
 
 
-def reviewed_rules() -> list[dict[str, Any]]:
+def reviewed_rules(*, without: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """deploy/rbac.yaml's rules (every feature on), less the resources named in ``without`` (and any rule
+    left with none)."""
     documents = yaml.safe_load_all((chart.ROOT / "deploy" / "rbac.yaml").read_text())
     [role] = [d for d in documents if d and d["kind"] == "ClusterRole"]
-    rules: list[dict[str, Any]] = role["rules"]
+    rules = []
+    for rule in role["rules"]:
+        resources = [r for r in rule["resources"] if r not in without]
+        if resources:
+            rules.append(rule | {"resources": resources})
     return rules
 
 
-def test_cluster_role_is_deploy_rbac_yaml(defaults: Rendered) -> None:
-    assert defaults.one("ClusterRole")["rules"] == reviewed_rules()
-    binding = defaults.one("ClusterRoleBinding")
+# The rules each optional feature adds: none of them is granted while the feature is off.
+PASSTHROUGH_RULES = ("tokenreviews",)
+CLIENT_IP_RULES = ("userextras/remote-client-ip",)
+KUBECTL_AS_RULES = (
+    "serviceaccounts",
+    "uids",
+    "userextras/originaluser.jetstack.io-user",
+    "userextras/originaluser.jetstack.io-groups",
+    "userextras/originaluser.jetstack.io-uid",
+    "userextras/originaluser.jetstack.io-extra",
+    "subjectaccessreviews",
+)
+EVERY_FEATURE: Final[dict[str, Any]] = {
+    "tokenPassthrough": {"enabled": True},
+    "extraImpersonationHeaders": {"clientIP": True},
+}
+
+
+def granted(rendered: Rendered) -> set[str]:
+    if not rendered.has("ClusterRole"):
+        return set()
+    return {res for rule in rendered.one("ClusterRole")["rules"] for res in rule["resources"]}
+
+
+def test_with_every_feature_on_the_cluster_role_is_deploy_rbac_yaml() -> None:
+    rendered = render(EVERY_FEATURE)
+    assert rendered.one("ClusterRole")["rules"] == reviewed_rules()
+    binding = rendered.one("ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": "kube-oidc-proxy"}]
-    assert defaults.pod["serviceAccountName"] == FULLNAME
+    assert rendered.pod["serviceAccountName"] == FULLNAME
+
+
+def test_by_default_no_token_reviews_and_no_client_ip_extra(defaults: Rendered) -> None:
+    assert defaults.one("ClusterRole")["rules"] == reviewed_rules(without=PASSTHROUGH_RULES + CLIENT_IP_RULES)
+
+
+@pytest.mark.parametrize(
+    ("values", "absent"),
+    [
+        ({"tokenPassthrough": {"enabled": False}}, PASSTHROUGH_RULES),
+        ({"extraImpersonationHeaders": {"clientIP": False}}, CLIENT_IP_RULES),
+        ({"rbac": {"kubectlAs": False}}, KUBECTL_AS_RULES),
+    ],
+    ids=["token-passthrough", "client-ip", "kubectl-as"],
+)
+def test_each_feature_off_takes_exactly_its_rules_away(values: dict[str, Any], absent: tuple[str, ...]) -> None:
+    rendered = render(chart.merged(EVERY_FEATURE, values))
+    assert rendered.one("ClusterRole")["rules"] == reviewed_rules(without=absent)
+
+
+def test_with_impersonation_disabled_only_token_reviews_remain() -> None:
+    passthrough = render({"disableImpersonation": True, "tokenPassthrough": {"enabled": True}})
+    assert passthrough.one("ClusterRole")["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+    ]
+    # nothing to grant: no ClusterRole, no binding (the proxy's readiness reads /readyz, open to everyone)
+    neither = render({"disableImpersonation": True})
+    assert not neither.has("ClusterRole") and not neither.has("ClusterRoleBinding")
+    assert neither.has("ServiceAccount")
+
+
+def test_a_uid_mapping_keeps_uid_impersonation_without_kubectl_as() -> None:
+    document = copy.deepcopy(AUTHENTICATION_CONFIG)
+    document["jwt"][0]["claimMappings"]["uid"] = {"claim": "sub"}
+    with_uid = render({"authenticationConfig": document, "rbac": {"kubectlAs": False}})
+    assert "uids" in granted(with_uid)
+    assert "uids" not in granted(render({"authenticationConfig": AUTHENTICATION_CONFIG, "rbac": {"kubectlAs": False}}))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        EVERY_FEATURE,
+        {"tokenPassthrough": {"enabled": True}, "rbac": {"kubectlAs": False}},
+        {"disableImpersonation": True},
+        {"disableImpersonation": True, "tokenPassthrough": {"enabled": True}},
+    ],
+    ids=["defaults", "every-feature", "passthrough-without-as", "no-impersonation", "no-impersonation-passthrough"],
+)
+def test_the_rules_follow_the_flags_the_proxy_runs_with(values: dict[str, Any]) -> None:
+    rendered = render(values)
+    proxy = proxy_config(rendered).proxy
+    rules = granted(rendered)
+    assert ("tokenreviews" in rules) == proxy.token_passthrough
+    assert ("userextras/remote-client-ip" in rules) == proxy.extra_user_header_client_ip
+    assert ({"users", "groups"} <= rules) == (not proxy.disable_impersonation)
+    assert not proxy.disable_impersonation or not [r for r in rules if r != "tokenreviews"]
 
 
 def test_configured_extra_keys_are_added_to_the_cluster_role(full: Rendered) -> None:
@@ -727,6 +855,9 @@ def test_self_signed_certificate_when_no_secret_is_named(defaults: Rendered) -> 
     assert data["tls.key"].startswith("-----BEGIN RSA PRIVATE KEY-----")
     volume = defaults.mounts()["/etc/oidc/tls"]
     assert volume["secret"]["secretName"] == f"{FULLNAME}-tls"
+    # the CA's key stays in the Secret, for the next upgrade to sign with: the pod never gets it
+    assert "ca.key" in data
+    assert {item["key"] for item in volume["secret"]["items"]} == {"tls.crt", "tls.key"}
     config = parse([*defaults.args(), "--oidc-issuer-url=https://i.example", "--oidc-client-id=c"])
     assert config is not None
     for path, key in (
@@ -766,6 +897,133 @@ def test_cert_manager_with_your_issuer() -> None:
         "name": "letsencrypt",
     }
     assert certificate["spec"]["secretName"] == "x"
+
+
+# -- the self-signed certificate on `helm upgrade` -------------------------------------------------
+# The chart's lookup of its Secret answered with one made here (chart.render_upgrade), as `helm upgrade`
+# finds it in the cluster; tests/e2e/test_chart_install.py does the same through a real upgrade.
+
+TLS_SECRET = f"{FULLNAME}-tls"
+SERVICE_NAMES = [
+    f"{FULLNAME}.kube-oidc-proxy.svc.cluster.local",
+    f"{FULLNAME}.kube-oidc-proxy.svc",
+    f"{FULLNAME}.kube-oidc-proxy",
+    FULLNAME,
+]
+
+
+def upgrade_with(data: dict[str, str] | None, values: dict[str, Any] | None = None) -> tuple[dict[str, str], str]:
+    """The TLS Secret's data after an upgrade that found ``data`` in the cluster (None: no Secret), and the NOTES."""
+    existing = certs.secret(TLS_SECRET, "kube-oidc-proxy", data) if data is not None else None
+    upgrade = chart.render_upgrade(values, existing_tls=existing)
+    return dict(upgrade.rendered.one("Secret", TLS_SECRET)["data"]), upgrade.notes
+
+
+def assert_fresh(data: dict[str, str], names: list[str] = SERVICE_NAMES) -> x509.Certificate:
+    """A certificate of 365 days for ``names``, signed by the Secret's own ca.crt, whose key is there too."""
+    cert, ca_cert = certs.load(data, "tls.crt"), certs.load(data, "ca.crt")
+    assert certs.dns_names(cert) == names
+    assert 364.9 < certs.days_left(cert) <= 365
+    assert certs.signed_by(cert, ca_cert)
+    assert "ca.key" in data
+    return cert
+
+
+def test_a_first_install_makes_a_ca_and_a_certificate_it_signs() -> None:
+    data, notes = upgrade_with(None)
+    assert_fresh(data)
+    assert certs.days_left(certs.load(data, "ca.crt")) > 3649
+    until = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=365)).date().isoformat()
+    assert f"the certificate is valid until {until}" in notes
+    assert "signed the certificate again" not in notes
+
+
+def test_a_certificate_with_time_left_is_kept_as_it_is() -> None:
+    authority = certs.ca()
+    data = certs.secret_data(certs.serving(authority, SERVICE_NAMES, days_left=100), authority)
+    after, notes = upgrade_with(data)
+    assert after == data
+    assert certs.load(data, "tls.crt").not_valid_after_utc.date().isoformat() in notes
+    assert "signed the certificate again" not in notes and "with the same CA" in notes
+
+
+def test_under_30_days_left_it_is_signed_again_by_the_same_ca() -> None:
+    authority = certs.ca()
+    near = certs.serving(authority, SERVICE_NAMES, days_left=10)
+    after, notes = upgrade_with(certs.secret_data(near, authority))
+    assert_fresh(after)
+    assert certs.signed_by(certs.load(after, "tls.crt"), authority.cert)
+    assert certs.load(after, "ca.crt") == authority.cert, "clients keep trusting the same CA"
+    assert after["tls.key"] != certs.secret_data(near)["tls.key"], "a new key"
+    expiry = near.cert.not_valid_after_utc.date().isoformat()
+    assert f"This upgrade signed the certificate again: it expires on {expiry}, in under 30 days." in notes
+    assert "The CA is the same as before: clients need no change." in notes
+
+
+def test_at_31_days_left_it_is_kept() -> None:
+    authority = certs.ca()
+    data = certs.secret_data(certs.serving(authority, SERVICE_NAMES, days_left=31), authority)
+    assert upgrade_with(data)[0] == data
+
+
+def test_an_expired_or_unreadable_certificate_is_signed_again() -> None:
+    authority = certs.ca()
+    expired = certs.secret_data(certs.serving(authority, SERVICE_NAMES, days_left=-3), authority)
+    after, notes = upgrade_with(expired)
+    assert_fresh(after)
+    assert certs.load(after, "ca.crt") == authority.cert
+    assert "in under 30 days" in notes
+    garbage = expired | {"tls.crt": base64.b64encode(b"not a certificate").decode()}
+    after, notes = upgrade_with(garbage)
+    assert_fresh(after)
+    assert "its expiry cannot be read" in notes
+
+
+def test_the_go_charts_certificate_is_replaced_by_one_with_names_and_a_ca() -> None:
+    # the Go chart's: self-signed, the Service's name only as the common name, no ca.crt
+    go = certs.serving(None, [], days_left=300, common_name=SERVICE_NAMES[0])
+    after, notes = upgrade_with(certs.secret_data(go))
+    assert_fresh(after)
+    assert "it is valid for none of the Service's names (no subjectAltName, as the Go chart's)" in notes
+    assert "the Secret has no ca.crt for clients to trust" in notes
+    assert "The CA is new: give clients this ca.crt" in notes
+    assert "jsonpath='{.data.ca\\.crt}' | base64 -d > kube-oidc-proxy-ca.crt" in notes
+
+
+def test_a_name_added_to_extra_dns_names_is_signed_in_by_the_same_ca() -> None:
+    authority = certs.ca()
+    data = certs.secret_data(certs.serving(authority, SERVICE_NAMES, days_left=200), authority)
+    after, notes = upgrade_with(data, {"tls": {"extraDnsNames": ["k8s.example.com"]}})
+    assert_fresh(after, [*SERVICE_NAMES, "k8s.example.com"])
+    assert certs.load(after, "ca.crt") == authority.cert
+    assert "it is not valid for k8s.example.com;" not in notes and "it is not valid for k8s.example.com." in notes
+
+
+def test_a_secret_without_the_ca_key_gets_a_new_ca_when_it_is_renewed() -> None:
+    # chart 0.1.0 kept ca.crt but not the CA's key
+    authority = certs.ca()
+    leaf = certs.serving(authority, SERVICE_NAMES, days_left=100)
+    kept = certs.secret_data(leaf, authority, with_ca_key=False)
+    after, notes = upgrade_with(kept)
+    assert after == kept
+    assert "signs it again, with a new CA (the Secret has no ca.key)" in notes
+    near = certs.secret_data(certs.serving(authority, SERVICE_NAMES, days_left=5), authority, with_ca_key=False)
+    after, notes = upgrade_with(near)
+    assert_fresh(after)
+    assert certs.load(after, "ca.crt") != authority.cert and "The CA is new" in notes
+
+
+def test_a_ca_that_would_expire_before_the_new_certificate_is_replaced() -> None:
+    authority = certs.ca(days_left=200)
+    after, notes = upgrade_with(certs.secret_data(certs.serving(authority, SERVICE_NAMES, days_left=10), authority))
+    assert_fresh(after)
+    assert certs.load(after, "ca.crt") != authority.cert and "The CA is new" in notes
+
+
+def test_helm_template_always_shows_a_new_certificate() -> None:
+    # no cluster to look the Secret up in: what `helm template` and --dry-run show is not what an upgrade keeps
+    first, second = (render().secret_data(TLS_SECRET)["tls.crt"] for _ in range(2))
+    assert first != second
 
 
 # -- service and ingress ---------------------------------------------------------------------------
@@ -861,6 +1119,7 @@ def test_go_chart_values_give_the_same_objects(go_user: Rendered) -> None:
     assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("https", 443)]
     assert go_user.has("Secret", f"{FULLNAME}-tls")  # tls.secretName: null, as the Go chart: self-signed
     assert go_user.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert go_user.container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}  # its resources: {}
     resources = next(r for r in go_user.one("ClusterRole")["rules"] if "userextras/remote-client-ip" in r["resources"])
     assert {"userextras/key1", "userextras/key2"} <= set(resources["resources"])
 
@@ -869,6 +1128,198 @@ def test_go_chart_rolling_update_strategy_as_text() -> None:
     text = "type: RollingUpdate\nrollingUpdate:\n  maxSurge: 1\n  maxUnavailable: 0\n"
     strategy = render({"rollingUpdateStrategy": text}).one("Deployment")["spec"]["strategy"]
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+# -- a Go proxy's image ------------------------------------------------------------------------------
+
+GO_IMAGES = [
+    ("quay.io/jetstack/kube-oidc-proxy", "jetstack, archived"),
+    ("ghcr.io/tremolosecurity/kube-oidc-proxy", "Tremolo Security's fork"),
+    ("docker.io/tremolosecurity/kube-oidc-proxy", "Tremolo Security's fork"),
+    ("tremolosecurity/kube-oidc-proxy", "Tremolo Security's fork"),
+    ("ghcr.io/RafPe/kube-oidc-proxy", "RafPe's fork"),
+    ("harbor.example.com/quay-cache/jetstack/kube-oidc-proxy", "jetstack, archived"),  # a mirror
+]
+
+
+@pytest.mark.parametrize(("repository", "line"), GO_IMAGES, ids=[r for r, _ in GO_IMAGES])
+def test_a_go_proxy_image_is_refused_naming_the_value_and_what_to_set(repository: str, line: str) -> None:
+    with pytest.raises(HelmError) as failure:
+        chart.template_text({"image": {"repository": repository, "tag": "v0.3.0"}})
+    message = str(failure.value)
+    assert f'image.repository "{repository}" is the Go kube-oidc-proxy ({line})' in message
+    assert "--workers, --shutdown-grace-period, --log-format" in message
+    assert "Remove image.repository and image.tag from your values to use the chart's image, " in message
+    assert f"{DEFAULT_REPOSITORY}:{app_version()}" in message
+
+
+def test_a_go_chart_values_file_with_its_image_is_refused_first() -> None:
+    # as copied from the Go chart: its image section, and values that would render fine otherwise
+    values = chart.GO_CHART_VALUES + "image:\n  repository: quay.io/jetstack/kube-oidc-proxy\n  tag: v0.3.0\n"
+    with pytest.raises(HelmError) as failure:
+        chart.template_text(values)
+    assert 'image.repository "quay.io/jetstack/kube-oidc-proxy" is the Go kube-oidc-proxy' in str(failure.value)
+    linted = chart.lint(values)
+    assert 'Fail: image.repository "quay.io/jetstack/kube-oidc-proxy"' in linted.stdout + linted.stderr
+
+
+@pytest.mark.parametrize(
+    "repository",
+    [
+        DEFAULT_REPOSITORY,
+        "registry.example.com/platform/kube-oidc-proxy-python",
+        "registry.example.com/kube-oidc-proxy",
+    ],
+)
+def test_other_images_are_taken(repository: str) -> None:
+    assert render({"image": {"repository": repository}}).container["image"].startswith(f"{repository}:")
+
+
+# -- a misspelt value --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicas": 2}, "at '': additional properties 'replicas' not allowed"),
+        (
+            {"oidc": {"issuerURL": "https://issuer.example.com"}},
+            "at '/oidc': additional properties 'issuerURL' not allowed",
+        ),
+        ({"tls": {"secretname": "mine"}}, "at '/tls': additional properties 'secretname' not allowed"),
+        ({"tokenPassthrough": {"enable": True}}, "at '/tokenPassthrough': additional properties 'enable' not allowed"),
+        ({"resources": {"request": {"cpu": "1"}}}, "at '/resources': additional properties 'request' not allowed"),
+        ({"metrics": {"servicemonitor": {}}}, "at '/metrics': additional properties 'servicemonitor' not allowed"),
+        ({"audit": {"log": {"maxage": 7}}}, "at '/audit/log': additional properties 'maxage' not allowed"),
+        ({"ingress": {"hosts": [{"host": "a", "path": ["/"]}]}}, "at '/ingress/hosts/0': additional properties 'path'"),
+        ({"networkPolicy": {"ingress": []}}, "at '/networkPolicy': additional properties 'ingress' not allowed"),
+        ({"rbac": {"kubectlas": False}}, "at '/rbac': additional properties 'kubectlas' not allowed"),
+    ],
+    ids=["top", "oidc", "tls", "passthrough", "resources", "metrics", "audit-log", "ingress-host", "network", "rbac"],
+)
+def test_a_misspelt_value_fails_naming_it(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(HelmError) as failure:
+        chart.template_text(values)
+    assert message in str(failure.value)
+
+
+def test_values_files_of_the_go_charts_still_pass_the_schema(go_user: Rendered) -> None:
+    # the Go chart's, with null defaults (rendered by the go_user fixture), and the RafPe chart's own keys
+    assert go_user.has("Deployment")
+    rafpe = {
+        "authenticationConfig": {"content": yaml.safe_dump(AUTHENTICATION_CONFIG)},
+        "readinessRequireAllIssuers": False,
+        "extraVolumeMounts": {},
+        "extraVolumes": {},
+        "service": {"annotations": None},
+        "tls": {"secretName": None, "issuerName": None},
+    }
+    assert proxy_config(render(rafpe)).oidc.authentication_config == AUTHENTICATION_FILE
+
+
+# -- PodDisruptionBudget, NetworkPolicy, PrometheusRule, resources -------------------------------------
+
+
+def test_optional_objects_are_off_by_default(defaults: Rendered) -> None:
+    for kind in ("PodDisruptionBudget", "NetworkPolicy", "PrometheusRule", "ServiceMonitor"):
+        assert not defaults.has(kind), kind
+
+
+def test_pod_disruption_budget_lets_unready_pods_go() -> None:
+    rendered = render({"replicaCount": 3, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}})
+    pdb = rendered.one("PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert pdb["spec"]["selector"] == rendered.one("Deployment")["spec"]["selector"]
+
+
+def test_a_budget_that_blocks_every_drain_is_warned_about_in_the_notes() -> None:
+    blocking = chart.render_upgrade({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}).notes
+    assert "WARNING: podDisruptionBudget.minAvailable (1) is not below replicaCount (1)" in blocking
+    fine = chart.render_upgrade({"replicaCount": 2, "podDisruptionBudget": {"enabled": True}}).notes
+    assert "WARNING" not in fine
+
+
+def test_network_policy_lets_in_only_https_and_metrics(full: Rendered) -> None:
+    policy = full.one("NetworkPolicy")
+    spec = policy["spec"]
+    selector = spec["podSelector"]
+    assert selector["matchLabels"] == full.one("Deployment")["spec"]["selector"]["matchLabels"]
+    assert selector["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["test"]}
+    ], "not the helm test pod"
+    https, metrics = spec["ingress"]
+    assert [full.port(p["port"]) for p in https["ports"]] == [8443]
+    test_pod = {"app.kubernetes.io/name": "kube-oidc-proxy", "app.kubernetes.io/instance": "kube-oidc-proxy"}
+    assert https["from"] == [
+        {"ipBlock": {"cidr": "10.0.0.0/16"}},
+        {"podSelector": {"matchLabels": test_pod | {"app.kubernetes.io/component": "test"}}},
+    ]
+    assert [full.port(p["port"]) for p in metrics["ports"]] == [9090]
+    assert metrics["from"] == FULL_VALUES["networkPolicy"]["metricsFrom"]
+    # the probe port is the kubelet's, from the node: in no rule
+    assert 8080 not in {full.port(p["port"]) for rule in spec["ingress"] for p in rule["ports"]}
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    dns, *rules = spec["egress"]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert rules == FULL_VALUES["networkPolicy"]["egress"]
+
+
+def test_network_policy_defaults_open_https_and_leave_egress_alone() -> None:
+    spec = render({"networkPolicy": {"enabled": True}}).one("NetworkPolicy")["spec"]
+    assert spec["policyTypes"] == ["Ingress"] and "egress" not in spec
+    assert spec["ingress"] == [{"ports": [{"port": "https", "protocol": "TCP"}]}]
+    with_metrics = render({"networkPolicy": {"enabled": True}, "metrics": {"enabled": True}}).one("NetworkPolicy")
+    assert with_metrics["spec"]["ingress"][1]["from"] == [{"namespaceSelector": {}}]
+
+
+def documented_alerts() -> dict[str, str]:
+    """The alerts docs/observability.md recommends: name -> expression."""
+    text = (chart.ROOT / "docs" / "observability.md").read_text()
+    block = text.split("Alerts worth having:", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    return {alert["alert"]: alert["expr"] for alert in yaml.safe_load(block)}
+
+
+def test_prometheus_rule_has_the_documented_alerts_for_this_release(full: Rendered) -> None:
+    rule = full.one("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    [group] = rule["spec"]["groups"]
+    selector = 'namespace="kube-oidc-proxy",job="kube-oidc-proxy-metrics"'
+    assert full.one("Service", "kube-oidc-proxy-metrics"), "the job the ServiceMonitor gives the series"
+    rendered = {r["alert"]: r["expr"] for r in group["rules"]}
+    unscoped = {
+        name: expr.replace(f"{selector},", "").replace(f"{{{selector}}}", "") for name, expr in rendered.items()
+    }
+    assert unscoped == documented_alerts()
+    for expr in rendered.values():
+        assert expr.count("kube_oidc_proxy_") == expr.count(selector), f"a series without the selector: {expr}"
+    for alert in group["rules"]:
+        assert alert["labels"]["severity"] in {"warning", "critical"}
+        assert (
+            alert["annotations"]["summary"]
+            and "kube-oidc-proxy in kube-oidc-proxy" in alert["annotations"]["description"]
+        )
+
+
+def test_prometheus_rule_selector_can_be_given() -> None:
+    values = {"metrics": {"enabled": True, "prometheusRule": {"enabled": True, "selector": 'cluster="prod"'}}}
+    [group] = render(values).one("PrometheusRule")["spec"]["groups"]
+    assert all('{cluster="prod"' in r["expr"] for r in group["rules"])
+
+
+def test_default_resources_are_the_benchmarks_figures(defaults: Rendered) -> None:
+    assert defaults.container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+    # the figures values.yaml cites are docs/benchmarks.md's
+    comment = (CHART / "values.yaml").read_text().split("\nresources:", 1)[0].rsplit("\n\n", 1)[1]
+    benchmarks = (chart.ROOT / "docs" / "benchmarks.md").read_text()
+    for figure in ("9,339", "366 MB", "193 MB", "68 MB"):
+        assert figure in comment and figure in benchmarks, figure
+    assert "cpu" not in defaults.container["resources"]["limits"], "no CPU limit: it would throttle the event loop"
+    assert "resources" not in render({"resources": None}).container
 
 
 # -- invalid values --------------------------------------------------------------------------------
@@ -895,6 +1346,11 @@ def test_go_chart_rolling_update_strategy_as_text() -> None:
         ({"disableImpersonation": True, "extraImpersonationHeaders": {"clientIP": True}}, "disableImpersonation"),
         ({"metrics": {"serviceMonitor": {"enabled": True}}}, "metrics.enabled"),
         ({"metrics": {"enabled": True, "port": 8080}}, "metrics.port"),
+        ({"metrics": {"prometheusRule": {"enabled": True}}}, "metrics.prometheusRule.enabled needs metrics.enabled"),
+        (
+            {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Never"}},
+            "/podDisruptionBudget/unhealthyPodEvictionPolicy",
+        ),
         ({"audit": {"enabled": True, "webhook": {"enabled": True}}}, "audit.webhook.kubeconfig"),
         ({"audit": {"enabled": True, "log": {"enabled": False}}}, "audit.log.enabled or audit.webhook.enabled"),
         ({"audit": {"enabled": True, "log": {"path": "audit.log"}}}, "audit.log.path"),
@@ -964,7 +1420,14 @@ def test_invalid_values_fail_with_a_message_naming_them(values: dict[str, Any], 
 def leaf_keys(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
     for key, value in values.items():
         path = f"{prefix}{key}"
-        opaque = ("securityContext", "podSecurityContext", "readinessProbe", "livenessProbe", "audit.log.volume")
+        opaque = (
+            "securityContext",
+            "podSecurityContext",
+            "readinessProbe",
+            "livenessProbe",
+            "audit.log.volume",
+            "resources",
+        )
         if isinstance(value, dict) and value and path not in opaque:
             yield from leaf_keys(value, f"{path}.")
         else:

@@ -1,22 +1,20 @@
 """The chart's output against a real kube-apiserver: `kubectl apply --server-side --dry-run=server` with strict
 field validation, so every object must be one the API server would store (no unknown fields, valid values,
-admission). cert-manager and the Prometheus operator are not installed: their CustomResourceDefinitions are
-created here, minimal (any spec), so the Issuer, Certificate and ServiceMonitor are checked as far as their
-apiVersion and kind. Also runs the `helm test` pod's check against the real proxy."""
+admission). cert-manager's and the Prometheus operator's CRDs are stand-ins (tests/e2e/admin.py). Also runs
+the `helm test` pod's check against the real proxy. tests/e2e/test_chart_install.py installs the chart with
+helm and runs the proxy with its ServiceAccount."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.deploy import chart
+from tests.e2e.admin import Admin
 from tests.e2e.cluster.cluster import Cluster
 from tests.e2e.cluster.proxy import Proxy
 
@@ -24,75 +22,15 @@ from tests.e2e.cluster.proxy import Proxy
 NAMESPACE = "kop-chart"
 RELEASE = "kop-chart"
 
-CRDS = [
-    ("cert-manager.io", "Issuer", "issuers", "Namespaced"),
-    ("cert-manager.io", "Certificate", "certificates", "Namespaced"),
-    ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", "Namespaced"),
-]
-
-
-def crd(group: str, kind: str, plural: str, scope: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "scope": scope,
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
-class Admin:
-    """kubectl as the cluster's admin."""
-
-    def __init__(self, cluster: Cluster, home: Path) -> None:
-        self.env = {**os.environ, "KUBECONFIG": str(cluster.admin_kubeconfig), "HOME": str(home)}
-        self.home = home
-
-    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["kubectl", *args], input=stdin, capture_output=True, text=True, env=self.env, timeout=120, check=False
-        )
-
-    def dry_run_apply(self, manifests: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        path = self.home / "rendered.yaml"
-        path.write_text(manifests)
-        return self.run(
-            "apply", "--server-side", "--dry-run=server", "--validate=strict", "--field-manager=chart-test",
-            "-f", str(path), *extra,
-        )  # fmt: skip
-
 
 @pytest.fixture(scope="module")
-def admin(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
+def admin(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Admin:
     kubectl = Admin(cluster, tmp_path_factory.mktemp("chart-apply"))
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    documents = [namespace, *(crd(*spec) for spec in CRDS)]
-    created = kubectl.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    created = kubectl.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(namespace))
     assert created.returncode == 0, created.stderr
-    names = [f"crd/{plural}.{group}" for group, _, plural, _ in CRDS]
-    established = kubectl.run("wait", "--for=condition=Established", "--timeout=60s", *names)
-    assert established.returncode == 0, established.stderr
-    yield kubectl
-    kubectl.run("delete", "--wait=false", *names)
+    kubectl.stand_in_crds()
+    return kubectl
 
 
 def applied(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -122,7 +60,8 @@ def test_kube_apiserver_accepts_every_rendered_object(admin: Admin, values: dict
     objects = chart.Rendered.of(text).objects
     kinds = {o["kind"] for o in objects}
     if values is chart.FULL_VALUES:
-        assert {"Issuer", "Certificate", "ServiceMonitor", "Ingress", "PodDisruptionBudget", "ConfigMap"} <= kinds
+        optional = {"Issuer", "Certificate", "ServiceMonitor", "PrometheusRule", "Ingress", "PodDisruptionBudget"}
+        assert optional | {"NetworkPolicy", "ConfigMap"} <= kinds
     if values is chart.AUTHENTICATION_CONFIG_VALUES:
         assert "ConfigMap" in kinds  # the AuthenticationConfiguration, mounted by the Deployment
     result = admin.dry_run_apply(text)

@@ -205,3 +205,70 @@ chart's <fullname>-login made from login.clientSecret. Only when login is enable
 client-secret
 {{- end -}}
 {{- end -}}
+
+{{/* values.yaml's image.repository, for messages that tell what to set instead. */}}
+{{- define "kube-oidc-proxy.defaultRepository" -}}ghcr.io/kube-oidc-proxy/kube-oidc-proxy-python{{- end -}}
+
+{{/*
+Which Go kube-oidc-proxy image.repository is, or "" when it is none: quay.io/jetstack/kube-oidc-proxy,
+(docker.io|ghcr.io)/tremolosecurity/kube-oidc-proxy, ghcr.io/rafpe/kube-oidc-proxy, also through a mirror
+registry that keeps the path (harbor.example.com/proxy/jetstack/kube-oidc-proxy).
+*/}}
+{{- define "kube-oidc-proxy.goProxyImage" -}}
+{{- $repository := lower (toString .Values.image.repository) -}}
+{{- $lines := dict "jetstack" "jetstack, archived" "tremolosecurity" "Tremolo Security's fork" "rafpe" "RafPe's fork" -}}
+{{- range $owner, $line := $lines -}}
+{{- if regexMatch (printf "(^|/)%s/kube-oidc-proxy([:@].*)?$" $owner) $repository -}}{{ $line }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when an issuer of authenticationConfig maps a uid (claimMappings.uid): the proxy sends Impersonate-Uid. */}}
+{{- define "kube-oidc-proxy.authenticationMapsUid" -}}
+{{- $document := include "kube-oidc-proxy.authenticationDocument" . | fromJson -}}
+{{- $jwts := get $document "jwt" -}}
+{{- if and (not (hasKey $document "Error")) (kindIs "slice" $jwts) -}}
+{{- range $jwt := $jwts -}}
+{{- if and (kindIs "map" $jwt) (kindIs "map" (get $jwt "claimMappings")) (get $jwt.claimMappings "uid") -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The ClusterRole's rules for the features that are on, as JSON (a list; empty when the proxy needs no
+rights: disableImpersonation without tokenPassthrough), each with a "why" for the comment above it. With
+every feature on, deploy/rbac.yaml's.
+*/}}
+{{- define "kube-oidc-proxy.rbacRules" -}}
+{{- $v := .Values -}}
+{{- $rules := list -}}
+{{- $impersonating := not $v.disableImpersonation -}}
+{{- $as := and $impersonating $v.rbac.kubectlAs -}}
+{{- if $impersonating -}}
+{{- $principals := list "users" "groups" -}}
+{{- if $as -}}{{- $principals = append $principals "serviceaccounts" -}}{{- end -}}
+{{- $why := ternary "Impersonate-User and -Group for every authenticated caller, and service-account targets of kubectl --as" "Impersonate-User and -Group for every authenticated caller" $as -}}
+{{- $rules = append $rules (dict "why" $why "apiGroups" (list "") "resources" $principals "verbs" (list "impersonate")) -}}
+{{- if or $as (include "kube-oidc-proxy.authenticationMapsUid" .) -}}
+{{- $why = ternary "Impersonate-Uid, for kubectl --as-uid (and the uids authenticationConfig maps)" "Impersonate-Uid, for the uids authenticationConfig maps" $as -}}
+{{- $rules = append $rules (dict "why" $why "apiGroups" (list "authentication.k8s.io") "resources" (list "uids") "verbs" (list "impersonate")) -}}
+{{- end -}}
+{{- $builtin := list "authentication.kubernetes.io/credential-id" -}}
+{{- if $v.extraImpersonationHeaders.clientIP -}}{{- $builtin = append $builtin "remote-client-ip" -}}{{- end -}}
+{{- if $as -}}
+{{- $builtin = concat $builtin (list "originaluser.jetstack.io-user" "originaluser.jetstack.io-groups" "originaluser.jetstack.io-uid" "originaluser.jetstack.io-extra") -}}
+{{- end -}}
+{{- $extras := include "kube-oidc-proxy.headerExtraKeys" . | fromJsonArray -}}
+{{- $extras = concat $extras (include "kube-oidc-proxy.authenticationExtraKeys" . | fromJsonArray) -}}
+{{- range $key := default list $v.rbac.extraUserExtras -}}{{- $extras = append $extras (lower $key) -}}{{- end -}}
+{{- $resources := list -}}
+{{- range $key := concat $builtin $extras | uniq -}}{{- $resources = append $resources (printf "userextras/%s" $key) -}}{{- end -}}
+{{- $rules = append $rules (dict "why" "Impersonate-Extra-*, one entry per extra key the proxy sends" "apiGroups" (list "authentication.k8s.io") "resources" $resources "verbs" (list "impersonate")) -}}
+{{- if $as -}}
+{{- $rules = append $rules (dict "why" "kubectl --as: each requested value is checked with a SubjectAccessReview about the caller" "apiGroups" (list "authorization.k8s.io") "resources" (list "subjectaccessreviews") "verbs" (list "create")) -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.tokenPassthrough.enabled -}}
+{{- $rules = append $rules (dict "why" "tokenPassthrough: who a token that is not an id token belongs to" "apiGroups" (list "authentication.k8s.io") "resources" (list "tokenreviews") "verbs" (list "create")) -}}
+{{- end -}}
+{{- toJson $rules -}}
+{{- end -}}

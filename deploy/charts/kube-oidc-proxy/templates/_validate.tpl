@@ -5,6 +5,10 @@ deployment.yaml.
 */}}
 {{- define "kube-oidc-proxy.validate" -}}
 {{- $v := .Values -}}
+{{- /* First: with a Go proxy's image nothing else matters, the pod would crash-loop on our flags. */ -}}
+{{- with include "kube-oidc-proxy.goProxyImage" . -}}
+{{- fail (printf "image.repository %q is the Go kube-oidc-proxy (%s), which this chart cannot run: it passes flags only the Python proxy has (--workers, --shutdown-grace-period, --log-format) and the pod would crash-loop. Remove image.repository and image.tag from your values to use the chart's image, %s:%s (or set image.repository to your own copy of it); docs/migrating.md lists what else changes" (toString $v.image.repository) . (include "kube-oidc-proxy.defaultRepository" $) $.Chart.AppVersion) -}}
+{{- end -}}
 {{- if and $v.disableImpersonation (or $v.extraImpersonationHeaders.clientIP $v.extraImpersonationHeaders.headers) -}}
 {{- fail "disableImpersonation cannot be combined with extraImpersonationHeaders: the extras are sent as Impersonate-Extra-* headers" -}}
 {{- end -}}
@@ -86,6 +90,19 @@ deployment.yaml.
 {{- $file := ternary "authenticationConfig" "extraArgs.authentication-config" (not (empty $authentication)) -}}
 {{- fail (printf "%s cannot be combined with %s: the AuthenticationConfiguration lists the issuers and their claim mappings, and the proxy refuses the --oidc-* flags with it (as kube-apiserver does). Put these settings in the file's jwt entries (issuer.url, issuer.audiences, issuer.certificateAuthority, claimMappings, claimValidationRules) and unset them" $file (join ", " $set)) -}}
 {{- end -}}
+{{- end -}}
+{{- /* Who may log in: the proxy refuses to start without an issuer, so the install fails instead. */ -}}
+{{- if not (include "kube-oidc-proxy.authenticationConfigFile" .) -}}
+{{- $oidc := default dict $v.oidc -}}
+{{- $missing := list -}}
+{{- if not (or (get $oidc "issuerUrl") (hasKey $extraArgs "oidc-issuer-url")) -}}{{- $missing = append $missing "oidc.issuerUrl" -}}{{- end -}}
+{{- if not (or (get $oidc "clientId") (hasKey $extraArgs "oidc-client-id")) -}}{{- $missing = append $missing "oidc.clientId" -}}{{- end -}}
+{{- if $missing -}}
+{{- fail (printf "no issuer is configured (%s not set): set oidc.issuerUrl to your OIDC provider's issuer URL and oidc.clientId to the client its id tokens are issued for (their aud), e.g. --set oidc.issuerUrl=https://issuer.example.com --set oidc.clientId=kubernetes; or set authenticationConfig (an AuthenticationConfiguration) for one or more issuers" (join " and " $missing)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.metrics.prometheusRule.enabled (not $v.metrics.enabled) -}}
+{{- fail "metrics.prometheusRule.enabled needs metrics.enabled: its alerts read the proxy's metrics" -}}
 {{- end -}}
 {{- /* Browser login: a client to log in with, one place for its secret, and its flags only through login.*. */ -}}
 {{- $login := default dict $v.login -}}
