@@ -23,7 +23,7 @@ from tests.integration.test_authentication_config import corporate, document, wr
 from tests.support.certs import CertFiles, issue
 from tests.support.client import get
 from tests.support.issuer import TestIssuer
-from tests.support.process import ProxyProcess, start_process
+from tests.support.process import ProxyProcess, running_process
 from tests.support.upstream import RecordingUpstream
 from tests.support.waiting import until
 
@@ -56,12 +56,8 @@ def process(
     request: pytest.FixtureRequest,
 ) -> Iterator[ProxyProcess]:
     extra: tuple[str, ...] = getattr(request, "param", ())
-    proc = start_process(str(tmp_path), issuer, upstream, live_certs, "--shutdown-grace-period=2s", *extra)
-    try:
-        proc.wait_ready()
+    with running_process(str(tmp_path), issuer, upstream, live_certs, "--shutdown-grace-period=2s", *extra) as proc:
         yield proc
-    finally:
-        proc.kill()
 
 
 async def test_sighup_reloads_rotated_certificates_keeps_serving_and_sigterm_still_exits_0(

@@ -19,7 +19,7 @@ from tests.conftest import ProxyHandle, make_config, start_proxy
 from tests.support.certs import CertFiles, issue
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
-from tests.support.process import ProxyProcess, start_process
+from tests.support.process import ProxyProcess, running_process
 from tests.support.upstream import RecordingUpstream
 
 
@@ -32,12 +32,8 @@ def process(
     request: pytest.FixtureRequest,
 ) -> Iterator[ProxyProcess]:
     extra: tuple[str, ...] = getattr(request, "param", ())
-    proc = start_process(str(tmp_path), issuer, upstream, server_certs, "--shutdown-grace-period=2s", *extra)
-    try:
-        proc.wait_ready()
+    with running_process(str(tmp_path), issuer, upstream, server_certs, "--shutdown-grace-period=2s", *extra) as proc:
         yield proc
-    finally:
-        proc.kill()
 
 
 async def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(process: ProxyProcess, issuer: TestIssuer) -> None:

@@ -19,7 +19,7 @@ import pytest
 from tests.support.certs import CertFiles
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
-from tests.support.process import ProxyProcess, start_process
+from tests.support.process import ProxyProcess, running_process
 from tests.support.upstream import RecordingUpstream
 
 DELAY_SECONDS = 3.0
@@ -65,12 +65,8 @@ def process(
     request: pytest.FixtureRequest,
 ) -> Iterator[ProxyProcess]:
     extra: tuple[str, ...] = getattr(request, "param", (f"--shutdown-delay-duration={DELAY_SECONDS}s",))
-    proc = start_process(str(tmp_path), issuer, upstream, server_certs, "--shutdown-grace-period=2s", *extra)
-    try:
-        proc.wait_ready()
+    with running_process(str(tmp_path), issuer, upstream, server_certs, "--shutdown-grace-period=2s", *extra) as proc:
         yield proc
-    finally:
-        proc.kill()
 
 
 async def test_during_the_delay_ready_is_503_and_everything_is_still_served(

@@ -15,7 +15,7 @@ import pytest
 from tests.support.certs import CertFiles
 from tests.support.client import Client, get
 from tests.support.issuer import TestIssuer
-from tests.support.process import ProxyProcess, start_process
+from tests.support.process import ProxyProcess, running_process
 from tests.support.upstream import RecordingUpstream
 
 DEADLINE_SECONDS = 20.0  # a guard for polling, never a wait
@@ -37,12 +37,10 @@ def _living_children(pid: int) -> set[int]:
 def process(
     tmp_path: Path, issuer: TestIssuer, upstream: RecordingUpstream, server_certs: CertFiles
 ) -> Iterator[ProxyProcess]:
-    proc = start_process(str(tmp_path), issuer, upstream, server_certs, "--workers=2", "--shutdown-grace-period=2s")
-    try:
-        proc.wait_ready()
+    with running_process(
+        str(tmp_path), issuer, upstream, server_certs, "--workers=2", "--shutdown-grace-period=2s"
+    ) as proc:
         yield proc
-    finally:
-        proc.kill()
 
 
 async def test_a_worker_killed_right_after_the_start_is_replaced(process: ProxyProcess, issuer: TestIssuer) -> None:

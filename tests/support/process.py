@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tests.support.certs import CertFiles
@@ -110,3 +111,16 @@ def start_process(
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, env=env, start_new_session=True)
     return ProxyProcess(proc, port, probe_port, certs.ca, out, err, args, ports)
+
+
+@contextlib.contextmanager
+def running_process(
+    tmp: str, issuer: TestIssuer, upstream: RecordingUpstream, certs: CertFiles, *extra: str
+) -> Iterator[ProxyProcess]:
+    """``start_process``, ready to serve; killed at the end, whatever the test did to it."""
+    proc = start_process(tmp, issuer, upstream, certs, *extra)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.kill()
