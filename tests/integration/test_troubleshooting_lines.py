@@ -34,6 +34,7 @@ from tests.support.client import get
 from tests.support.h2client import H2Client
 from tests.support.issuer import TestIssuer
 from tests.support.upstream import RecordingUpstream
+from tests.support.waiting import until
 
 PAGE: Final = Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md"
 
@@ -171,10 +172,7 @@ async def test_the_issuers_ca_is_not_trusted(
     )
     stopped.append(handle)
     seen = Seen(names(issuer, upstream, handle))
-    for _ in range(500):
-        if handle.app.key_sources[0].last_error:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: handle.app.key_sources[0].last_error, "the issuer's key fetch to fail")
     seen.records(logs, logging.WARNING)
     seen.add(await kubectl(handle, tmp_path, issuer.token(), "get", "pods"))
     seen.records(logs)

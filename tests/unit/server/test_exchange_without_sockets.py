@@ -22,6 +22,7 @@ from kube_oidc_proxy.server.exchange import Exchange
 from kube_oidc_proxy.server.inflight import InflightLimit
 from kube_oidc_proxy.server.phase import Phase
 from kube_oidc_proxy.server.relay import ResponseRelay
+from tests.support.waiting import until
 
 ALICE = UserInfo("alice", groups=("dev",))
 
@@ -327,8 +328,11 @@ async def test_paths_that_only_look_like_login_paths_go_through_the_gate() -> No
         server.login = FakeLogin()
         exchange = Exchange(cast(Any, server), cast(Any, FakeClient()), login_request(b"GET", target, []))
         task = asyncio.get_running_loop().create_task(exchange.run())
-        for _ in range(5):
-            await asyncio.sleep(0)
+
+        def forwarded(up: FakeUpstream = upstream) -> bool:
+            return bool(up.written)
+
+        await until(forwarded, f"{target!r} forwarded")
         assert server.login.asked == [], target
         assert upstream.written.startswith(b"GET " + target + b" HTTP/1.1\r\n"), target
         task.cancel()
