@@ -37,6 +37,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prefix
 
 
+def _installed_metadata(installed: Path, lines: str) -> list[str]:
+    """What the installed venv's importlib.metadata (as ``m``) says: one word per line of ``lines``."""
+    program = f"import importlib.metadata as m; print('\\n'.join({lines}))"
+    return subprocess.run(
+        [str(installed / "bin" / "python"), "-c", program], capture_output=True, text=True, check=True
+    ).stdout.split()
+
+
 def test_the_command_runs_with_the_locked_libraries(installed: Path) -> None:
     version = subprocess.run(
         [str(installed / "bin" / "kube-oidc-proxy"), "--version"], capture_output=True, text=True, check=True
@@ -60,16 +68,7 @@ def test_version_names_the_commit_the_image_was_built_from_or_says_unknown(insta
 
 
 def test_the_installed_proxy_carries_its_license_and_notice(installed: Path) -> None:
-    files = subprocess.run(
-        [
-            str(installed / "bin" / "python"),
-            "-c",
-            "import importlib.metadata as m; print('\\n'.join(str(f) for f in m.files('kube-oidc-proxy')))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    files = _installed_metadata(installed, "str(f) for f in m.files('kube-oidc-proxy')")
     names = {Path(f).name for f in files if ".dist-info/" in f}
     assert {"LICENSE", "NOTICE"} <= names, sorted(names)
 
@@ -85,16 +84,7 @@ def test_the_dockerfile_records_the_commit_ci_builds() -> None:
 
 
 def test_the_venv_holds_exactly_the_lock_and_the_proxy(installed: Path) -> None:
-    listing = subprocess.run(
-        [
-            str(installed / "bin" / "python"),
-            "-c",
-            "import importlib.metadata as m; print('\\n'.join(f'{d.name}=={d.version}' for d in m.distributions()))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    listing = _installed_metadata(installed, "f'{d.name}=={d.version}' for d in m.distributions()")
     present = {line.split("==")[0].lower().replace("_", "-"): line.split("==")[1] for line in listing}
     locked = locked_versions()
     source_version = re.search(r'__version__ = "(.+)"', (ROOT / "src/kube_oidc_proxy/__init__.py").read_text())
