@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.cluster.cluster import NAMESPACE, kubeconfig
 from tests.e2e.cluster.proxy import Proxy
@@ -62,6 +67,32 @@ class Kubectl:
         if spdy:
             env |= {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
         return env
+
+
+def api_call(
+    proxy: Proxy, method: str, path: str, token: str, headers: dict[str, str] | None = None, body: Any = None
+) -> tuple[int, dict[str, Any]]:
+    """One request to the API through ``proxy`` with a bearer token (urllib, not kubectl): the status and the
+    JSON body, a refusal's Status included."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        proxy.url + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})},
+    )
+    ctx = ssl.create_default_context(cafile=str(proxy.cluster.ca_file))
+    try:
+        with urllib.request.urlopen(request, context=ctx, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def whoami(proxy: Proxy, token: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """kube-apiserver's own answer to "who am I" (kubectl auth whoami)."""
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    return api_call(proxy, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", token, headers, review)
 
 
 # Go's HTTP/2 client logs its connections and frames with this set (kubectl is a Go program).

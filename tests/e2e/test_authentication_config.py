@@ -8,12 +8,9 @@ import base64
 import contextlib
 import json
 import os
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ import yaml
 from tests.e2e.cluster.cluster import NAMESPACE, PROXY_NAMESPACE, AdminClient, Cluster
 from tests.e2e.cluster.idp import CLIENT_ID, id_token
 from tests.e2e.cluster.proxy import SERVICE_ACCOUNT, Proxy, probe_status
-from tests.e2e.kube import Kubectl
+from tests.e2e.kube import Kubectl, api_call
 from tests.support.ports import PortHolder
 
 TENANT = "example.com/tenant"
@@ -181,16 +178,6 @@ def _whoami(kubectl: Kubectl) -> dict[str, Any]:
     return info
 
 
-def _get(proxy: Proxy, path: str, token: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(proxy.url + path, headers={"Authorization": f"Bearer {token}"})
-    ctx = ssl.create_default_context(cafile=str(proxy.cluster.ca_file))
-    try:
-        with urllib.request.urlopen(request, context=ctx, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def _poll(what: str, check: Callable[[], bool], timeout: float) -> float:
     """Seconds until ``check()`` held; fails after ``timeout``."""
     started = time.monotonic()
@@ -269,7 +256,7 @@ def test_validation_rules_refuse_a_user(
     for args in (("auth", "whoami"), ("get", "pods")):
         result = no.run(*args)
         assert result.returncode != 0 and b"You must be logged in to the server" in result.stderr, result.stderr
-    status, body = _get(proxy, "/api/v1/namespaces/e2e/pods", tokens[refused])
+    status, body = api_call(proxy, "GET", "/api/v1/namespaces/e2e/pods", tokens[refused])
     assert (status, body["kind"], body["reason"]) == (401, "Status", "Unauthorized")
     assert message not in json.dumps(body)  # the reason is for the proxy's log, as in kube-apiserver
     assert message in _log(proxy)

@@ -5,45 +5,17 @@ passed-through request on the proxy's TLS connection would run as the proxy, whi
 
 from __future__ import annotations
 
-import json
-import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.e2e.cluster.cluster import Cluster
 from tests.e2e.cluster.idp import id_token
 from tests.e2e.cluster.proxy import Proxy
+from tests.e2e.kube import api_call, whoami
 
 PROXY_CERT_USER = "kube-oidc-proxy-by-certificate"
 ESCALATION = {"Impersonate-User": "system:admin", "Impersonate-Group": "system:masters"}
-
-
-def _call(
-    proxy: Proxy, method: str, path: str, token: str, headers: dict[str, str] | None = None, body: Any = None
-) -> tuple[int, dict[str, Any]]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        proxy.url + path,
-        data=data,
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})},
-    )
-    ctx = ssl.create_default_context(cafile=str(proxy.cluster.ca_file))
-    try:
-        with urllib.request.urlopen(request, context=ctx, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def _who(proxy: Proxy, token: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    """kube-apiserver's own answer to "who am I" (kubectl auth whoami)."""
-    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-    return _call(proxy, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", token, headers, review)
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +45,14 @@ def test_a_passed_through_token_acts_as_its_owner_not_as_the_proxys_certificate(
     try:
         # the proxy does work as the certificate's user: an id token is impersonated with its rights
         alice = id_token(cluster.issuer, cluster.ca_file, "alice", "alice-password")
-        status, body = _who(proxy, alice)
+        status, body = whoami(proxy, alice)
         assert status == 201 and body["status"]["userInfo"]["username"] == "alice@example.com"
         # a passed-through service-account token is that service account to kube-apiserver
         token = cluster.api().token("e2e", "no-rights")
-        status, body = _who(proxy, token)
+        status, body = whoami(proxy, token)
         assert status == 201 and body["status"]["userInfo"]["username"] == "system:serviceaccount:e2e:no-rights"
         # and its own impersonation headers are judged against it: it may not impersonate anyone
-        status, body = _call(proxy, "GET", "/api/v1/namespaces/kube-system/secrets", token, ESCALATION)
+        status, body = api_call(proxy, "GET", "/api/v1/namespaces/kube-system/secrets", token, ESCALATION)
         assert status == 403, body
         assert 'User "system:serviceaccount:e2e:no-rights" cannot impersonate' in body["message"]
     finally:
@@ -95,9 +67,9 @@ def test_with_impersonation_disabled_a_token_kube_apiserver_cannot_verify_stays_
     proxy.start("--disable-impersonation", kubeconfig_user=certificate_user)
     try:
         alice = id_token(cluster.issuer, cluster.ca_file, "alice", "alice-password")
-        status, body = _call(proxy, "GET", "/api/v1/namespaces/kube-system/secrets", alice, ESCALATION)
+        status, body = api_call(proxy, "GET", "/api/v1/namespaces/kube-system/secrets", alice, ESCALATION)
         assert status == 401, body
-        status, _ = _who(proxy, alice)
+        status, _ = whoami(proxy, alice)
         assert status == 401
     finally:
         proxy.stop()

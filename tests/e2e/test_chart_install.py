@@ -15,8 +15,6 @@ import base64
 import json
 import socket
 import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ from tests.e2e.cluster.cluster import Cluster
 from tests.e2e.cluster.idp import CLIENT_ID, id_token
 from tests.e2e.cluster.processes import wait_until
 from tests.e2e.cluster.proxy import Proxy
-from tests.e2e.kube import Kubectl
+from tests.e2e.kube import Kubectl, api_call, whoami
 
 # Not the harness's kube-oidc-proxy namespace or ServiceAccount, nor test_chart_apply's: nothing shared.
 NAMESPACE = "kop-install"
@@ -155,28 +153,6 @@ def workload_token(cluster: Cluster) -> Iterator[str]:
     yield api.token(WORKLOADS, PASSTHROUGH_SA)
 
 
-def call(
-    proxy: Proxy, path: str, token: str, headers: dict[str, str] | None = None, body: Any = None
-) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        proxy.url + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        method="POST" if body is not None else "GET",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})},
-    )
-    ctx = ssl.create_default_context(cafile=str(proxy.cluster.ca_file))
-    try:
-        with urllib.request.urlopen(request, context=ctx, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def whoami(proxy: Proxy, token: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-    return call(proxy, "/apis/authentication.k8s.io/v1/selfsubjectreviews", token, headers, review)
-
-
 AS_BOB = {"Impersonate-User": "bob@example.com", "Impersonate-Group": "oidc:viewers"}
 WEB_POD = f"/api/v1/namespaces/{WORKLOADS}/pods/web"
 
@@ -231,7 +207,7 @@ def test_kubectl_as_works_as_the_charts_service_account(alice: Kubectl) -> None:
 
 
 def test_a_passed_through_token_works_as_the_charts_service_account(through_chart: Proxy, workload_token: str) -> None:
-    status, body = call(through_chart, WEB_POD, workload_token)
+    status, body = api_call(through_chart, "GET", WEB_POD, workload_token)
     assert status == 200 and body["metadata"]["name"] == "web"
     status, body = whoami(through_chart, workload_token)
     assert body["status"]["userInfo"]["username"] == f"system:serviceaccount:{WORKLOADS}:{PASSTHROUGH_SA}"
@@ -275,12 +251,12 @@ def test_without_token_passthrough_kube_apiserver_refuses_the_token_review(
         assert "tokenreviews" not in release.granted()
         # a token the proxy has not reviewed yet (a passed token's answer is remembered)
         fresh = cluster.api().token(WORKLOADS, PASSTHROUGH_SA)
-        status, body = refused_until("the TokenReview refused", lambda: call(through_chart, WEB_POD, fresh))
+        status, body = refused_until("the TokenReview refused", lambda: api_call(through_chart, "GET", WEB_POD, fresh))
         assert status == 503 and body["message"] == "cannot verify the token right now"
         logged(through_chart, "tokenreviews.authentication.k8s.io is forbidden")
     finally:
         release.restore()
-    wait_until("passthrough works again", lambda: call(through_chart, WEB_POD, workload_token)[0] == 200, 30)
+    wait_until("passthrough works again", lambda: api_call(through_chart, "GET", WEB_POD, workload_token)[0] == 200, 30)
 
 
 def test_without_the_client_ip_extra_kube_apiserver_refuses_to_impersonate_it(
@@ -289,12 +265,14 @@ def test_without_the_client_ip_extra_kube_apiserver_refuses_to_impersonate_it(
     release.upgrade("extraImpersonationHeaders.clientIP=false")
     try:
         assert "userextras/remote-client-ip" not in release.granted()
-        status, body = refused_until("remote-client-ip refused", lambda: call(through_chart, WEB_POD, alice.token))
+        status, body = refused_until(
+            "remote-client-ip refused", lambda: api_call(through_chart, "GET", WEB_POD, alice.token)
+        )
         assert status == 403
         assert 'cannot impersonate resource "userextras/remote-client-ip"' in body["message"]
     finally:
         release.restore()
-    wait_until("the extra is allowed again", lambda: call(through_chart, WEB_POD, alice.token)[0] == 200, 30)
+    wait_until("the extra is allowed again", lambda: api_call(through_chart, "GET", WEB_POD, alice.token)[0] == 200, 30)
 
 
 def test_without_kubectl_as_kube_apiserver_refuses_the_subject_access_review(
@@ -309,17 +287,17 @@ def test_without_kubectl_as_kube_apiserver_refuses_the_subject_access_review(
         as_uid = AS_BOB | {"Impersonate-Uid": "1001"}
         answers = answers_until(
             "the SubjectAccessReview refused",
-            lambda: call(through_chart, WEB_POD, alice.token, as_uid),
+            lambda: api_call(through_chart, "GET", WEB_POD, alice.token, as_uid),
             lambda status: status == 503,
         )
         assert answers[-1][1]["message"] == "cannot check the impersonation right now"
         assert all(code in (403, 503) for code, _ in answers), answers
         logged(through_chart, "subjectaccessreviews.authorization.k8s.io is forbidden")
         # everything else still works
-        assert call(through_chart, WEB_POD, alice.token)[0] == 200
+        assert api_call(through_chart, "GET", WEB_POD, alice.token)[0] == 200
     finally:
         release.restore()
-    wait_until("--as works again", lambda: call(through_chart, WEB_POD, alice.token, AS_BOB)[0] == 200, 30)
+    wait_until("--as works again", lambda: api_call(through_chart, "GET", WEB_POD, alice.token, AS_BOB)[0] == 200, 30)
 
 
 def test_without_impersonation_the_service_account_has_no_rights(
@@ -332,11 +310,13 @@ def test_without_impersonation_the_service_account_has_no_rights(
         assert release.admin.get("clusterrole", FULLNAME) is None
         assert release.admin.get("clusterrolebinding", FULLNAME) is None
         # the proxy as it runs here still impersonates: kube-apiserver refuses it
-        status, body = refused_until("impersonation refused", lambda: call(through_chart, WEB_POD, alice.token))
+        status, body = refused_until(
+            "impersonation refused", lambda: api_call(through_chart, "GET", WEB_POD, alice.token)
+        )
         assert status == 403 and 'cannot impersonate resource "users"' in body["message"]
     finally:
         release.restore()
-    wait_until("impersonation works again", lambda: call(through_chart, WEB_POD, alice.token)[0] == 200, 30)
+    wait_until("impersonation works again", lambda: api_call(through_chart, "GET", WEB_POD, alice.token)[0] == 200, 30)
 
 
 # -- the serving certificate on helm upgrade --------------------------------------------------------

@@ -4,7 +4,6 @@ Ports of the Go proxy's e2e cases "token", "rbac", "impersonation", "headers" an
 from __future__ import annotations
 
 import json
-import ssl
 import time
 import urllib.error
 import urllib.request
@@ -17,17 +16,7 @@ from tests.e2e.cluster.cluster import Cluster
 from tests.e2e.cluster.idp import id_token
 from tests.e2e.cluster.processes import wait_until
 from tests.e2e.cluster.proxy import Proxy, probe_status
-from tests.e2e.kube import Kubectl
-
-
-def _get(proxy: Proxy, path: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(proxy.url + path, headers={"Authorization": f"Bearer {token}", **(headers or {})})
-    ctx = ssl.create_default_context(cafile=str(proxy.cluster.ca_file))
-    try:
-        with urllib.request.urlopen(request, context=ctx, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+from tests.e2e.kube import Kubectl, api_call
 
 
 def _audit_events(cluster: Cluster, predicate: Any, timeout: float = 10) -> list[dict[str, Any]]:
@@ -44,7 +33,7 @@ def test_bad_tokens_are_refused_before_the_api_server(proxy: Proxy, cluster: Clu
     # the Go e2e "token" case: no token, garbage, another issuer's token (here: a service-account token)
     sa_token = cluster.api().token("kube-oidc-proxy", "kube-oidc-proxy")
     for token in ("", "bad token", "not-a-jwt", sa_token, alice.token + "x"):
-        status, body = _get(proxy, "/api/v1/namespaces/e2e/pods", token)
+        status, body = api_call(proxy, "GET", "/api/v1/namespaces/e2e/pods", token)
         assert status == 401 and body["kind"] == "Status" and body["reason"] == "Unauthorized"
 
 
@@ -124,9 +113,9 @@ def test_a_service_account_token_passes_through_with_token_passthrough(cluster: 
     passthrough = Proxy(cluster)
     passthrough.start("--token-passthrough")
     try:
-        status, body = _get(passthrough, "/api/v1/namespaces/e2e/pods/web", token)
+        status, body = api_call(passthrough, "GET", "/api/v1/namespaces/e2e/pods/web", token)
         assert status == 200 and body["metadata"]["name"] == "web"
-        status, _ = _get(passthrough, "/api/v1/namespaces/e2e/secrets", token)
+        status, _ = api_call(passthrough, "GET", "/api/v1/namespaces/e2e/secrets", token)
         assert status == 403  # RBAC of the service account itself
     finally:
         passthrough.stop()
@@ -143,7 +132,7 @@ def test_extra_user_headers_reach_the_api_server(cluster: Cluster, proxy: Proxy,
     without_rbac.start("--extra-user-headers=key1=foo")
     try:
         token = id_token(cluster.issuer, cluster.ca_file, "alice", "alice-password")
-        status, body = _get(without_rbac, "/api/v1/namespaces/e2e/pods/web", token)
+        status, body = api_call(without_rbac, "GET", "/api/v1/namespaces/e2e/pods/web", token)
         assert status == 403 and "userextras/key1" in body["message"]
     finally:
         without_rbac.stop()
@@ -179,7 +168,7 @@ def test_extra_user_headers_reach_the_api_server(cluster: Cluster, proxy: Proxy,
     extra.start("--extra-user-header-client-ip", "--extra-user-headers=key1=foo,key2=foo,key1=bar")
     try:
         token = id_token(cluster.issuer, cluster.ca_file, "alice", "alice-password")
-        status, _ = _get(extra, "/api/v1/namespaces/e2e/pods/web", token)
+        status, _ = api_call(extra, "GET", "/api/v1/namespaces/e2e/pods/web", token)
         assert status == 200
     finally:
         extra.stop()
@@ -220,7 +209,7 @@ def test_the_proxy_token_rotates_with_zero_failed_requests(proxy: Proxy, alice: 
     deadline = time.monotonic() + 4 * 3.0 + 1
     requests = 0
     while time.monotonic() < deadline:
-        status, body = _get(proxy, "/api/v1/namespaces/e2e/pods/web", alice.token)
+        status, body = api_call(proxy, "GET", "/api/v1/namespaces/e2e/pods/web", alice.token)
         requests += 1
         if status != 200:
             failures.append(body)

@@ -18,8 +18,8 @@ import pytest
 from tests.e2e.cluster.cluster import Cluster
 from tests.e2e.cluster.idp import id_token
 from tests.e2e.cluster.proxy import Proxy
-from tests.e2e.kube import Kubectl
-from tests.e2e.test_identity import _audit_events, _get
+from tests.e2e.kube import Kubectl, api_call
+from tests.e2e.test_identity import _audit_events
 
 Event = dict[str, Any]
 
@@ -96,9 +96,9 @@ def test_the_go_proxy_audit_case(cluster: Cluster, sink: AuditSink, tmp_path: Pa
     )
     try:
         token = id_token(cluster.issuer, cluster.ca_file, "bob", "bob-password")
-        status, _ = _get(audited, "/api/v1/namespaces/e2e/secrets", token)
+        status, _ = api_call(audited, "GET", "/api/v1/namespaces/e2e/secrets", token)
         assert status == 403  # bob is a viewer: kube-apiserver's RBAC says no
-        status, body = _get(audited, "/api/v1/namespaces/e2e/secrets", "foo")
+        status, body = api_call(audited, "GET", "/api/v1/namespaces/e2e/secrets", "foo")
         assert status == 401 and body["kind"] == "Status"
         from_webhook = sink.wait_for(lambda e: True, count=3)
     finally:
